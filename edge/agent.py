@@ -1,0 +1,199 @@
+"""The agent: one TaskGroup running a task per device, the outbox writer and the forwarder.
+
+    device tasks --Reading--> bounded queue --> writer (normalize, group commit) --> outbox
+                                                                  |
+                                           forwarder <--notify----+--> collector
+
+The queue is bounded, so a slow disk slows the pollers instead of growing memory. The writer
+drains whatever is queued into one transaction (group commit). When the outbox is full the
+writer drops the group without advancing the counters (they keep their own log) and pauses the
+pollers until the forwarder has freed room (DESIGN guarantee 3).
+
+Shutdown (SIGTERM/SIGINT): pollers stop first, the writer commits what is queued, the forwarder
+is cancelled (its lease goes back to the outbox), the outbox closes.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
+
+import httpx
+
+from edge.clock import GatewayClock
+from edge.config import DeviceConfig, PointConfig, SiteConfig
+from edge.drivers.modbus import ModbusDriver
+from edge.errors import OutboxFull
+from edge.forwarder import Forwarder
+from edge.health import DeviceHealth
+from edge.keys import load_or_create_key
+from edge.normalize import normalize_counter
+from edge.outbox import CounterValue, Outbox
+from edge.polling import Driver, DriverOpener, poll_device
+from edge.readings import Reading
+from shared.events import EventDraft
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10_000
+GROUP_MAX = 5_000
+
+
+def open_modbus(config: DeviceConfig) -> AbstractAsyncContextManager[Driver]:
+    """The production driver for a device config."""
+    return ModbusDriver(config)
+
+
+class Agent:
+    """Runs one site: polls devices, commits events, forwards batches."""
+
+    def __init__(self, config: SiteConfig, *, open_driver: DriverOpener = open_modbus) -> None:
+        self.config = config
+        self._open_driver = open_driver
+        self._queue: asyncio.Queue[Reading | None] = asyncio.Queue(QUEUE_SIZE)
+        self._room = asyncio.Event()
+        self._room.set()
+        self._clock = GatewayClock()
+        self._points: dict[tuple[str, str], PointConfig] = {
+            (device.id, point.name): point for device in config.device for point in device.point
+        }
+        self._counters: dict[tuple[str, str], int] = {}
+        self.health = {
+            device.id: DeviceHealth(device.id, device.driver, device.url)
+            for device in config.device
+        }
+        self.outbox_full = False
+        self.outbox: Outbox | None = None
+        self.forwarder: Forwarder | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down cleanly."""
+        gateway = self.config.gateway
+        key = load_or_create_key(gateway.private_key_path)
+        budget = int(gateway.outbox_budget_mb * 1024 * 1024)
+        async with (
+            Outbox(gateway.outbox_path, gateway_id=gateway.id, budget_bytes=budget) as outbox,
+            httpx.AsyncClient(base_url=gateway.cloud_url) as client,
+        ):
+            self.outbox = outbox
+            self._counters = await outbox.counter_values()
+            self.forwarder = Forwarder(
+                outbox=outbox,
+                client=client,
+                gateway_id=gateway.id,
+                key=key,
+                config=self.config.forwarder,
+                on_ack=self._check_room,
+            )
+            log.info(
+                "agent started",
+                extra={
+                    "fields": {
+                        "gateway_id": gateway.id,
+                        "devices": len(self.config.device),
+                        "outbox": str(gateway.outbox_path),
+                        **_stats_fields(await outbox.stats()),
+                    }
+                },
+            )
+            await self._supervise(stop, outbox, self.forwarder)
+            log.info("agent stopped", extra={"fields": _stats_fields(await outbox.stats())})
+
+    async def _supervise(self, stop: asyncio.Event, outbox: Outbox, forwarder: Forwarder) -> None:
+        async with asyncio.TaskGroup() as group:
+            pollers = [
+                group.create_task(
+                    poll_device(
+                        device,
+                        open_driver=self._open_driver,
+                        sink=self._queue,
+                        health=self.health[device.id],
+                        room=self._room,
+                    ),
+                    name=f"poll:{device.id}",
+                )
+                for device in self.config.device
+            ]
+            writer = group.create_task(self._write(outbox, forwarder), name="writer")
+            sender = group.create_task(forwarder.run(), name="forwarder")
+            await stop.wait()
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+            await self._queue.put(None)
+            await writer
+            sender.cancel()
+
+    async def _write(self, outbox: Outbox, forwarder: Forwarder) -> None:
+        while True:
+            group, finished = await self._take_group()
+            if group:
+                await self._commit(group, outbox, forwarder)
+            if finished:
+                return
+
+    async def _take_group(self) -> tuple[list[Reading], bool]:
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        group = [first]
+        while len(group) < GROUP_MAX and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                return group, True
+            group.append(item)
+        return group, False
+
+    async def _commit(self, group: list[Reading], outbox: Outbox, forwarder: Forwarder) -> None:
+        drafts, values = self._normalize(group)
+        if not drafts and not values:
+            return
+        try:
+            await outbox.append(drafts, values)
+        except OutboxFull as exc:
+            self._pause_sources(exc)
+            return
+        self._counters.update({(v.device_id, v.point): v.value for v in values})
+        if drafts:
+            forwarder.notify()
+
+    def _normalize(self, group: Iterable[Reading]) -> tuple[list[EventDraft], list[CounterValue]]:
+        drafts: list[EventDraft] = []
+        latest: dict[tuple[str, str], Reading] = {}
+        for reading in group:
+            key = (reading.device_id, reading.point)
+            previous = latest[key].value if key in latest else self._counters.get(key)
+            if previous == reading.value:
+                continue
+            draft = normalize_counter(
+                reading, self._points[key], previous=previous, clock=self._clock.state
+            )
+            if draft is not None:
+                drafts.append(draft)
+            latest[key] = reading
+        values = [
+            CounterValue(r.device_id, r.point, r.value, r.observed_at) for r in latest.values()
+        ]
+        return drafts, values
+
+    def _pause_sources(self, error: OutboxFull) -> None:
+        if not self.outbox_full:
+            log.error(
+                "ALARM outbox full: pausing sources that keep their own log",
+                extra={"fields": {"reason": str(error)}},
+            )
+        self.outbox_full = True
+        self._room.clear()
+
+    async def _check_room(self) -> None:
+        if self.outbox_full and self.outbox is not None and await self.outbox.has_room():
+            self.outbox_full = False
+            self._room.set()
+            log.warning("outbox has room again: sources resumed")
+
+
+def _stats_fields(stats: object) -> dict[str, object]:
+    return {
+        "outbox_" + name: getattr(stats, name)
+        for name in ("last_seq", "acked_seq", "backlog", "used_bytes", "synced")
+    }

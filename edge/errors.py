@@ -1,0 +1,71 @@
+"""Errors of the edge agent, one tree (like `httpx/_exceptions.py`).
+
+    GatewayError
+     ├── ConfigError            the site config is invalid (names file, line, device and field)
+     ├── DriverError            a device could not be read
+     │    ├── DeviceUnreachable   no connection to the device
+     │    ├── DeviceTimeout       the device did not answer in time
+     │    └── FrameError          the device answered with something we cannot decode
+     ├── OutboxError            the outbox database failed
+     │    ├── OutboxFull          the disk budget is reached (DESIGN guarantee 3)
+     │    └── OutboxCorrupt       the database file is damaged (it gets quarantined)
+     └── ForwardError           a batch could not be delivered
+          ├── TransientForwardError   worth retrying (network, 5xx, 429)
+          └── BatchRejected           the collector refused it (4xx): dead-lettered, not retried
+
+Third-party exceptions (pymodbus, sqlite3, httpx) are caught at the boundary and re-raised as
+one of these with `raise ... from exc`.
+"""
+
+
+class GatewayError(Exception):
+    """Root of every error the edge agent raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The site config is invalid."""
+
+
+class DriverError(GatewayError):
+    """A device could not be read."""
+
+
+class DeviceUnreachable(DriverError):
+    """No connection to the device."""
+
+
+class DeviceTimeout(DriverError):
+    """The device did not answer in time."""
+
+
+class FrameError(DriverError):
+    """The device answered with something that cannot be decoded."""
+
+
+class OutboxError(GatewayError):
+    """The outbox database failed."""
+
+
+class OutboxFull(OutboxError):
+    """The outbox reached its disk budget; sources that keep their own log are paused."""
+
+
+class OutboxCorrupt(OutboxError):
+    """The outbox database file is damaged."""
+
+
+class ForwardError(GatewayError):
+    """A batch could not be delivered to the collector."""
+
+
+class TransientForwardError(ForwardError):
+    """A delivery failure worth retrying (network error, 5xx, 429)."""
+
+
+class BatchRejected(ForwardError):
+    """The collector refused the batch (4xx); it goes to the dead-letter table."""
+
+    def __init__(self, message: str, *, status: int, body: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body

@@ -1,0 +1,242 @@
+"""The forwarder: leases runs from the outbox and delivers them as signed, gzipped batches.
+
+A batch goes out when `batch_max_events` are waiting or the oldest waiting event is
+`batch_max_wait` old. Transient failures (network, 5xx, 408, 429) are retried with tenacity's
+exponential backoff between `retry_initial` and `retry_max`, forever: the outbox keeps the events.
+A batch the collector refuses (other 4xx) goes to the dead-letter table with the collector's
+reason and the forwarder moves on. A refusal of the gateway itself (401 bad signature key, 403
+unknown gateway) would refuse every batch alike, so those are retried slowly instead of
+dead-lettering the whole backlog; the error shows in the logs and the health.
+"""
+
+import asyncio
+import contextlib
+import gzip
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from edge.config import ForwarderConfig
+from edge.errors import BatchRejected, TransientForwardError
+from edge.outbox import Lease, Outbox
+from shared.events import GENESIS_HASH
+from shared.signing import batch_header, sign
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
+BATCHES_PATH = "/v1/batches"
+
+
+@dataclass
+class LinkHealth:
+    """The cloud link as the diagnostics page shows it."""
+
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    batches_sent: int = 0
+    events_sent: int = 0
+    dead_lettered: int = 0
+    consecutive_failures: int = 0
+    refusals: dict[int, int] = field(default_factory=dict)
+
+
+def encode_batch(lease: Lease, *, gateway_id: str, key: Ed25519PrivateKey) -> bytes:
+    """The signed batch document, with the stored event bytes spliced in unchanged."""
+    header = {
+        "gateway_id": gateway_id,
+        "first_seq": lease.first_seq,
+        "last_seq": lease.last_seq,
+        "prev_hash": lease.prev_hash,
+        "last_hash": lease.last_hash,
+    }
+    signature = sign(key, batch_header(**header))
+    head = orjson.dumps({**header, "signature": signature})
+    return head[:-1] + b',"events":[' + b",".join(lease.wires) + b"]}"
+
+
+class Forwarder:
+    """Delivers the outbox to the collector, in order, at most one batch in flight."""
+
+    def __init__(
+        self,
+        *,
+        outbox: Outbox,
+        client: httpx.AsyncClient,
+        gateway_id: str,
+        key: Ed25519PrivateKey,
+        config: ForwarderConfig,
+        on_ack: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._outbox = outbox
+        self._client = client
+        self._gateway_id = gateway_id
+        self._key = key
+        self._config = config
+        self._on_ack = on_ack
+        self._wake = asyncio.Event()
+        self.health = LinkHealth()
+
+    def _backoff(self) -> wait_exponential_jitter:
+        # retry_initial * 2**n plus up to retry_initial of jitter, capped at retry_max.
+        return wait_exponential_jitter(
+            multiplier=self._config.retry_initial,
+            max=self._config.retry_max,
+            jitter=self._config.retry_initial,
+        )
+
+    def notify(self) -> None:
+        """New events were committed: reconsider sending."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forward forever (until cancelled)."""
+        while True:
+            await self._wait_for_batch()
+            await self.forward_pending()
+
+    async def _wait_for_batch(self) -> None:
+        # Send when a full batch waits, else once the oldest waiting event is batch_max_wait old.
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            backlog = await self._outbox.backlog()
+            if backlog >= self._config.batch_max_events:
+                return
+            if backlog > 0:
+                deadline = deadline or loop.time() + self._config.batch_max_wait
+                if loop.time() >= deadline:
+                    return
+            self._wake.clear()
+            timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def forward_pending(self) -> int:
+        """Send everything waiting now, batch after batch; return how many events went out."""
+        await self._ensure_synced()
+        sent = 0
+        while (lease := await self._outbox.lease(self._config.batch_max_events)) is not None:
+            try:
+                await self._deliver_with_retry(lease)
+            except BaseException:
+                await self._outbox.release(lease)
+                raise
+            sent += lease.last_seq - lease.first_seq + 1
+        return sent
+
+    async def _deliver_with_retry(self, lease: Lease) -> None:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientForwardError),
+            wait=self._backoff(),
+            before_sleep=lambda state: log.warning(
+                "batch delivery failed; retrying",
+                extra={
+                    "fields": {
+                        "first_seq": lease.first_seq,
+                        "last_seq": lease.last_seq,
+                        "attempt": state.attempt_number,
+                        "error": str(state.outcome.exception()) if state.outcome else None,
+                    }
+                },
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._deliver(lease)
+        except BatchRejected as exc:
+            await self._outbox.dead_letter(lease, status=exc.status, reason=exc.body)
+            self.health.dead_lettered += 1
+            log.error(
+                "collector refused a batch; dead-lettered",
+                extra={
+                    "fields": {
+                        "first_seq": lease.first_seq,
+                        "last_seq": lease.last_seq,
+                        "status": exc.status,
+                        "reason": exc.body,
+                    }
+                },
+            )
+            return
+        await self._outbox.ack(lease)
+        self._record_success(lease)
+        if self._on_ack is not None:
+            await self._on_ack()
+
+    async def _deliver(self, lease: Lease) -> None:
+        body = gzip.compress(encode_batch(lease, gateway_id=self._gateway_id, key=self._key), 6)
+        try:
+            response = await self._client.post(
+                BATCHES_PATH,
+                content=body,
+                timeout=self._config.request_timeout,
+                headers={"content-type": "application/json", "content-encoding": "gzip"},
+            )
+        except httpx.HTTPError as exc:
+            self._record_failure(f"{type(exc).__name__}: {exc}")
+            raise TransientForwardError(f"cannot reach the collector: {exc!r}") from exc
+        self._classify(response)
+
+    def _classify(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        self._record_failure(f"HTTP {status}: {response.text[:500]}")
+        self.health.refusals[status] = self.health.refusals.get(status, 0) + 1
+        if status >= 500 or status in RETRYABLE_STATUS:
+            raise TransientForwardError(f"collector answered {status}: {response.text[:500]}")
+        raise BatchRejected(
+            f"collector refused the batch with {status}", status=status, body=response.text[:4000]
+        )
+
+    async def _ensure_synced(self) -> None:
+        # A fresh outbox learns where the gateway's chain stands in the cloud before sending.
+        if await self._outbox.is_synced():
+            return
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TransientForwardError),
+            wait=self._backoff(),
+        ):
+            with attempt:
+                last_seq, last_hash = await self._cloud_chain_position()
+        await self._outbox.resync(cloud_last_seq=last_seq, cloud_last_hash=last_hash)
+
+    async def _cloud_chain_position(self) -> tuple[int, str]:
+        try:
+            response = await self._client.get(
+                f"/v1/gateways/{self._gateway_id}", timeout=self._config.request_timeout
+            )
+        except httpx.HTTPError as exc:
+            self._record_failure(f"{type(exc).__name__}: {exc}")
+            raise TransientForwardError(f"cannot reach the collector: {exc!r}") from exc
+        if response.status_code != 200:
+            self._record_failure(f"chain position: HTTP {response.status_code}")
+            raise TransientForwardError(
+                f"collector does not know gateway {self._gateway_id!r} yet "
+                f"({response.status_code}): register it with `tollgate-cloud gateway add`"
+            )
+        document = response.json()
+        if document.get("last_seq") is None:
+            return 0, GENESIS_HASH
+        return int(document["last_seq"]), str(document["last_hash"])
+
+    def _record_success(self, lease: Lease) -> None:
+        self.health.last_success = datetime.now(UTC)
+        self.health.batches_sent += 1
+        self.health.events_sent += lease.last_seq - lease.first_seq + 1
+        self.health.consecutive_failures = 0
+
+    def _record_failure(self, message: str) -> None:
+        self.health.last_error = message
+        self.health.last_error_at = datetime.now(UTC)
+        self.health.consecutive_failures += 1

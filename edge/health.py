@@ -1,0 +1,53 @@
+"""Per-device health, as the logs and the diagnostics page report it."""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from edge.readings import Reading
+
+
+@dataclass
+class DeviceHealth:
+    """State, last success, consecutive failures and error counts of one device."""
+
+    device_id: str
+    driver: str
+    address: str
+    state: str = "starting"
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    consecutive_failures: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    last_values: dict[str, int] = field(default_factory=dict)
+
+    def record_success(self, readings: list[Reading]) -> None:
+        """A poll answered."""
+        self.state = "ok"
+        self.last_success = datetime.now(UTC)
+        self.consecutive_failures = 0
+        self.last_values.update({reading.point: reading.value for reading in readings})
+
+    def record_failure(self, error: Exception) -> None:
+        """A connect or poll failed."""
+        self.state = "failing"
+        self.last_error = f"{type(error).__name__}: {error}"
+        self.last_error_at = datetime.now(UTC)
+        self.consecutive_failures += 1
+        self.errors[type(error).__name__] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "device_id": self.device_id,
+            "driver": self.driver,
+            "address": self.address,
+            "state": self.state,
+            "last_success": self.last_success.isoformat() if self.last_success else None,
+            "last_error": self.last_error,
+            "consecutive_failures": self.consecutive_failures,
+            "errors": dict(self.errors),
+            "last_values": dict(self.last_values),
+        }

@@ -1,0 +1,84 @@
+"""Site configs for simulated panels: the demo and the end-to-end tests render theirs here."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_sims.modbus_panel import SimCounter
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedPanel:
+    """A Modbus panel simulator as the agent should see it."""
+
+    device_id: str
+    port: int
+    counters: tuple[SimCounter, ...]
+    unit: int = 1
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Polling and forwarding cadence (fast for tests, gentle for the demo)."""
+
+    poll_interval: str = "100ms"
+    batch_max_wait: str = "200ms"
+    batch_max_events: int = 500
+    retry_initial: str = "100ms"
+    retry_max: str = "1s"
+    device_timeout: str = "500ms"
+    reconnect_initial: str = "100ms"
+    reconnect_max: str = "1s"
+
+
+def render_site_config(
+    *,
+    gateway_id: str,
+    cloud_url: str,
+    data_dir: Path,
+    panels: Iterable[SimulatedPanel],
+    timing: Timing = Timing(),
+    outbox_budget_mb: float = 64,
+) -> str:
+    """A complete, valid site config (TOML) for the given simulated panels."""
+    lines = [
+        "[gateway]",
+        f'id = "{gateway_id}"',
+        f'cloud_url = "{cloud_url}"',
+        f'data_dir = "{data_dir}"',
+        f"outbox_budget_mb = {outbox_budget_mb}",
+        "",
+        "[forwarder]",
+        f"batch_max_events = {timing.batch_max_events}",
+        f'batch_max_wait = "{timing.batch_max_wait}"',
+        f'retry_initial = "{timing.retry_initial}"',
+        f'retry_max = "{timing.retry_max}"',
+        "",
+    ]
+    for panel in panels:
+        lines += [
+            "[[device]]",
+            f'id = "{panel.device_id}"',
+            'driver = "modbus"',
+            f'url = "tcp://{panel.host}:{panel.port}"',
+            f"unit = {panel.unit}",
+            f'poll_interval = "{timing.poll_interval}"',
+            f'timeout = "{timing.device_timeout}"',
+            "retries = 0",
+            f'reconnect_initial = "{timing.reconnect_initial}"',
+            f'reconnect_max = "{timing.reconnect_max}"',
+            "",
+        ]
+        for counter in panel.counters:
+            lines += [
+                "[[device.point]]",
+                f'name = "{counter.name}"',
+                f'table = "{counter.table}"',
+                f"address = {counter.address}",
+                f'type = "{counter.type}"',
+                f'word_order = "{counter.word_order}"',
+                'kind = "counter"',
+                "",
+            ]
+    return "\n".join(lines)

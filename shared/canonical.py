@@ -1,0 +1,34 @@
+"""Canonical bytes: the one encoding both sides hash and sign.
+
+JSON with sorted keys and no spaces (UTF-8, non-ASCII kept as is), decimals as strings in plain
+notation without trailing zeros, times as RFC 3339 UTC with exactly six fractional digits and `Z`.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with microseconds and `Z`; naive datetimes are refused."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: a time zone is required")
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def format_decimal(value: Decimal) -> str:
+    """Plain notation, no exponent, no trailing zeros, no negative zero."""
+    if not value.is_finite():
+        raise ValueError(f"decimal must be finite, got {value}")
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def dump_canonical(document: Mapping[str, Any]) -> bytes:
+    """Encode a mapping of canonical types (str, int, bool, None, nested) as canonical JSON."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)

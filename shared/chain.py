@@ -1,0 +1,60 @@
+"""The per-gateway SHA-256 chain: `hash = sha256(prev_hash_bytes + canonical_bytes(event))`.
+
+`prev_hash_bytes` is the 32 raw bytes of the previous event's hash (hex on the wire); the first
+event of a gateway links to `GENESIS_HASH` (64 zeros).
+"""
+
+from collections.abc import Sequence
+from hashlib import sha256
+from typing import Any
+
+from shared.canonical import dump_canonical
+from shared.errors import ChainBroken
+from shared.events import EventDraft, UsageEvent, event_content
+
+
+def link(prev_hash: str, content: dict[str, Any]) -> tuple[str, bytes]:
+    """Hash of an event with canonical `content` chained after `prev_hash`, and its bytes."""
+    canonical = dump_canonical(content)
+    return sha256(bytes.fromhex(prev_hash) + canonical).hexdigest(), canonical
+
+
+def link_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    """The hash of an event whose canonical content is `content`, chained after `prev_hash`."""
+    return link(prev_hash, content)[0]
+
+
+def canonical_bytes(event: UsageEvent) -> bytes:
+    """The canonical bytes of an event's content (what the chain hashes)."""
+    return dump_canonical(event.content())
+
+
+def seal(draft: EventDraft, *, gateway_id: str, seq: int, prev_hash: str) -> UsageEvent:
+    """Place a validated draft at `seq` after `prev_hash` and compute its hash."""
+    content = event_content(draft, gateway_id=gateway_id, seq=seq)
+    fields = dict(draft)
+    fields.update(
+        gateway_id=gateway_id, seq=seq, prev_hash=prev_hash, hash=link_hash(prev_hash, content)
+    )
+    # The draft was validated when built; the added fields are produced here, so skip re-validation.
+    return UsageEvent.model_construct(**fields)
+
+
+def verify_chain(events: Sequence[UsageEvent], *, prev_hash: str) -> str:
+    """Recompute the chain from `prev_hash` over `events`; return the last hash or raise."""
+    for event in events:
+        if event.prev_hash != prev_hash:
+            raise ChainBroken(
+                f"event seq {event.seq} links to {event.prev_hash[:12]}..., "
+                f"but the chain before it ends at {prev_hash[:12]}...",
+                seq=event.seq,
+            )
+        recomputed = link_hash(prev_hash, event.content())
+        if recomputed != event.hash:
+            raise ChainBroken(
+                f"event seq {event.seq} says hash {event.hash[:12]}... but its content hashes "
+                f"to {recomputed[:12]}...",
+                seq=event.seq,
+            )
+        prev_hash = recomputed
+    return prev_hash

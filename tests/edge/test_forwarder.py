@@ -1,0 +1,118 @@
+"""Forwarder retry policy against scripted HTTP answers (httpx.MockTransport).
+
+Only the policy is tested here; delivery to the real collector is in tests/e2e.
+"""
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge.config import ForwarderConfig
+from edge.forwarder import Forwarder
+from edge.outbox import Outbox
+from shared.events import GENESIS_HASH, Batch
+from shared.signing import verify_batch
+from tests.support.batches import draft
+
+GW = "gw-fwd"
+FAST = ForwarderConfig(
+    batch_max_events=3, retry_initial="10ms", retry_max="20ms", request_timeout="2s"
+)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Collector:
+    """Scripted answers for POST /v1/batches; records every batch it saw."""
+
+    def __init__(self, statuses: list[int], cloud_last_seq: int | None = None) -> None:
+        self.statuses = statuses
+        self.cloud_last_seq = cloud_last_seq
+        self.batches: list[Batch] = []
+        self.key = Ed25519PrivateKey.generate()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            last = self.cloud_last_seq
+            return httpx.Response(
+                200, json={"last_seq": last, "last_hash": "cd" * 32 if last else None}
+            )
+        assert request.headers["content-encoding"] == "gzip"
+        batch = Batch.model_validate_json(gzip.decompress(request.content))
+        verify_batch(batch, self.key.public_key())
+        self.batches.append(batch)
+        status = self.statuses.pop(0) if self.statuses else 200
+        return httpx.Response(status, json={"error": {"code": f"status_{status}"}})
+
+
+async def forward(tmp_path: Path, collector: Collector, events: int) -> tuple[Outbox, Forwarder]:
+    outbox = Outbox(tmp_path / "o.sqlite", gateway_id=GW, budget_bytes=10**8)
+    await outbox.__aenter__()
+    await outbox.append([draft(n) for n in range(events)])
+    client = httpx.AsyncClient(transport=httpx.MockTransport(collector), base_url="http://c")
+    forwarder = Forwarder(
+        outbox=outbox, client=client, gateway_id=GW, key=collector.key, config=FAST
+    )
+    try:
+        await forwarder.forward_pending()
+    finally:
+        await client.aclose()
+        await outbox.__aexit__(None, None, None)
+    return outbox, forwarder
+
+
+def runs(collector: Collector) -> list[tuple[int, int]]:
+    return [(b.first_seq, b.last_seq) for b in collector.batches]
+
+
+async def test_sends_signed_contiguous_batches_in_order(tmp_path: Path) -> None:
+    collector = Collector([])
+    _, forwarder = await forward(tmp_path, collector, 7)
+    assert runs(collector) == [(1, 3), (4, 6), (7, 7)]
+    assert collector.batches[0].prev_hash == GENESIS_HASH
+    assert collector.batches[1].prev_hash == collector.batches[0].last_hash
+    assert forwarder.health.events_sent == 7
+
+
+async def test_transient_errors_are_retried_until_accepted(tmp_path: Path) -> None:
+    collector = Collector([503, 500, 429, 200])
+    _, forwarder = await forward(tmp_path, collector, 3)
+    assert runs(collector) == [(1, 3)] * 4
+    assert forwarder.health.dead_lettered == 0 and forwarder.health.events_sent == 3
+
+
+async def test_refused_batch_is_dead_lettered_and_the_next_one_goes(tmp_path: Path) -> None:
+    collector = Collector([409, 200])
+    outbox, forwarder = await forward(tmp_path, collector, 6)
+    assert runs(collector) == [(1, 3), (4, 6)]
+    async with Outbox(outbox.path, gateway_id=GW, budget_bytes=10**8) as reopened:
+        letters = await reopened.dead_letters()
+        assert await reopened.lease(10) is None
+    assert [(d["first_seq"], d["last_seq"], d["status"]) for d in letters] == [(1, 3, 409)]
+    assert "status_409" in letters[0]["reason"]
+    assert forwarder.health.dead_lettered == 1
+
+
+async def test_gateway_refusal_is_retried_not_dead_lettered(tmp_path: Path) -> None:
+    collector = Collector([403, 401, 200])
+    _, forwarder = await forward(tmp_path, collector, 2)
+    assert runs(collector) == [(1, 2)] * 3
+    assert forwarder.health.dead_lettered == 0
+    assert forwarder.health.refusals == {403: 1, 401: 1}
+
+
+async def test_fresh_outbox_continues_the_cloud_chain(tmp_path: Path) -> None:
+    collector = Collector([], cloud_last_seq=10)
+    await forward(tmp_path, collector, 4)
+    assert runs(collector) == [(11, 13), (14, 14)]
+    assert collector.batches[0].prev_hash == "cd" * 32
+
+
+async def test_wire_body_is_valid_json(tmp_path: Path) -> None:
+    collector = Collector([])
+    await forward(tmp_path, collector, 1)
+    document = orjson.loads(orjson.dumps(collector.batches[0].model_dump(mode="json")))
+    assert document["events"][0]["seq"] == 1
