@@ -7,6 +7,7 @@ test can `kill -9` the agent and an outage test can stop the collector.
 import asyncio
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 from typing import IO, Any, Self
@@ -200,3 +201,17 @@ async def fetch_events(client: httpx.AsyncClient, **filters: Any) -> list[dict[s
         if not page.get("next_cursor"):
             return events
         params["cursor"] = page["next_cursor"]
+
+
+def committed_counters(outbox_path: Path) -> dict[tuple[str, str], int]:
+    """The counter values a running agent has committed, read-only (empty if none yet)."""
+    if not outbox_path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT device_id, point, value FROM counters").fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+    return {(device, point): int(value) for device, point, value in rows}

@@ -14,7 +14,12 @@ import httpx
 import pytest
 
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
-from firmware_sims.processes import AgentProcess, CollectorProcess, fetch_events
+from firmware_sims.processes import (
+    AgentProcess,
+    CollectorProcess,
+    committed_counters,
+    fetch_events,
+)
 from firmware_sims.site import SimulatedPanel, Timing, render_site_config
 
 GATEWAY_ID = "site-e2e-gw1"
@@ -69,15 +74,7 @@ class Site:
 
     def agent_counters(self) -> dict[str, int]:
         """What the agent has committed as each counter's last value (read-only peek)."""
-        if not self.outbox_path.exists():
-            return {}
-        db = sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True, timeout=5)
-        try:
-            return dict(db.execute("SELECT point, value FROM counters").fetchall())
-        except sqlite3.OperationalError:
-            return {}
-        finally:
-            db.close()
+        return {point: value for (_, point), value in committed_counters(self.outbox_path).items()}
 
     def outbox_used_bytes(self) -> int:
         """Bytes of the outbox's pages in use (what the budget limits)."""
@@ -96,9 +93,10 @@ class Site:
 
         async def synced() -> bool:
             seen = self.agent_counters()
-            return all(
-                seen.get(name) == await self.panel.value(name) for name in self.panel.counters
-            )
+            for name in self.panel.counters:
+                if seen.get(name) != await self.panel.value(name):
+                    return False
+            return True
 
         await eventually(synced, what="the agent to commit the panel's current counters")
 

@@ -1,0 +1,175 @@
+"""`tollgate-sim`: run a device simulator from the command line (for the demo and by hand).
+
+Each subcommand is one `Command` in `COMMANDS`: a function that adds its arguments and an async
+function that runs it until it is done or stopped. Ctrl-C (SIGINT) and SIGTERM stop a simulator
+cleanly: its server closes and the process exits with status 0.
+
+    tollgate-sim modbus-panel --listen 127.0.0.1:5020 [--unit 1] [--tick 0.5] [--duration SECONDS]
+    tollgate-sim demo [--duration SECONDS] [--workdir demo-data]
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_sims.modbus_panel import ModbusPanel, default_scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its help line, its arguments and what runs it."""
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], Awaitable[int]]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split "HOST:PORT" (IPv6 as "[::1]:5020"); port 0 picks a free one."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:5020")
+    return host.strip("[]"), int(port)
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
+    return seconds
+
+
+def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", 5020),
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:5020)",
+    )
+    parser.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    parser.add_argument(
+        "--tick",
+        type=_positive_seconds,
+        default=0.5,
+        help="seconds between scenario steps (default 0.5)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C)",
+    )
+
+
+async def _run_modbus_panel(args: argparse.Namespace) -> int:
+    host, port = args.listen
+    scenario = default_scenario(tick=args.tick)
+    async with ModbusPanel(host, port, unit=args.unit, scenario=scenario) as panel:
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"modbus-panel listening on {shown}:{panel.port} unit {panel.unit}: "
+            f"{panel.register_map()}",
+            flush=True,
+        )
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(args.duration):
+                await panel.run_forever()
+    return 0
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("demo-data"),
+        help="where the demo keeps its state (emptied first; default demo-data)",
+    )
+    parser.add_argument(
+        "--cloud-port",
+        type=int,
+        default=8000,
+        help="collector port (a free one is used if it is taken)",
+    )
+
+
+async def _run_demo(args: argparse.Namespace) -> int:
+    from firmware_sims.demo import run_demo
+
+    return await run_demo(duration=args.duration, workdir=args.workdir, cloud_port=args.cloud_port)
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command(
+        help="the site-in-a-box: simulated panels, the real agent and collector, live",
+        add_arguments=_add_demo_arguments,
+        run=_run_demo,
+    ),
+    "modbus-panel": Command(
+        help="a legacy panel serving counters over Modbus TCP (default scenario, looped)",
+        add_arguments=_add_modbus_panel_arguments,
+        run=_run_modbus_panel,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `tollgate-sim` parser with one subparser per entry of `COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="tollgate-sim", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `tollgate-sim`; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_until_stopped(COMMANDS[args.command].run(args)))
+    except KeyboardInterrupt:  # a Ctrl-C that came before the signal handlers were in place
+        return 0
+    except OSError as exc:
+        print(f"tollgate-sim {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _until_stopped(work: Awaitable[int]) -> int:
+    """Run `work`, cancelling it cleanly on SIGINT or SIGTERM."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    for signum in stops:
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows
+            loop.add_signal_handler(signum, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if task.cancelled():
+            return 0
+        raise
+    finally:
+        for signum in stops:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(signum)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
