@@ -44,11 +44,15 @@ def count_delta(previous: int, current: int, *, bits: int) -> CounterDelta:
 def normalize_counter(
     reading: Reading, point: PointConfig, *, previous: int | None, clock: ClockState
 ) -> EventDraft | None:
-    """The event for a counter reading, or None for a first reading (baseline) or no change."""
+    """The event for a counter reading, or None for a first reading (baseline) or no change.
+
+    A reset always makes an event, even when the counter is read at exactly 0 (quantity 0), so
+    the cloud learns of every reset.
+    """
     if previous is None:
         return None
     moved = count_delta(previous, reading.value, bits=point.bits)
-    if moved.delta == 0:
+    if moved.delta == 0 and not moved.reset:
         return None
     attrs: dict[str, str | int | bool | None] = {
         "table": point.table,

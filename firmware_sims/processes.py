@@ -210,7 +210,7 @@ def committed_counters(outbox_path: Path) -> dict[tuple[str, str], int]:
     db = sqlite3.connect(f"file:{outbox_path}?mode=ro", uri=True, timeout=5)
     try:
         rows = db.execute("SELECT device_id, point, value FROM counters").fetchall()
-    except sqlite3.OperationalError:
+    except sqlite3.DatabaseError:  # not created yet, or a damaged file the agent will quarantine
         return {}
     finally:
         db.close()

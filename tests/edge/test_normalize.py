@@ -63,3 +63,14 @@ def test_reset_is_flagged_in_attrs() -> None:
     assert (draft.kind, draft.quantity, draft.unit) == (EventKind.ACTIVITY, Decimal(3), "count")
     assert draft.attrs == {"table": "input", "address": 4, "previous": 900, "raw": 3, "reset": True}
     assert draft.clock is ClockState.UNSYNCED and draft.occurred_at == AT
+
+
+def test_reset_read_at_zero_still_makes_an_event() -> None:
+    reading = Reading("panel-1", "door_open", 0, AT)
+    draft = normalize_counter(reading, POINT, previous=900, clock=ClockState.SYNCED)
+    assert draft is not None and draft.quantity == 0 and draft.attrs["reset"] is True
+
+
+def test_unchanged_counter_makes_no_event() -> None:
+    reading = Reading("panel-1", "door_open", 900, AT)
+    assert normalize_counter(reading, POINT, previous=900, clock=ClockState.SYNCED) is None

@@ -1,0 +1,1 @@
+"""The Tollgate edge agent: drivers, normalizer, outbox and forwarder for one site."""
