@@ -50,16 +50,18 @@ class LinkHealth:
 
 def encode_batch(lease: Lease, *, gateway_id: str, key: Ed25519PrivateKey) -> bytes:
     """The signed batch document, with the stored event bytes spliced in unchanged."""
-    header = {
-        "gateway_id": gateway_id,
-        "first_seq": lease.first_seq,
-        "last_seq": lease.last_seq,
-        "prev_hash": lease.prev_hash,
-        "last_hash": lease.last_hash,
-    }
-    signature = sign(key, batch_header(**header))
-    head = orjson.dumps({**header, "signature": signature})
-    return head[:-1] + b',"events":[' + b",".join(lease.wires) + b"]}"
+    header = batch_header(
+        gateway_id=gateway_id,
+        first_seq=lease.first_seq,
+        last_seq=lease.last_seq,
+        prev_hash=lease.prev_hash,
+        last_hash=lease.last_hash,
+    )
+    # The signed header is itself a JSON object: extend it with the signature and the events.
+    signature = orjson.dumps(sign(key, header))
+    return (
+        header[:-1] + b',"signature":' + signature + b',"events":[' + b",".join(lease.wires) + b"]}"
+    )
 
 
 class Forwarder:
