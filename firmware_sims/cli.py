@@ -47,6 +47,16 @@ def _positive_seconds(value: str) -> float:
     return seconds
 
 
+def _add_duration_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long (default: run until Ctrl-C)",
+    )
+
+
 def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--listen",
@@ -62,13 +72,7 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.5,
         help="seconds between scenario steps (default 0.5)",
     )
-    parser.add_argument(
-        "--duration",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
-    )
+    _add_duration_argument(parser)
 
 
 async def _run_modbus_panel(args: argparse.Namespace) -> int:
@@ -88,13 +92,7 @@ async def _run_modbus_panel(args: argparse.Namespace) -> int:
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--duration",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
-    )
+    _add_duration_argument(parser)
     parser.add_argument(
         "--workdir",
         type=Path,

@@ -136,7 +136,11 @@ async def make_site(db_url: str, tmp_path: Path) -> AsyncIterator[SiteFactory]:
     started: list[Site] = []
 
     async def build(
-        *, outbox_budget_mb: float = 64, start_agent: bool = True, start_collector: bool = True
+        *,
+        outbox_budget_mb: float = 64,
+        start_agent: bool = True,
+        start_collector: bool = True,
+        extra_panels: tuple[SimulatedPanel, ...] = (),
     ) -> Site:
         panel = ModbusPanel(port=0, scenario=Scenario(counters=COUNTERS, tick=0.05))
         await panel.__aenter__()
@@ -149,7 +153,7 @@ async def make_site(db_url: str, tmp_path: Path) -> AsyncIterator[SiteFactory]:
                 gateway_id=GATEWAY_ID,
                 cloud_url=collector.url,
                 data_dir=tmp_path / "edge",
-                panels=[SimulatedPanel(DEVICE_ID, panel.port, COUNTERS)],
+                panels=[SimulatedPanel(DEVICE_ID, panel.port, COUNTERS), *extra_panels],
                 timing=FAST,
                 outbox_budget_mb=outbox_budget_mb,
             )

@@ -7,7 +7,16 @@ from decimal import Decimal
 
 import pytest
 
-from tests.e2e.conftest import DEVICE_ID, GATEWAY_ID, SiteFactory, eventually, query_cloud
+from firmware_sims.site import SimulatedPanel
+from tests.e2e.conftest import (
+    COUNTERS,
+    DEVICE_ID,
+    GATEWAY_ID,
+    SiteFactory,
+    eventually,
+    free_port,
+    query_cloud,
+)
 
 
 def assert_contiguous(events: list[dict[str, object]]) -> None:
@@ -190,3 +199,18 @@ async def test_gateway_shows_no_incidents_after_a_clean_run(make_site: SiteFacto
     gateway = await site.gateway()
     assert gateway["gateway_id"] == GATEWAY_ID
     assert set(gateway["incidents"]) <= {"duplicate_delivery"}
+
+
+async def test_an_unreachable_device_does_not_hold_back_another(make_site: SiteFactory) -> None:
+    dead = SimulatedPanel("panel-unplugged", free_port(), COUNTERS)  # nothing listens there
+    site = await make_site(extra_panels=(dead,))
+    await site.agent_caught_up()
+    for _ in range(10):
+        await site.panel.advance("door_open", 1)
+        await site.agent_caught_up()
+    await site.cloud_has_everything()
+    assert {e["device_id"] for e in await site.stored()} == {DEVICE_ID}
+    assert await site.agent.terminate() == 0
+    log = site.agent.log_path.read_text()
+    assert '"device_id":"panel-unplugged"' in log and "DeviceUnreachable" in log
+    assert "agent stopped" in log
