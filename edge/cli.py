@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,7 +27,12 @@ def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await Agent(config).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        # Unexpected: say what broke in the JSON log; the service manager restarts the agent.
+        logging.getLogger("edge").exception("agent crashed")
+        return 1
     return 0
 
 

@@ -6,7 +6,7 @@ notation without trailing zeros, times as RFC 3339 UTC with exactly six fraction
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import orjson
@@ -25,7 +25,9 @@ def format_decimal(value: Decimal) -> str:
     """Plain notation, no exponent, no trailing zeros, no negative zero."""
     if not value.is_finite():
         raise ValueError(f"decimal must be finite, got {value}")
-    text = format(value.normalize(), "f")
+    # normalize() rounds to the context precision (28 digits by default): never lose a digit.
+    exact = Context(prec=max(len(value.as_tuple().digits), 1))
+    text = format(value.normalize(exact), "f")
     return "0" if text in ("-0", "0") else text
 
 

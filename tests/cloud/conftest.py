@@ -1,5 +1,6 @@
 """Cloud fixtures: a migrated collector app on SQLite and PostgreSQL, driven over ASGI."""
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 
 import httpx
@@ -28,22 +29,33 @@ def gateway_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-@pytest.fixture
-async def app(db_url: str, gateway_key: Ed25519PrivateKey) -> AsyncIterator[FastAPI]:
-    """A running collector (lifespan entered) on a migrated database with GATEWAY registered."""
-    application = create_app(Settings(db_url=db_url))
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, key: Ed25519PrivateKey) -> AsyncIterator[FastAPI]:
+    """A collector app with its lifespan entered, its database migrated and GATEWAY registered."""
+    application = create_app(settings)
     async with application.router.lifespan_context(application):
         db: Database = application.state.db
         await migrate(db.engine)
-        await register(db, GATEWAY, gateway_key)
+        await register(db, GATEWAY, key)
         yield application
+
+
+@pytest.fixture
+async def app(db_url: str, gateway_key: Ed25519PrivateKey) -> AsyncIterator[FastAPI]:
+    """A running collector on a fresh database, default limits."""
+    async with running_app(Settings(db_url=db_url), gateway_key) as application:
+        yield application
+
+
+def http_client(app: FastAPI) -> httpx.AsyncClient:
+    """An HTTP client talking to `app` through ASGI (use as an async context manager)."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://collector")
 
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the app through ASGI."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+    async with http_client(app) as http:
         yield http
 
 
@@ -61,19 +73,30 @@ async def register(db: Database, gateway_id: str, key: Ed25519PrivateKey) -> Non
         await register_gateway(session=session, gateway_id=gateway_id, public_key=pem)
 
 
-def make_events(first: int, last: int, *, gateway_id: str = GATEWAY, prev_hash: str | None = None,
-                device_id: str = "panel-1") -> list[UsageEvent]:
+def make_events(
+    first: int,
+    last: int,
+    *,
+    gateway_id: str = GATEWAY,
+    prev_hash: str | None = None,
+    device_id: str = "panel-1",
+) -> list[UsageEvent]:
     """Events `first..last` of a gateway's chain (the real chain from seq 1 unless `prev_hash`)."""
     if prev_hash is None:
-        full = chain_events([draft(n, device_id=device_id) for n in range(1, last + 1)],
-                            gateway_id=gateway_id)
+        full = chain_events(
+            [draft(n, device_id=device_id) for n in range(1, last + 1)], gateway_id=gateway_id
+        )
         return full[first - 1 :]
     drafts = [draft(n, device_id=device_id) for n in range(first, last + 1)]
     return chain_events(drafts, gateway_id=gateway_id, first_seq=first, prev_hash=prev_hash)
 
 
-async def post(client: httpx.AsyncClient, events: Sequence[UsageEvent],
-               key: Ed25519PrivateKey, **kwargs: object) -> httpx.Response:
+async def post(
+    client: httpx.AsyncClient,
+    events: Sequence[UsageEvent],
+    key: Ed25519PrivateKey,
+    **kwargs: object,
+) -> httpx.Response:
     """POST a signed batch of `events`."""
     return await client.post("/v1/batches", content=batch_body(events, key), **kwargs)
 
@@ -82,8 +105,11 @@ async def counts(db: Database) -> dict[str, int]:
     """Rows in the batches, events and incidents tables."""
     result = {}
     async with db.transaction() as session:
-        for name, model in (("batches", ReceivedBatch), ("events", StoredEvent),
-                            ("incidents", Incident)):
+        for name, model in (
+            ("batches", ReceivedBatch),
+            ("events", StoredEvent),
+            ("incidents", Incident),
+        ):
             result[name] = await session.scalar(select(func.count()).select_from(model)) or 0
     return result
 

@@ -153,7 +153,7 @@ async def test_corrupt_outbox_is_quarantined_and_the_chain_continues(
         await site.panel.advance("door_open", 1)
         await site.agent_caught_up()
     await site.cloud_has_everything()
-    assert await site.agent.terminate() == 0
+    assert await site.agent.terminate() == 0, site.agent.log_path.read_text()[-4000:]
 
     site.outbox_path.write_bytes(b"\x00garbage" * 4096)
     for suffix in ("-wal", "-shm"):
@@ -210,7 +210,7 @@ async def test_an_unreachable_device_does_not_hold_back_another(make_site: SiteF
         await site.agent_caught_up()
     await site.cloud_has_everything()
     assert {e["device_id"] for e in await site.stored()} == {DEVICE_ID}
-    assert await site.agent.terminate() == 0
+    assert await site.agent.terminate() == 0, site.agent.log_path.read_text()[-4000:]
     log = site.agent.log_path.read_text()
     assert '"device_id":"panel-unplugged"' in log and "DeviceUnreachable" in log
     assert "agent stopped" in log

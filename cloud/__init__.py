@@ -1,0 +1,1 @@
+"""The Tollgate cloud collector: ingest of signed gateway batches, storage, and their HTTP API."""

@@ -1,0 +1,142 @@
+"""Errors of the cloud collector, one tree (like `httpx/_exceptions.py`).
+
+    CollectorError                  status  code
+     ├── MalformedRequest            400
+     │    ├── MalformedJson          400    malformed_json      the body is not JSON
+     │    └── MalformedBody          400    malformed_body      bad gzip, bad Content-Length, ...
+     ├── BodyTooLarge                413    body_too_large      too many bytes, inflated or not,
+     │                                                          or too many events in one batch
+     ├── InvalidBatch                422    invalid_batch       JSON that is not a valid Batch
+     ├── InvalidParameters           422    invalid_parameters  bad query or path parameters
+     ├── UnknownGateway              403    unknown_gateway     no gateway registered with that id
+     ├── InvalidBatchSignature       401    invalid_signature   Ed25519 signature does not verify
+     ├── ChainBroken                 409    chain_broken        a hash does not link or recompute
+     ├── SeqConflict                 409    seq_conflict        a stored seq, another hash
+     ├── GatewayNotFound             404    gateway_not_found
+     ├── GatewayExists               409    gateway_exists
+     ├── InvalidRegistration         422    invalid_registration  bad gateway id or public key
+     └── InvalidSettings             -      -                   a database URL we cannot use
+
+Services raise these and never `HTTPException`; `cloud.app` maps them to their status with the body
+`{"error": {"code": ..., "message": ..., "detail": {...}}}`. Errors of `shared` (the event
+contract) are caught at the ingest boundary and re-raised as ours with `raise ... from exc`.
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+
+class CollectorError(Exception):
+    """Root of every error the collector raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "collector_error"
+
+    def __init__(self, message: str, *, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or {}
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body the API answers with."""
+        return {"error": {"code": self.code, "message": self.message, "detail": self.detail}}
+
+
+class MalformedRequest(CollectorError):
+    """The request body cannot be read as a document at all."""
+
+    status = 400
+    code = "malformed_body"
+
+
+class MalformedJson(MalformedRequest):
+    """The body is not valid JSON."""
+
+    code = "malformed_json"
+
+
+class MalformedBody(MalformedRequest):
+    """The body's framing is wrong: bad gzip stream, bad Content-Length, unknown encoding."""
+
+    code = "malformed_body"
+
+
+class BodyTooLarge(CollectorError):
+    """The body, compressed or inflated, or the number of events in it, exceeds a limit."""
+
+    status = 413
+    code = "body_too_large"
+
+
+class InvalidBatch(CollectorError):
+    """The JSON is not a valid batch; `detail["errors"]` names each location."""
+
+    status = 422
+    code = "invalid_batch"
+
+
+class InvalidParameters(CollectorError):
+    """A query or path parameter is invalid; `detail["errors"]` names each location."""
+
+    status = 422
+    code = "invalid_parameters"
+
+
+class UnknownGateway(CollectorError):
+    """A batch claims a gateway that is not registered."""
+
+    status = 403
+    code = "unknown_gateway"
+
+
+class InvalidBatchSignature(CollectorError):
+    """The batch signature does not verify under the registered gateway key."""
+
+    status = 401
+    code = "invalid_signature"
+
+
+class ChainBroken(CollectorError):
+    """An event's hash does not recompute, or the batch does not link to the stored chain."""
+
+    status = 409
+    code = "chain_broken"
+
+
+class SeqConflict(CollectorError):
+    """A seq that is already stored arrives with a different hash."""
+
+    status = 409
+    code = "seq_conflict"
+
+
+class GatewayNotFound(CollectorError):
+    """No gateway is registered with that id."""
+
+    status = 404
+    code = "gateway_not_found"
+
+
+class GatewayExists(CollectorError):
+    """A gateway with that id is already registered."""
+
+    status = 409
+    code = "gateway_exists"
+
+
+class InvalidRegistration(CollectorError):
+    """A gateway cannot be registered: its id or its public key is not acceptable."""
+
+    status = 422
+    code = "invalid_registration"
+
+
+class InvalidSettings(CollectorError):
+    """The collector settings cannot be used (for instance an unsupported database URL)."""
+
+
+def error_locations(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Pydantic errors reduced to where (`loc`), what (`msg`) and which check failed (`type`)."""
+    return [
+        {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in errors
+    ]

@@ -1,0 +1,1 @@
+"""Gateways: the registry of enrolled gateways and their Ed25519 public keys."""

@@ -1,0 +1,93 @@
+"""Register gateways and describe what the collector holds for each."""
+
+from datetime import UTC, datetime
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.errors import GatewayExists, GatewayNotFound, InvalidRegistration
+from cloud.gateways.models import Gateway
+from cloud.gateways.schemas import GatewayStatus
+from cloud.ingest.models import StoredEvent
+from cloud.quality.service import count_incidents, find_seq_gaps
+from shared.events import Identifier
+from shared.signing import load_public_key, public_key_pem
+
+_GATEWAY_ID = TypeAdapter(Identifier)
+
+
+def normalize_public_key(pem: bytes) -> str:
+    """The key as canonical PEM text, or `InvalidRegistration` unless it is an Ed25519 key."""
+    try:
+        return public_key_pem(load_public_key(pem))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        reason = str(exc).split(". ")[0]  # cryptography appends a FAQ link to its messages
+        raise InvalidRegistration(f"not an Ed25519 public key in PEM form: {reason}") from exc
+
+
+def check_gateway_id(gateway_id: str) -> str:
+    """The id if it is a valid gateway identifier, else `InvalidRegistration`."""
+    try:
+        return _GATEWAY_ID.validate_python(gateway_id)
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"]
+        raise InvalidRegistration(f"invalid gateway id {gateway_id!r}: {message}") from exc
+
+
+async def register_gateway(*, session: AsyncSession, gateway_id: str, public_key: bytes) -> Gateway:
+    """Enroll a gateway with its PEM Ed25519 public key; `GatewayExists` if the id is taken."""
+    gateway = Gateway(
+        id=check_gateway_id(gateway_id),
+        public_key_pem=normalize_public_key(public_key),
+        registered_at=datetime.now(UTC),
+    )
+    session.add(gateway)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise GatewayExists(f"gateway {gateway_id!r} is already registered") from exc
+    return gateway
+
+
+async def find_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway | None:
+    """The registered gateway with that id, if any."""
+    return await session.get(Gateway, gateway_id)
+
+
+async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> GatewayStatus:
+    """Where a gateway's stored chain ends, its gaps and its incidents; `GatewayNotFound`."""
+    gateway = await find_gateway(session=session, gateway_id=gateway_id)
+    if gateway is None:
+        raise GatewayNotFound(
+            f"no gateway {gateway_id!r} is registered", detail={"gateway_id": gateway_id}
+        )
+    last = await _last_event(session=session, gateway_id=gateway_id)
+    return GatewayStatus(
+        gateway_id=gateway.id,
+        registered_at=gateway.registered_at,
+        last_seq=None if last is None else last[0],
+        last_hash=None if last is None else last[1],
+        event_count=await _count_events(session=session, gateway_id=gateway_id),
+        missing_ranges=await find_seq_gaps(session=session, gateway_id=gateway_id),
+        incidents=await count_incidents(session=session, gateway_id=gateway_id),
+    )
+
+
+async def _last_event(*, session: AsyncSession, gateway_id: str) -> tuple[int, str] | None:
+    row = await session.execute(
+        select(StoredEvent.seq, StoredEvent.hash)
+        .where(StoredEvent.gateway_id == gateway_id)
+        .order_by(StoredEvent.seq.desc())
+        .limit(1)
+    )
+    return row.one_or_none()
+
+
+async def _count_events(*, session: AsyncSession, gateway_id: str) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(StoredEvent).where(StoredEvent.gateway_id == gateway_id)
+    )
+    return count or 0

@@ -1,0 +1,1 @@
+"""Ingest: signed gateway batches in (verify, dedupe, store raw), stored events out."""

@@ -1,0 +1,69 @@
+"""Reading an ingest request body: byte limits first, then gzip with a hard cap on inflation.
+
+The body is read by us (not by FastAPI) so that a declared `Content-Length` over the limit is
+refused before a byte is read, a chunked body is cut off as soon as it passes the limit, and a
+gzip bomb is stopped by `zlib.decompressobj(...).decompress(data, max_length)` instead of being
+inflated into memory first.
+"""
+
+import zlib
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+
+from cloud.errors import BodyTooLarge, MalformedBody
+from cloud.settings import Limits
+
+_GZIP = {"gzip", "x-gzip"}
+_IDENTITY = {"", "identity"}
+
+
+async def read_body(request: Request, *, limits: Limits) -> bytes:
+    """The request body, inflated if gzip-encoded, or `BodyTooLarge` / `MalformedBody`."""
+    check_declared_length(request.headers, limit=limits.max_body_bytes)
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limits.max_body_bytes:
+            raise _too_large("body", limits.max_body_bytes)
+    return decode_content(bytes(received), request.headers, limit=limits.max_inflated_bytes)
+
+
+def check_declared_length(headers: Headers, *, limit: int) -> None:
+    """Refuse a body whose declared `Content-Length` is over `limit` or not a number."""
+    declared = headers.get("content-length")
+    if declared is None:
+        return
+    if not declared.isdigit():
+        raise MalformedBody(f"Content-Length {declared!r} is not a byte count")
+    if int(declared) > limit:
+        raise _too_large("body", limit, size=int(declared))
+
+
+def decode_content(data: bytes, headers: Headers, *, limit: int) -> bytes:
+    """Undo the `Content-Encoding` (gzip or identity) of a body."""
+    encoding = headers.get("content-encoding", "").strip().lower()
+    if encoding in _IDENTITY:
+        return data
+    if encoding in _GZIP:
+        return gunzip(data, limit=limit)
+    raise MalformedBody(f"Content-Encoding {encoding!r} is not supported: send gzip or identity")
+
+
+def gunzip(data: bytes, *, limit: int) -> bytes:
+    """Inflate one gzip member, never producing more than `limit` bytes."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise MalformedBody(f"body is not a valid gzip stream: {exc}") from exc
+    if len(inflated) > limit:
+        raise _too_large("inflated body", limit)
+    if not inflater.eof or inflater.unused_data:
+        raise MalformedBody("gzip stream is truncated or followed by extra bytes")
+    return inflated
+
+
+def _too_large(what: str, limit: int, *, size: int | None = None) -> BodyTooLarge:
+    detail = {"limit_bytes": limit} if size is None else {"limit_bytes": limit, "size_bytes": size}
+    return BodyTooLarge(f"{what} is larger than {limit} bytes", detail=detail)

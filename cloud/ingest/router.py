@@ -1,0 +1,49 @@
+"""HTTP routes of ingest: `POST /v1/batches` and `GET /v1/events`."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from cloud.api import DatabaseDep, SettingsDep, error_responses
+from cloud.ingest.body import read_body
+from cloud.ingest.cursor import EventCursor
+from cloud.ingest.schemas import BATCH_REQUEST_BODY, EventPage, EventQuery, IngestReceipt
+from cloud.ingest.service import ingest_batch, list_events
+from shared.events import UtcTime
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+
+@router.post(
+    "/batches",
+    openapi_extra=BATCH_REQUEST_BODY,
+    responses=error_responses(400, 401, 403, 409, 413, 422),
+)
+async def post_batch(request: Request, db: DatabaseDep, settings: SettingsDep) -> IngestReceipt:
+    """Verify a gateway's signed batch and store its new events (idempotent by gateway and seq)."""
+    body = await read_body(request, limits=settings.limits)
+    return await ingest_batch(db=db, body=body, limits=settings.limits)
+
+
+@router.get("/events", responses=error_responses(422))
+async def get_events(
+    db: DatabaseDep,
+    gateway_id: Annotated[str | None, Query(max_length=128)] = None,
+    device_id: Annotated[str | None, Query(max_length=128)] = None,
+    since: Annotated[UtcTime | None, Query(description="RFC 3339, inclusive")] = None,
+    until: Annotated[UtcTime | None, Query(description="RFC 3339, exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> EventPage:
+    """Stored events in `(gateway_id, seq)` order, filtered by gateway, device and occurred_at."""
+    after = None if cursor is None else EventCursor.decode(cursor)
+    query = EventQuery(
+        gateway_id=gateway_id,
+        device_id=device_id,
+        since=since,
+        until=until,
+        limit=limit,
+        after=after,
+    )
+    async with db.transaction() as session:
+        return await list_events(session=session, query=query)

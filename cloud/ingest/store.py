@@ -1,0 +1,148 @@
+"""Storing a verified batch: one write transaction with a blocking `Session` (`Database.run_write`).
+
+Under the gateway's lock the batch must link to the stored chain on both sides; its events are
+split into those already stored with the same hash (a duplicate delivery, acknowledged again) and
+new ones, stored with one bulk insert. A stored seq arriving with another hash refuses the whole
+batch, and so does a broken link: the transaction is rolled back and nothing is stored.
+"""
+
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from cloud.errors import ChainBroken, SeqConflict, UnknownGateway
+from cloud.gateways.models import Gateway
+from cloud.ingest.bulk_insert import insert_events
+from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.ingest.schemas import IngestReceipt
+from cloud.quality.models import IncidentKind
+from cloud.quality.service import add_incident
+from shared.events import GENESIS_HASH, Batch, UsageEvent
+
+MAX_REPORTED_SEQS = 20
+
+
+class StoredLink(NamedTuple):
+    """The chain hashes of one stored event."""
+
+    prev_hash: str
+    hash: str
+
+
+def store_batch(session: Session, *, batch: Batch) -> IngestReceipt:
+    """Store a verified batch's new events once, in the session's (write) transaction."""
+    lock_gateway(session, gateway_id=batch.gateway_id)
+    links = stored_links(session, batch=batch)
+    fresh = new_events(batch, links)  # a rewritten stored seq is a conflict before a broken link
+    check_links(batch, links)
+    duplicates = len(batch.events) - len(fresh)
+    if fresh:
+        insert_new(session, batch=batch, events=fresh)
+    if duplicates:
+        add_incident(
+            session=session,
+            gateway_id=batch.gateway_id,
+            kind=IncidentKind.DUPLICATE_DELIVERY,
+            first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
+            detail=f"{duplicates} of {len(batch.events)} events already stored",
+        )
+    return IngestReceipt(
+        gateway_id=batch.gateway_id,
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        stored=len(fresh),
+        duplicates=duplicates,
+    )
+
+
+def lock_gateway(session: Session, *, gateway_id: str) -> None:
+    """Lock the gateway's row until the transaction ends; `UnknownGateway` if it is gone."""
+    # PostgreSQL: serializes this gateway's batches across collector processes. SQLite ignores
+    # FOR UPDATE; its write transactions already start with BEGIN IMMEDIATE (see cloud.db).
+    locked = session.scalar(select(Gateway.id).where(Gateway.id == gateway_id).with_for_update())
+    if locked is None:
+        raise unknown_gateway(gateway_id)
+
+
+def stored_links(session: Session, *, batch: Batch) -> dict[int, StoredLink]:
+    """Stored events from just before the batch to just after it, by seq."""
+    rows = session.execute(
+        select(StoredEvent.seq, StoredEvent.prev_hash, StoredEvent.hash).where(
+            StoredEvent.gateway_id == batch.gateway_id,
+            StoredEvent.seq.between(batch.first_seq - 1, batch.last_seq + 1),
+        )
+    )
+    return {seq: StoredLink(prev_hash, hash_) for seq, prev_hash, hash_ in rows}
+
+
+def check_links(batch: Batch, links: dict[int, StoredLink]) -> None:
+    """The batch must link to the stored event before it and to the stored event after it."""
+    if batch.first_seq == 1 and batch.prev_hash != GENESIS_HASH:
+        raise _broken(batch.first_seq, "seq 1 must link to the genesis hash (64 zeros)")
+    before = links.get(batch.first_seq - 1)
+    if before is not None and before.hash != batch.prev_hash:
+        raise _broken(
+            batch.first_seq,
+            f"batch links to {batch.prev_hash[:12]}..., but stored seq "
+            f"{batch.first_seq - 1} has hash {before.hash[:12]}...",
+        )
+    after = links.get(batch.last_seq + 1)
+    if after is not None and after.prev_hash != batch.last_hash:
+        raise _broken(
+            batch.last_seq,
+            f"batch ends at {batch.last_hash[:12]}..., but stored seq "
+            f"{batch.last_seq + 1} links to {after.prev_hash[:12]}...",
+        )
+
+
+def new_events(batch: Batch, links: dict[int, StoredLink]) -> list[UsageEvent]:
+    """The batch's events not stored yet; `SeqConflict` if a stored seq has another hash."""
+    fresh: list[UsageEvent] = []
+    conflicts: list[int] = []
+    for event in batch.events:
+        stored = links.get(event.seq)
+        if stored is None:
+            fresh.append(event)
+        elif stored.hash != event.hash:
+            conflicts.append(event.seq)
+    if conflicts:
+        raise SeqConflict(
+            f"{len(conflicts)} seq(s) already stored with a different hash, first {conflicts[0]}",
+            detail={"seqs": conflicts[:MAX_REPORTED_SEQS], "conflict_count": len(conflicts)},
+        )
+    return fresh
+
+
+def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> None:
+    """Insert the batch header and its new events."""
+    received_at = datetime.now(UTC)
+    batch_id = session.scalar(
+        insert(ReceivedBatch)
+        .values(
+            gateway_id=batch.gateway_id,
+            first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
+            prev_hash=batch.prev_hash,
+            last_hash=batch.last_hash,
+            signature=batch.signature,
+            received_at=received_at,
+            event_count=len(events),
+        )
+        .returning(ReceivedBatch.id)
+    )
+    assert batch_id is not None
+    insert_events(session=session, events=events, batch_id=batch_id, received_at=received_at)
+
+
+def unknown_gateway(gateway_id: str) -> UnknownGateway:
+    """The error for a batch whose gateway is not registered."""
+    return UnknownGateway(
+        f"gateway {gateway_id!r} is not registered", detail={"gateway_id": gateway_id}
+    )
+
+
+def _broken(seq: int, message: str) -> ChainBroken:
+    return ChainBroken(message, detail={"seq": seq})

@@ -1,0 +1,1 @@
+"""Data quality: incidents (refused or re-sent batches) and seq gaps per gateway."""

@@ -1,0 +1,68 @@
+"""The collector's schema: every table's model, and the Alembic migrations that build it.
+
+Alembic is configured here in code (no alembic.ini), with `script_location` pointing at the
+`cloud/migrations` package folder, so migrations work the same from a checkout or an installed
+wheel. Migrations run on the caller's async engine through `run_sync`.
+"""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cloud.db import Base
+from cloud.gateways.models import Gateway
+from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.quality.models import Incident
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+TABLES = (Gateway, ReceivedBatch, StoredEvent, Incident)
+
+
+def target_metadata() -> MetaData:
+    """The metadata of every collector table (what the migrations must produce)."""
+    return Base.metadata
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config for the packaged migrations, optionally bound to a database URL."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a literal % in a URL (an encoded password) must be doubled.
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with this code."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Upgrade the database to the newest revision, in one transaction."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, or None if it was never migrated."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(_revision_of)
+
+
+def _upgrade(connection: Connection) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
