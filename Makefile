@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.collector_ingest --gateways 4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

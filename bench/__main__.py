@@ -3,7 +3,11 @@
 1. outbox append rate: durable (WAL, synchronous=FULL), group commit of 5,000 events;
 2. raw SQLite executemany of the same rows with the same pragmas: the ceiling;
 3. end-to-end ingest: the real forwarder drains a pre-filled outbox into the real collector
-   (`tollgate-cloud serve` on loopback, signatures and chain verified) on SQLite and PostgreSQL.
+   (`tollgate-cloud serve` on loopback, signatures and chain verified) on SQLite and PostgreSQL,
+   one gateway, one request in flight (so the collector receives the runs in order).
+
+`bench/collector_ingest.py` (also run by `make bench`) measures the collector alone with several
+gateways sending at once.
 """
 
 import argparse
@@ -146,6 +150,6 @@ async def main(events: int, batch: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--batch", type=int, default=ForwarderConfig().batch_max_events)
     options = parser.parse_args()
     asyncio.run(main(options.events, options.batch))

@@ -79,7 +79,7 @@ class GatewayConfig(_Section):
 class ForwarderConfig(_Section):
     """Batching and retry policy of the forwarder."""
 
-    batch_max_events: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    batch_max_events: Annotated[int, Field(ge=1, le=10_000)] = 2500
     batch_max_wait: Duration = 1.0
     request_timeout: Duration = 10.0
     retry_initial: Duration = 0.5

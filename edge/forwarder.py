@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
 BATCHES_PATH = "/v1/batches"
+GZIP_LEVEL = 6
 
 
 @dataclass
@@ -122,19 +123,39 @@ class Forwarder:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def forward_pending(self) -> int:
-        """Send everything waiting now, batch after batch; return how many events went out."""
+        """Send everything waiting now, batch after batch; return how many events went out.
+
+        One request is in flight at a time, so the collector receives the runs in order; the
+        next batch is leased, encoded and compressed while the current one is on the wire.
+        """
         await self._ensure_synced()
         sent = 0
-        while (lease := await self._outbox.lease(self._config.batch_max_events)) is not None:
+        current = await self._prepare()
+        while current is not None:
+            lease, body = current
+            delivery = asyncio.create_task(self._deliver_with_retry(lease, body))
             try:
-                await self._deliver_with_retry(lease)
+                upcoming = await self._prepare()
+                await delivery
             except BaseException:
+                delivery.cancel()
+                await asyncio.gather(delivery, return_exceptions=True)
+                # Rewinding to this lease also gives back the one prepared after it.
                 await self._outbox.release(lease)
                 raise
             sent += lease.last_seq - lease.first_seq + 1
+            current = upcoming
         return sent
 
-    async def _deliver_with_retry(self, lease: Lease) -> None:
+    async def _prepare(self) -> tuple[Lease, bytes] | None:
+        lease = await self._outbox.lease(self._config.batch_max_events)
+        if lease is None:
+            return None
+        document = encode_batch(lease, gateway_id=self._gateway_id, key=self._key)
+        # zlib releases the GIL, so compressing in a thread overlaps with the request in flight.
+        return lease, await asyncio.to_thread(gzip.compress, document, GZIP_LEVEL)
+
+    async def _deliver_with_retry(self, lease: Lease, body: bytes) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientForwardError),
             wait=self._backoff(),
@@ -154,7 +175,7 @@ class Forwarder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._deliver(lease)
+                    await self._deliver(body)
         except BatchRejected as exc:
             await self._outbox.dead_letter(lease, status=exc.status, reason=exc.body)
             self.health.dead_lettered += 1
@@ -175,8 +196,7 @@ class Forwarder:
         if self._on_ack is not None:
             await self._on_ack()
 
-    async def _deliver(self, lease: Lease) -> None:
-        body = gzip.compress(encode_batch(lease, gateway_id=self._gateway_id, key=self._key), 6)
+    async def _deliver(self, body: bytes) -> None:
         try:
             response = await self._client.post(
                 BATCHES_PATH,

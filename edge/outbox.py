@@ -380,6 +380,9 @@ class Outbox:
 
     def _resync(self, cloud_last_seq: int, cloud_last_hash: str) -> None:
         db = self._conn
+        if self._continues(cloud_last_seq, cloud_last_hash):
+            db.execute("UPDATE chain SET synced = 1 WHERE id = 1")
+            return
         pending = [
             UsageEvent.model_validate_json(row[0])
             for row in db.execute("SELECT wire FROM events ORDER BY seq").fetchall()
@@ -410,6 +413,13 @@ class Outbox:
     async def backlog(self) -> int:
         """How many committed events are not yet acknowledged by the collector."""
         return await self._run(lambda: self._chain_row()[0] - self._chain_row()[2])
+
+    def _continues(self, cloud_last_seq: int, cloud_last_hash: str) -> bool:
+        # The unsent run already starts right after the cloud's last event: nothing to renumber.
+        _, last_hash, acked_seq, _ = self._chain_row()
+        first = self._conn.execute("SELECT prev_hash FROM events ORDER BY seq LIMIT 1").fetchone()
+        expected = first[0] if first else last_hash
+        return acked_seq == cloud_last_seq and expected == cloud_last_hash
 
     async def stats(self) -> OutboxStats:
         """Backlog, disk use and chain position."""

@@ -160,3 +160,15 @@ async def test_entering_twice_is_an_error(tmp_path: Path) -> None:
     async with outbox:
         with pytest.raises(RuntimeError, match="already open"):
             await outbox.__aenter__()
+
+
+async def test_resync_keeps_numbering_that_already_continues_the_cloud(tmp_path: Path) -> None:
+    async with open_outbox(tmp_path / "o.sqlite") as outbox:
+        await outbox.append([draft(n) for n in range(3)])
+        before = await outbox.lease(10)
+        assert before is not None
+        await outbox.release(before)
+        await outbox.resync(cloud_last_seq=0, cloud_last_hash=GENESIS_HASH)
+        assert await outbox.is_synced()
+        after = await outbox.lease(10)
+    assert after == before
