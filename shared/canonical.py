@@ -11,23 +11,26 @@ from typing import Any
 
 import orjson
 
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds and `Z`; naive datetimes are refused."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: a time zone is required")
-    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+    # isoformat is several times faster than strftime and this runs twice per event.
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def format_decimal(value: Decimal) -> str:
     """Plain notation, no exponent, no trailing zeros, no negative zero."""
     if not value.is_finite():
         raise ValueError(f"decimal must be finite, got {value}")
-    # normalize() rounds to the context precision (28 digits by default): never lose a digit.
-    exact = Context(prec=max(len(value.as_tuple().digits), 1))
-    text = format(value.normalize(exact), "f")
+    digits, exponent = value.as_tuple()[1:]
+    if exponent == 0:  # an integer, the common case (counts): already plain
+        text = str(value)
+    else:
+        # normalize() rounds to the context precision (28 digits by default): never lose one.
+        text = format(value.normalize(Context(prec=max(len(digits), 1))), "f")
     return "0" if text in ("-0", "0") else text
 
 

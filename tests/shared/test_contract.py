@@ -75,6 +75,8 @@ def test_wire_form_round_trips_to_the_same_hash() -> None:
         (Decimal("-0.0"), "0"),
         (Decimal("0.000001"), "0.000001"),
         (Decimal("-12.340"), "-12.34"),
+        (Decimal("7"), "7"),
+        (Decimal("-0"), "0"),
         (
             Decimal("1234567890123456789012345678901234567890.5000"),
             "1234567890123456789012345678901234567890.5",
@@ -91,6 +93,10 @@ def test_decimals_are_canonical(value: Decimal, text: str) -> None:
 
 def test_times_are_utc_with_microseconds() -> None:
     assert format_time(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000000Z"
+    plus_two = timezone(timedelta(hours=2))
+    assert format_time(datetime(2026, 1, 1, 1, 0, 0, 7, tzinfo=plus_two)) == (
+        "2025-12-31T23:00:00.000007Z"
+    )
     with pytest.raises(ValueError, match="naive"):
         format_time(datetime(2026, 1, 2))
 
