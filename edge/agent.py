@@ -21,7 +21,7 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 
 from edge.clock import GatewayClock
-from edge.config import DeviceConfig, PointConfig, SiteConfig
+from edge.config import DeviceConfig, ModbusDeviceConfig, PointConfig, SiteConfig
 from edge.drivers.modbus import ModbusDriver
 from edge.errors import OutboxFull
 from edge.forwarder import Forwarder
@@ -55,11 +55,14 @@ class Agent:
         self._room.set()
         self._clock = GatewayClock()
         self._points: dict[tuple[str, str], PointConfig] = {
-            (device.id, point.name): point for device in config.device for point in device.point
+            (device.id, point.name): point
+            for device in config.device
+            if isinstance(device, ModbusDeviceConfig)
+            for point in device.point
         }
         self._counters: dict[tuple[str, str], int] = {}
         self.health = {
-            device.id: DeviceHealth(device.id, device.driver, device.url)
+            device.id: DeviceHealth(device.id, device.driver, device.address)
             for device in config.device
         }
         self.outbox_full = False

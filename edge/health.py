@@ -21,6 +21,7 @@ class DeviceHealth:
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    protocol: Counter[str] = field(default_factory=Counter)
     last_values: dict[str, int] = field(default_factory=dict)
 
     def record_success(self, readings: list[Reading]) -> None:
@@ -38,6 +39,10 @@ class DeviceHealth:
         self.consecutive_failures += 1
         self.errors[type(error).__name__] += 1
 
+    def count(self, what: str) -> None:
+        """Count a protocol-level event: bad checksum, unknown command, CRC error, timeout..."""
+        self.protocol[what] += 1
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         return {
@@ -49,5 +54,6 @@ class DeviceHealth:
             "last_error": self.last_error,
             "consecutive_failures": self.consecutive_failures,
             "errors": dict(self.errors),
+            "protocol": dict(self.protocol),
             "last_values": dict(self.last_values),
         }
