@@ -21,7 +21,14 @@ from contextlib import AbstractAsyncContextManager
 import httpx
 
 from edge.clock import GatewayClock
-from edge.config import DeviceConfig, ModbusDeviceConfig, PointConfig, SiteConfig
+from edge.config import (
+    DeviceConfig,
+    It100DeviceConfig,
+    LinesDeviceConfig,
+    ModbusDeviceConfig,
+    PointConfig,
+    SiteConfig,
+)
 from edge.drivers.modbus import ModbusDriver
 from edge.errors import OutboxFull
 from edge.forwarder import Forwarder
@@ -29,7 +36,7 @@ from edge.health import DeviceHealth
 from edge.keys import load_or_create_key
 from edge.normalize import normalize_counter
 from edge.outbox import CounterValue, Outbox
-from edge.polling import Driver, DriverOpener, poll_device
+from edge.polling import Driver, DriverOpener, EventSource, Item, listen_device, poll_device
 from edge.readings import Reading
 from shared.events import EventDraft
 
@@ -39,9 +46,22 @@ QUEUE_SIZE = 10_000
 GROUP_MAX = 5_000
 
 
-def open_modbus(config: DeviceConfig) -> AbstractAsyncContextManager[Driver]:
+def open_modbus(config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
     """The production driver for a device config."""
     return ModbusDriver(config)
+
+
+def open_stream(
+    device: It100DeviceConfig | LinesDeviceConfig, health: DeviceHealth, clock: GatewayClock
+) -> AbstractAsyncContextManager[EventSource]:
+    """The production driver for a streaming (serial) device config."""
+    # Imported here: a Modbus-only site never loads the serial stack.
+    from edge.drivers.it100 import It100Driver
+    from edge.drivers.lines import LinesDriver
+
+    if isinstance(device, It100DeviceConfig):
+        return It100Driver(device, health=health, clock=lambda: clock.state)
+    return LinesDriver(device, health=health, clock=lambda: clock.state)
 
 
 class Agent:
@@ -50,7 +70,7 @@ class Agent:
     def __init__(self, config: SiteConfig, *, open_driver: DriverOpener = open_modbus) -> None:
         self.config = config
         self._open_driver = open_driver
-        self._queue: asyncio.Queue[Reading | None] = asyncio.Queue(QUEUE_SIZE)
+        self._queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_SIZE)
         self._room = asyncio.Event()
         self._room.set()
         self._clock = GatewayClock()
@@ -105,16 +125,7 @@ class Agent:
     async def _supervise(self, stop: asyncio.Event, outbox: Outbox, forwarder: Forwarder) -> None:
         async with asyncio.TaskGroup() as group:
             pollers = [
-                group.create_task(
-                    poll_device(
-                        device,
-                        open_driver=self._open_driver,
-                        sink=self._queue,
-                        health=self.health[device.id],
-                        room=self._room,
-                    ),
-                    name=f"poll:{device.id}",
-                )
+                group.create_task(self._device_loop(device), name=f"device:{device.id}")
                 for device in self.config.device
             ]
             writer = group.create_task(self._write(outbox, forwarder), name="writer")
@@ -127,6 +138,24 @@ class Agent:
             await writer
             sender.cancel()
 
+    async def _device_loop(self, device: DeviceConfig) -> None:
+        health = self.health[device.id]
+        if isinstance(device, ModbusDeviceConfig):
+            await poll_device(
+                device,
+                open_driver=self._open_driver,
+                sink=self._queue,
+                health=health,
+                room=self._room,
+            )
+            return
+        await listen_device(
+            device,
+            open_source=lambda: open_stream(device, health, self._clock),
+            sink=self._queue,
+            health=health,
+        )
+
     async def _write(self, outbox: Outbox, forwarder: Forwarder) -> None:
         while True:
             group, finished = await self._take_group()
@@ -135,7 +164,7 @@ class Agent:
             if finished:
                 return
 
-    async def _take_group(self) -> tuple[list[Reading], bool]:
+    async def _take_group(self) -> tuple[list[Item], bool]:
         first = await self._queue.get()
         if first is None:
             return [], True
@@ -147,23 +176,35 @@ class Agent:
             group.append(item)
         return group, False
 
-    async def _commit(self, group: list[Reading], outbox: Outbox, forwarder: Forwarder) -> None:
-        drafts, values = self._normalize(group)
+    async def _commit(self, group: list[Item], outbox: Outbox, forwarder: Forwarder) -> None:
+        drafts, values, unlogged = self._normalize(group)
         if not drafts and not values:
             return
         try:
             await outbox.append(drafts, values)
         except OutboxFull as exc:
             self._pause_sources(exc)
-            return
-        self._counters.update({(v.device_id, v.point): v.value for v in values})
+            if not unlogged:
+                return
+            # Their source keeps no log: write them past the budget rather than lose them.
+            await outbox.append(unlogged, enforce_budget=False)
+        else:
+            self._counters.update({(v.device_id, v.point): v.value for v in values})
         if drafts:
             forwarder.notify()
 
-    def _normalize(self, group: Iterable[Reading]) -> tuple[list[EventDraft], list[CounterValue]]:
+    def _normalize(
+        self, group: Iterable[Item]
+    ) -> tuple[list[EventDraft], list[CounterValue], list[EventDraft]]:
+        """Drafts in arrival order, the counters' new values, and the drafts with no log."""
         drafts: list[EventDraft] = []
+        unlogged: list[EventDraft] = []
         latest: dict[tuple[str, str], Reading] = {}
         for reading in group:
+            if isinstance(reading, EventDraft):
+                drafts.append(reading)
+                unlogged.append(reading)
+                continue
             key = (reading.device_id, reading.point)
             previous = latest[key].value if key in latest else self._counters.get(key)
             if previous == reading.value:
@@ -177,7 +218,7 @@ class Agent:
         values = [
             CounterValue(r.device_id, r.point, r.value, r.observed_at) for r in latest.values()
         ]
-        return drafts, values
+        return drafts, values, unlogged
 
     def _pause_sources(self, error: OutboxFull) -> None:
         if not self.outbox_full:

@@ -221,14 +221,26 @@ class Outbox:
     # -- appending -------------------------------------------------------------------------
 
     async def append(
-        self, drafts: Sequence[EventDraft], counters: Iterable[CounterValue] = ()
+        self,
+        drafts: Sequence[EventDraft],
+        counters: Iterable[CounterValue] = (),
+        *,
+        enforce_budget: bool = True,
     ) -> list[int]:
-        """Seal and store drafts and counter values in one durable transaction; return the seqs."""
-        return await self._run(self._append, drafts, list(counters))
+        """Seal and store drafts and counter values in one durable transaction; return the seqs.
 
-    def _append(self, drafts: Sequence[EventDraft], counters: list[CounterValue]) -> list[int]:
+        `enforce_budget=False` is for events from sources that keep no log of their own (a
+        serial panel's line is gone once read): billing events are never dropped, so those are
+        written past the budget while the alarm stands.
+        """
+        return await self._run(self._append, drafts, list(counters), enforce_budget)
+
+    def _append(
+        self, drafts: Sequence[EventDraft], counters: list[CounterValue], enforce_budget: bool
+    ) -> list[int]:
         rows, last_seq, last_hash = self._seal(drafts)
-        self._check_budget(sum(len(row[5]) for row in rows))
+        if enforce_budget:
+            self._check_budget(sum(len(row[5]) for row in rows))
         db = self._conn
         try:
             db.execute("BEGIN IMMEDIATE")

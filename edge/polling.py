@@ -1,39 +1,63 @@
-"""The per-device poll loop: connect, poll on a fixed cadence, reconnect with backoff.
+"""The per-device loops: connect, read, reconnect with backoff.
 
-Each device runs in its own task, so one device's timeouts never slow another (DESIGN
-guarantee 6). The reconnect backoff is tenacity's, computed from the configured
-`reconnect_initial` and `reconnect_max` exactly, and it restarts from `reconnect_initial` after
-a device has answered again.
+Two shapes of device: *polled* ones (Modbus) are read on a fixed cadence and give `Reading`s
+that the writer normalizes; *streaming* ones (IT-100, printer-port lines) send what happens and
+give `EventDraft`s directly. Each device runs in its own task, so one device's timeouts never
+slow another (DESIGN guarantee 6). The reconnect backoff is tenacity's, computed from the
+configured `reconnect_initial` and `reconnect_max` exactly, and it restarts from
+`reconnect_initial` after a device has answered again.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
-from edge.config import DeviceConfig
+from edge.config import ModbusDeviceConfig
 from edge.errors import DriverError
 from edge.health import DeviceHealth
 from edge.readings import Reading
+from shared.events import EventDraft
 
 log = logging.getLogger(__name__)
 
+Item = Reading | EventDraft
+
 
 class Driver(Protocol):
-    """What the poll loop needs from a connected driver."""
+    """What the poll loop needs from a connected, polled driver."""
 
     async def poll(self) -> list[Reading]:
         """Read every configured point once."""
         ...
 
 
-DriverOpener = Callable[[DeviceConfig], AbstractAsyncContextManager[Driver]]
+class EventSource(Protocol):
+    """What the listen loop needs from a connected, streaming driver."""
+
+    def events(self) -> AsyncIterator[EventDraft]:
+        """Yield events as the device reports them, until the link fails."""
+        ...
 
 
-def reconnect_wait(config: DeviceConfig, health: DeviceHealth) -> Callable[[RetryCallState], float]:
+class Reconnecting(Protocol):
+    """Any device config: an id and a reconnect policy."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def reconnect_initial(self) -> float: ...
+    @property
+    def reconnect_max(self) -> float: ...
+
+
+DriverOpener = Callable[[ModbusDeviceConfig], AbstractAsyncContextManager[Driver]]
+
+
+def reconnect_wait(config: Reconnecting, health: DeviceHealth) -> Callable[[RetryCallState], float]:
     """Exponential backoff from the device's consecutive failures, as configured."""
 
     def wait(_state: RetryCallState) -> float:
@@ -43,15 +67,10 @@ def reconnect_wait(config: DeviceConfig, health: DeviceHealth) -> Callable[[Retr
     return wait
 
 
-async def poll_device(
-    config: DeviceConfig,
-    *,
-    open_driver: DriverOpener,
-    sink: "asyncio.Queue[Reading | None]",
-    health: DeviceHealth,
-    room: asyncio.Event,
+async def reconnecting(
+    config: Reconnecting, health: DeviceHealth, session: Callable[[], Awaitable[None]]
 ) -> None:
-    """Poll one device forever (until cancelled), reconnecting after driver errors."""
+    """Run `session` (connect and read until the link fails) again and again, with backoff."""
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(DriverError),
         wait=reconnect_wait(config, health),
@@ -70,18 +89,34 @@ async def poll_device(
     async for attempt in retrying:
         with attempt:
             try:
-                async with open_driver(config) as driver:
-                    await _poll_connected(driver, config, sink=sink, health=health, room=room)
+                await session()
             except DriverError as exc:
                 health.record_failure(exc)
                 raise
 
 
+async def poll_device(
+    config: ModbusDeviceConfig,
+    *,
+    open_driver: DriverOpener,
+    sink: "asyncio.Queue[Item | None]",
+    health: DeviceHealth,
+    room: asyncio.Event,
+) -> None:
+    """Poll one device forever (until cancelled), reconnecting after driver errors."""
+
+    async def session() -> None:
+        async with open_driver(config) as driver:
+            await _poll_connected(driver, config, sink=sink, health=health, room=room)
+
+    await reconnecting(config, health, session)
+
+
 async def _poll_connected(
     driver: Driver,
-    config: DeviceConfig,
+    config: ModbusDeviceConfig,
     *,
-    sink: "asyncio.Queue[Reading | None]",
+    sink: "asyncio.Queue[Item | None]",
     health: DeviceHealth,
     room: asyncio.Event,
 ) -> None:
@@ -98,3 +133,26 @@ async def _poll_connected(
             await sink.put(reading)
         next_poll = max(next_poll + config.poll_interval, loop.time())
         await asyncio.sleep(next_poll - loop.time())
+
+
+async def listen_device(
+    config: Reconnecting,
+    *,
+    open_source: Callable[[], AbstractAsyncContextManager[EventSource]],
+    sink: "asyncio.Queue[Item | None]",
+    health: DeviceHealth,
+) -> None:
+    """Take a streaming device's events forever (until cancelled), reconnecting after errors.
+
+    A streaming panel keeps no log we could come back to, so it is never paused: the writer
+    stores its events even past the outbox budget (see `Outbox.append`).
+    """
+
+    async def session() -> None:
+        async with open_source() as source:
+            health.record_success([])
+            async for draft in source.events():
+                health.record_success([])
+                await sink.put(draft)
+
+    await reconnecting(config, health, session)

@@ -172,3 +172,17 @@ async def test_resync_keeps_numbering_that_already_continues_the_cloud(tmp_path:
         assert await outbox.is_synced()
         after = await outbox.lease(10)
     assert after == before
+
+
+async def test_events_from_sources_without_a_log_are_written_past_the_budget(
+    tmp_path: Path,
+) -> None:
+    async with open_outbox(tmp_path / "o.sqlite", budget=100_000) as outbox:
+        with pytest.raises(OutboxFull):
+            for n in range(10_000):
+                await outbox.append([draft(n)])
+        last = (await outbox.stats()).last_seq
+        seqs = await outbox.append([draft(1), draft(2)], enforce_budget=False)
+        assert seqs == [last + 1, last + 2]
+        with pytest.raises(OutboxFull):  # the budget still holds for everyone else
+            await outbox.append([draft(3)])
