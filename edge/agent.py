@@ -34,21 +34,15 @@ from edge.errors import OutboxFull
 from edge.forwarder import Forwarder
 from edge.health import DeviceHealth
 from edge.keys import load_or_create_key
-from edge.normalize import normalize_counter
+from edge.normalize import GaugeTracker, normalize_reading
 from edge.outbox import CounterValue, Outbox
 from edge.polling import Driver, DriverOpener, EventSource, Item, listen_device, poll_device
-from edge.readings import Reading
 from shared.events import EventDraft
 
 log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10_000
 GROUP_MAX = 5_000
-
-
-def open_modbus(config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
-    """The production driver for a device config."""
-    return ModbusDriver(config)
 
 
 def open_stream(
@@ -67,9 +61,9 @@ def open_stream(
 class Agent:
     """Runs one site: polls devices, commits events, forwards batches."""
 
-    def __init__(self, config: SiteConfig, *, open_driver: DriverOpener = open_modbus) -> None:
+    def __init__(self, config: SiteConfig, *, open_driver: DriverOpener | None = None) -> None:
         self.config = config
-        self._open_driver = open_driver
+        self._open_driver = open_driver or self._open_modbus
         self._queue: asyncio.Queue[Item | None] = asyncio.Queue(QUEUE_SIZE)
         self._room = asyncio.Event()
         self._room.set()
@@ -81,6 +75,7 @@ class Agent:
             for point in device.point
         }
         self._counters: dict[tuple[str, str], int] = {}
+        self._gauges = GaugeTracker()
         self.health = {
             device.id: DeviceHealth(device.id, device.driver, device.address)
             for device in config.device
@@ -137,6 +132,9 @@ class Agent:
             await self._queue.put(None)
             await writer
             sender.cancel()
+
+    def _open_modbus(self, config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
+        return ModbusDriver(config, health=self.health[config.id])
 
     async def _device_loop(self, device: DeviceConfig) -> None:
         health = self.health[device.id]
@@ -199,26 +197,28 @@ class Agent:
         """Drafts in arrival order, the counters' new values, and the drafts with no log."""
         drafts: list[EventDraft] = []
         unlogged: list[EventDraft] = []
-        latest: dict[tuple[str, str], Reading] = {}
-        for reading in group:
-            if isinstance(reading, EventDraft):
-                drafts.append(reading)
-                unlogged.append(reading)
+        latest: dict[tuple[str, str], CounterValue] = {}
+        for item in group:
+            if isinstance(item, EventDraft):
+                drafts.append(item)
+                unlogged.append(item)
                 continue
-            key = (reading.device_id, reading.point)
+            key = (item.device_id, item.point)
             previous = latest[key].value if key in latest else self._counters.get(key)
-            if previous == reading.value:
-                continue
-            draft = normalize_counter(
-                reading, self._points[key], previous=previous, clock=self._clock.state
+            result = normalize_reading(
+                item,
+                self._points[key],
+                previous=previous,
+                clock=self._clock.state,
+                gauges=self._gauges,
             )
-            if draft is not None:
-                drafts.append(draft)
-            latest[key] = reading
-        values = [
-            CounterValue(r.device_id, r.point, r.value, r.observed_at) for r in latest.values()
-        ]
-        return drafts, values, unlogged
+            if result.draft is not None:
+                drafts.append(result.draft)
+            if result.stored is not None and result.stored != previous:
+                latest[key] = CounterValue(
+                    item.device_id, item.point, result.stored, item.observed_at
+                )
+        return drafts, list(latest.values()), unlogged
 
     def _pause_sources(self, error: OutboxFull) -> None:
         if not self.outbox_full:

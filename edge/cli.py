@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edge.config import load_config
+from edge.config import ModbusDeviceConfig, load_config
 from edge.errors import GatewayError
 from edge.keys import load_or_create_key
 from edge.logs import configure_logging
@@ -45,7 +45,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _check_config(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    points = sum(len(device.point) for device in config.device)
+    points = sum(len(d.point) for d in config.device if isinstance(d, ModbusDeviceConfig))
     print(
         f"{args.config}: ok (gateway {config.gateway.id}, {len(config.device)} devices, "
         f"{points} points)"

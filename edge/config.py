@@ -5,9 +5,12 @@ See DESIGN.md "Site config". Durations are strings such as "250ms", "5s", "2m", 
 
 import re
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -16,8 +19,19 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
+from edge.codecs.registers import (
+    FLOAT_TYPES,
+    INTEGER_TYPES,
+    REGISTER_TYPES,
+    PointType,
+    RegisterType,
+    register_count,
+    value_range,
+)
 from edge.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -32,13 +46,6 @@ def parse_duration(value: object) -> float:
     if match is None:
         raise ValueError(f'{value!r} is not a duration like "250ms", "5s", "2m" or "1h"')
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def _check_tcp_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
-        raise ValueError(f"{url!r} is not a Modbus URL like tcp://192.168.1.20:502")
-    return url
 
 
 def _check_http_url(url: str) -> str:
@@ -92,21 +99,169 @@ class DiagnosticsConfig(_Section):
     listen: str = "127.0.0.1:8080"
 
 
+_BIT_TABLES = frozenset({"coil", "discrete"})
+_POINT_KINDS = ("counter", "state", "gauge")
+_STATE_FIELDS = ("activation", "deactivation")
+_GAUGE_FIELDS = ("deadband", "report_every")
+
+
+def _parse_decimal(value: object) -> Decimal:
+    """A decimal from a string or an int; floats are refused, they cannot hold 0.1 exactly."""
+    if isinstance(value, float):
+        raise ValueError(
+            f'write {value!r} as a string ("{value!r}") or an integer: a float cannot hold '
+            "every decimal exactly"
+        )
+    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
+        raise ValueError(f'{value!r} is not a decimal number (use a string like "0.1")')
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f'{value!r} is not a decimal number like "0.1"') from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite decimal number")
+    return number
+
+
+def _parse_on_value(value: object) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"on_value must be an integer or true/false, not {value!r}")
+    return value
+
+
+DecimalValue = Annotated[Decimal, BeforeValidator(_parse_decimal)]
+
+
 class PointConfig(_Section):
-    """One register point of a Modbus device."""
+    """One point of a Modbus device: where it is, how it is encoded and what it means.
+
+    `coil` and `discrete` points are `bool` (the default there); `holding` and `input` points
+    have a register type. `kind` defaults to `state` for bits and `counter` for registers.
+    A `counter` needs an integer type and bills its deltas times `scale`; a `state` makes its
+    `activation` / `deactivation` events when the raw value becomes / stops being `on_value`; a
+    `gauge` reports `value * scale + offset` as a measurement when it moves more than
+    `deadband` or every `report_every` polls.
+    """
 
     name: Name
-    table: Literal["holding", "input"]
+    table: Literal["coil", "discrete", "holding", "input"]
     address: Annotated[int, Field(ge=0, le=65535)]
-    type: Literal["uint16", "uint32"]
+    type: Annotated[PointType | None, Field(validate_default=True)] = None
+    byte_order: Literal["big", "little"] = "big"
     word_order: Literal["big", "little"] = "big"
-    kind: Literal["counter"] = "counter"
+    kind: Annotated[Literal["counter", "state", "gauge"] | None, Field(validate_default=True)] = (
+        None
+    )
+    scale: DecimalValue = Decimal(1)
+    offset: DecimalValue = Decimal(0)
     unit: Annotated[str, Field(min_length=1, max_length=16)] = "count"
+    activation: Name | None = None
+    deactivation: Name | None = None
+    on_value: Annotated[int, BeforeValidator(_parse_on_value)] = 1
+    deadband: Annotated[DecimalValue, Field(ge=0)] = Decimal(0)
+    report_every: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type_fits_table(cls, value: PointType | None, info: ValidationInfo) -> PointType | None:
+        table = info.data.get("table")
+        if table is None:
+            return value
+        if table in _BIT_TABLES:
+            if value not in (None, "bool"):
+                raise ValueError(f"a {table} point is a single bit: type must be 'bool'")
+            return "bool"
+        if value is None:
+            raise ValueError(f"a {table} point needs a type: one of {sorted(REGISTER_TYPES)}")
+        if value == "bool":
+            raise ValueError(
+                f"'bool' is for coil and discrete points; a {table} point needs a register "
+                f"type: one of {sorted(REGISTER_TYPES)}"
+            )
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind_fits_type(
+        cls, value: Literal["counter", "state", "gauge"] | None, info: ValidationInfo
+    ) -> Literal["counter", "state", "gauge"] | None:
+        type_ = info.data.get("type")
+        if type_ is None:
+            return value
+        if value is None:
+            return "state" if type_ == "bool" else "counter"
+        if value == "counter" and type_ not in INTEGER_TYPES:
+            raise ValueError(f"a counter needs an integer type, not {type_!r}")
+        if value == "state" and type_ in FLOAT_TYPES:
+            raise ValueError(f"a state needs a bool or integer type, not {type_!r}")
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_is_used(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        if value == 0:
+            raise ValueError("scale must not be 0")
+        if value != 1 and info.data.get("kind") == "state":
+            raise ValueError("a state compares the raw value with on_value: scale does not apply")
+        return value
+
+    @field_validator("offset")
+    @classmethod
+    def _offset_is_used(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        kind = info.data.get("kind")
+        if value != 0 and kind in ("counter", "state"):
+            raise ValueError(f"offset applies to gauges only, not to a {kind}")
+        return value
+
+    @field_validator("activation", "deactivation", "deadband", "report_every")
+    @classmethod
+    def _only_for_its_kind(cls, value: object, info: ValidationInfo) -> object:
+        kind = info.data.get("kind")
+        wanted = "state" if info.field_name in _STATE_FIELDS else "gauge"
+        if kind is not None and kind != wanted and value not in (None, 0):
+            raise ValueError(f"{info.field_name} is for {wanted} points, not a {kind}")
+        return value
+
+    @field_validator("on_value")
+    @classmethod
+    def _on_value_fits(cls, value: int, info: ValidationInfo) -> int:
+        type_ = info.data.get("type")
+        if type_ == "bool" and value not in (0, 1):
+            raise ValueError(f"on_value of a bit must be true/false (or 1/0), not {value}")
+        if type_ in INTEGER_TYPES:
+            low, high = value_range(type_)
+            if not low <= value <= high:
+                raise ValueError(f"on_value {value} does not fit a {type_} ({low}..{high})")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        """A state needs an activation event name (its deactivation is optional)."""
+        if self.kind == "state" and self.activation is None:
+            raise ValueError(
+                f"point {self.name!r}: a state point needs `activation` (the event name when it "
+                "turns on), and usually `deactivation`"
+            )
+
+    @property
+    def is_bit(self) -> bool:
+        """Whether the point lives in a bit table (coil or discrete input)."""
+        return self.table in _BIT_TABLES
+
+    @property
+    def register_type(self) -> RegisterType:
+        """The register type of a holding/input point."""
+        if self.type is None or self.type == "bool":
+            raise ValueError(f"point {self.name!r} is a bit, it has no register type")
+        return self.type
 
     @property
     def register_count(self) -> int:
-        """How many 16-bit registers the point spans."""
-        return 2 if self.type == "uint32" else 1
+        """How many table entries the point spans: 16-bit registers, or 1 for a bit."""
+        if self.is_bit:
+            return 1
+        return register_count(self.register_type)
 
     @property
     def bits(self) -> int:
@@ -114,19 +269,136 @@ class PointConfig(_Section):
         return 16 * self.register_count
 
 
+def _check_modbus_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "tcp":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
+            raise ValueError(f"{url!r} is not a Modbus URL like tcp://192.168.1.20:502")
+        return url
+    if parts.scheme == "rtu":
+        parse_serial_url(url)
+        return url
+    raise ValueError(
+        f"{url!r} is not a Modbus URL like tcp://192.168.1.20:502 or "
+        "rtu:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1&bytesize=8"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SerialLine:
+    """The serial settings of an `rtu://` URL: one RS-485 line, shared by the units on it."""
+
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+_SERIAL_KEYS = ("baudrate", "parity", "stopbits", "bytesize")
+
+
+def parse_serial_url(url: str) -> SerialLine:
+    """Split `rtu:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1&bytesize=8` (checked)."""
+    parts = urlsplit(url)
+    example = "rtu:///dev/ttyUSB0?baudrate=9600&parity=N&stopbits=1&bytesize=8"
+    if parts.scheme != "rtu" or parts.netloc or not parts.path.startswith("/"):
+        raise ValueError(f"{url!r} is not a serial Modbus URL like {example}")
+    try:
+        query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError:
+        raise ValueError(f"{url!r}: the query is not key=value pairs, like {example}") from None
+    unknown = sorted(set(query) - set(_SERIAL_KEYS))
+    if unknown:
+        raise ValueError(f"{url!r}: unknown setting(s) {unknown}; expected {list(_SERIAL_KEYS)}")
+    twice = sorted(key for key, values in query.items() if len(values) > 1)
+    if twice:
+        raise ValueError(f"{url!r}: setting(s) {twice} given twice")
+    settings = {key: values[0] for key, values in query.items()}
+    return SerialLine(
+        port=parts.path,
+        baudrate=_serial_int(url, settings, "baudrate", 9600, lambda v: v > 0, "> 0"),
+        parity=_serial_parity(url, settings.get("parity", "N")),
+        stopbits=_serial_int(url, settings, "stopbits", 1, lambda v: v in (1, 2), "1 or 2"),
+        bytesize=_serial_int(url, settings, "bytesize", 8, lambda v: v in (7, 8), "7 or 8"),
+    )
+
+
+def _serial_int(
+    url: str,
+    settings: dict[str, str],
+    key: str,
+    default: int,
+    valid: Callable[[int], bool],
+    expected: str,
+) -> int:
+    text = settings.get(key)
+    if text is None:
+        return default
+    if not text.isdigit() or not valid(int(text)):
+        raise ValueError(f"{url!r}: {key}={text!r} is not valid, expected {expected}")
+    return int(text)
+
+
+def _serial_parity(url: str, text: str) -> Literal["N", "E", "O"]:
+    if text not in ("N", "E", "O"):
+        raise ValueError(f"{url!r}: parity={text!r} is not valid, expected N, E or O")
+    return text  # type: ignore[return-value]  # checked just above
+
+
+PauseDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
 class ModbusDeviceConfig(_Section):
-    """A Modbus TCP device and the points polled from it."""
+    """A Modbus TCP or RTU device and the points polled from it.
+
+    Several devices (unit ids) may share one `rtu://` port: their requests take turns on the
+    line with `request_gap` between them, and their serial settings must be equal.
+    """
 
     id: Name
     driver: Literal["modbus"]
-    url: Annotated[str, AfterValidator(_check_tcp_url)]
+    url: Annotated[str, AfterValidator(_check_modbus_url)]
     unit: Annotated[int, Field(ge=0, le=247)] = 1
     poll_interval: Duration = 5.0
     timeout: Duration = 1.0
     retries: Annotated[int, Field(ge=0, le=10)] = 1
     reconnect_initial: Duration = 1.0
     reconnect_max: Duration = 30.0
+    request_gap: PauseDuration = 0.0
+    max_coalesce: Annotated[int, Field(ge=1, le=125)] = 64
     point: Annotated[list[PointConfig], Field(min_length=1)]
+
+    @field_validator("point")
+    @classmethod
+    def _point_names_are_unique(cls, points: list[PointConfig]) -> list[PointConfig]:
+        seen: set[str] = set()
+        for point in points:
+            if point.name in seen:
+                raise ValueError(f"point name {point.name!r} is used twice")
+            seen.add(point.name)
+        return points
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Unit 0 is the RTU broadcast address: no device answers it."""
+        if self.transport == "rtu" and self.unit == 0:
+            raise ValueError(f"device {self.id!r}: unit 0 is the RTU broadcast address, use 1..247")
+
+    @property
+    def transport(self) -> Literal["tcp", "rtu"]:
+        """`tcp` (Modbus TCP) or `rtu` (Modbus RTU on a serial line)."""
+        return "rtu" if self.url.startswith("rtu:") else "tcp"
+
+    @property
+    def serial(self) -> SerialLine:
+        """The serial line of an `rtu://` device."""
+        if self.transport != "rtu":
+            raise ValueError(f"device {self.id!r} is not on a serial line: {self.url}")
+        return parse_serial_url(self.url)
 
     @property
     def address(self) -> str:
@@ -135,13 +407,39 @@ class ModbusDeviceConfig(_Section):
 
     @property
     def host(self) -> str:
-        """Host part of the URL."""
+        """Host part of the URL ("" for a serial device)."""
         return urlsplit(self.url).hostname or ""
 
     @property
     def port(self) -> int:
-        """Port part of the URL."""
+        """Port part of the URL (502 unless given)."""
         return urlsplit(self.url).port or 502
+
+
+def check_shared_lines(devices: list[ModbusDeviceConfig]) -> None:
+    """Devices on one serial port must agree on its settings and not repeat a unit id."""
+    lines: dict[str, tuple[SerialLine, set[int]]] = {}
+    for device in devices:
+        if device.transport != "rtu":
+            continue
+        line = device.serial
+        known, units = lines.setdefault(line.port, (line, set()))
+        if known != line:
+            raise ValueError(
+                f"device {device.id!r}: serial port {line.port} is configured with different "
+                f"settings by another device ({known} vs {line})"
+            )
+        if device.unit in units:
+            raise ValueError(
+                f"device {device.id!r}: unit {device.unit} is used twice on {line.port}"
+            )
+        units.add(device.unit)
+
+
+def _check_stopbits(value: float) -> float:
+    if value not in (1, 1.5, 2):
+        raise ValueError("stopbits must be 1, 1.5 or 2")
+    return value
 
 
 class SerialPortConfig(_Section):
@@ -151,7 +449,7 @@ class SerialPortConfig(_Section):
     baudrate: Annotated[int, Field(gt=0)] = 9600
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
-    stopbits: Literal[1, 1.5, 2] = 1
+    stopbits: Annotated[float, AfterValidator(_check_stopbits)] = 1
     reconnect_initial: Duration = 1.0
     reconnect_max: Duration = 30.0
 
@@ -223,6 +521,7 @@ class SiteConfig(_Section):
             if device.id in seen:
                 raise ValueError(f"device id {device.id!r} is used twice")
             seen.add(device.id)
+        check_shared_lines([d for d in self.device if isinstance(d, ModbusDeviceConfig)])
 
 
 def load_config(path: Path) -> SiteConfig:

@@ -3,6 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from edge.readings import Reading
@@ -22,7 +23,7 @@ class DeviceHealth:
     consecutive_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     protocol: Counter[str] = field(default_factory=Counter)
-    last_values: dict[str, int] = field(default_factory=dict)
+    last_values: dict[str, int | bool | Decimal] = field(default_factory=dict)
 
     def record_success(self, readings: list[Reading]) -> None:
         """A poll answered."""
@@ -55,5 +56,8 @@ class DeviceHealth:
             "consecutive_failures": self.consecutive_failures,
             "errors": dict(self.errors),
             "protocol": dict(self.protocol),
-            "last_values": dict(self.last_values),
+            "last_values": {
+                name: str(value) if isinstance(value, Decimal) else value
+                for name, value in self.last_values.items()
+            },
         }

@@ -1,4 +1,6 @@
-"""Readings -> event drafts. Counter readings become `activity` events carrying the delta.
+"""Readings -> event drafts. Counter readings become `activity` events carrying the delta; state
+readings become `activation` / `deactivation` events on a transition; gauge readings become
+`measurement` events when they move past their deadband (`normalize_reading` dispatches).
 
 Pure and synchronous: the caller owns the last value of each counter and stores the new one in
 the same outbox transaction as the event it made (DESIGN guarantee 1 and 5).
@@ -51,6 +53,8 @@ def normalize_counter(
     """
     if previous is None:
         return None
+    if not isinstance(reading.value, int) or isinstance(reading.value, bool):
+        raise TypeError(f"counter {point.name!r}: expected an int, got {reading.value!r}")
     moved = count_delta(previous, reading.value, bits=point.bits)
     if moved.delta == 0 and not moved.reset:
         return None
@@ -75,3 +79,141 @@ def normalize_counter(
         clock=clock,
         attrs=attrs,
     )
+
+
+def state_value(reading: Reading, point: PointConfig) -> int:
+    """A state reading as the outbox stores it: 1 when the raw value is `on_value`, else 0."""
+    return int(reading.value == point.on_value)
+
+
+def normalize_state(
+    reading: Reading, point: PointConfig, *, previous: int | None, clock: ClockState
+) -> EventDraft | None:
+    """The activation or deactivation event of a state point, or None.
+
+    `previous` is the stored 0/1 of the last reading (`state_value`); None means this is the
+    first reading, a baseline that makes no event. A point without a `deactivation` name makes
+    no event when it turns off.
+    """
+    current = state_value(reading, point)
+    if previous is None or current == previous:
+        return None
+    name = point.activation if current else point.deactivation
+    if name is None:
+        return None
+    return EventDraft(
+        device_id=reading.device_id,
+        name=name,
+        kind=EventKind.ACTIVATION if current else EventKind.DEACTIVATION,
+        occurred_at=reading.observed_at,
+        observed_at=reading.observed_at,
+        clock=clock,
+        attrs={
+            "table": point.table,
+            "address": point.address,
+            "point": point.name,
+            "raw": _attr(reading.value),
+        },
+    )
+
+
+@dataclass(slots=True)
+class _Gauge:
+    reported: Decimal
+    polls: int = 0
+
+
+class GaugeTracker:
+    """Decides which gauge readings become `measurement` events (kept in memory only).
+
+    A gauge is reported on its first reading, then whenever it has moved more than `deadband`
+    from the last reported value, and every `report_every` polls even when it has not (so the
+    cloud sees it is alive). After a restart the first reading is reported again: measurements
+    are samples, not usage deltas, so a repeated one double-counts nothing.
+    """
+
+    def __init__(self) -> None:
+        self._gauges: dict[tuple[str, str], _Gauge] = {}
+
+    def observe(
+        self, reading: Reading, point: PointConfig, *, clock: ClockState
+    ) -> EventDraft | None:
+        """The measurement event for this reading, or None when it is not worth reporting."""
+        if not isinstance(reading.value, Decimal):
+            raise TypeError(f"gauge {point.name!r}: expected a Decimal, got {reading.value!r}")
+        key = (reading.device_id, point.name)
+        gauge = self._gauges.get(key)
+        if gauge is not None:
+            gauge.polls += 1
+            moved = abs(reading.value - gauge.reported) > point.deadband
+            due = point.report_every is not None and gauge.polls >= point.report_every
+            if not moved and not due:
+                return None
+        self._gauges[key] = _Gauge(reported=reading.value)
+        return _measurement(reading, point, clock)
+
+    def forget(self, device_id: str) -> None:
+        """Drop what is known of a device's gauges (its next readings are reported afresh)."""
+        for key in [key for key in self._gauges if key[0] == device_id]:
+            del self._gauges[key]
+
+
+def _measurement(reading: Reading, point: PointConfig, clock: ClockState) -> EventDraft:
+    assert isinstance(reading.value, Decimal)
+    return EventDraft(
+        device_id=reading.device_id,
+        name=point.name,
+        kind=EventKind.MEASUREMENT,
+        quantity=reading.value,
+        unit=point.unit,
+        occurred_at=reading.observed_at,
+        observed_at=reading.observed_at,
+        clock=clock,
+        attrs={"table": point.table, "address": point.address, "raw": _attr(reading.raw)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """What one reading made: maybe an event, and the integer to store as the point's last
+    value in the same outbox transaction (None for gauges, which store nothing)."""
+
+    draft: EventDraft | None
+    stored: int | None
+
+
+def normalize_reading(
+    reading: Reading,
+    point: PointConfig,
+    *,
+    previous: int | None,
+    clock: ClockState,
+    gauges: GaugeTracker,
+) -> Normalized:
+    """Normalize any Modbus reading by its point's kind; the one call the agent needs.
+
+    - counter: `normalize_counter` (baseline, deltas, wraps, resets), its quantity times
+      `point.scale`; stores the raw counter value.
+    - state: `normalize_state`; stores 0/1 (`state_value`).
+    - gauge: `gauges.observe` (deadband, report_every); stores nothing.
+
+    `previous` is the stored last value of the point (None if there is none yet).
+    """
+    if point.kind == "state":
+        draft = normalize_state(reading, point, previous=previous, clock=clock)
+        return Normalized(draft, state_value(reading, point))
+    if point.kind == "gauge":
+        return Normalized(gauges.observe(reading, point, clock=clock), None)
+    if isinstance(reading.value, Decimal | bool):
+        raise TypeError(f"counter {point.name!r}: expected an int, got {reading.value!r}")
+    draft = normalize_counter(reading, point, previous=previous, clock=clock)
+    if draft is not None and point.scale != 1 and draft.quantity is not None:
+        draft = EventDraft(**{**dict(draft), "quantity": draft.quantity * point.scale})
+    return Normalized(draft, reading.value)
+
+
+def _attr(value: object) -> str | int | bool | None:
+    # attrs hold JSON scalars; a float or Decimal goes as its string so nothing is rounded.
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)

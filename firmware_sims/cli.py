@@ -5,6 +5,7 @@ function that runs it until it is done or stopped. Ctrl-C (SIGINT) and SIGTERM s
 cleanly: its server closes and the process exits with status 0.
 
     tollgate-sim modbus-panel --listen 127.0.0.1:5020 [--unit 1] [--tick 0.5] [--duration SECONDS]
+    tollgate-sim modbus-panel --rtu [--unit 1 --unit 2] [--baudrate 9600]   (prints the pty path)
     tollgate-sim demo [--duration SECONDS] [--workdir demo-data]
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
+from firmware_sims.serial_cli import add_it100_arguments, run_it100_panel
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,19 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="address to serve on (default 127.0.0.1:5020)",
     )
-    parser.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    parser.add_argument(
+        "--unit",
+        type=int,
+        action="append",
+        default=None,
+        help="Modbus unit id (default 1); repeat for several units on one RTU line",
+    )
+    parser.add_argument(
+        "--rtu",
+        action="store_true",
+        help="serve Modbus RTU on a pseudo-terminal (its path is printed) instead of TCP",
+    )
+    parser.add_argument("--baudrate", type=int, default=9600, help="RTU baud rate (default 9600)")
     parser.add_argument(
         "--tick",
         type=_positive_seconds,
@@ -78,13 +92,27 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
 async def _run_modbus_panel(args: argparse.Namespace) -> int:
     host, port = args.listen
     scenario = default_scenario(tick=args.tick)
-    async with ModbusPanel(host, port, unit=args.unit, scenario=scenario) as panel:
-        shown = f"[{host}]" if ":" in host else host
-        print(
-            f"modbus-panel listening on {shown}:{panel.port} unit {panel.unit}: "
-            f"{panel.register_map()}",
-            flush=True,
-        )
+    units = args.unit or [1]
+    panel = ModbusPanel(
+        host, port, units=units, scenario=scenario, rtu=args.rtu, baudrate=args.baudrate
+    )
+    async with panel:
+        if args.rtu:
+            where = (
+                f"rtu://{panel.serial_path}?baudrate={args.baudrate}&parity=N&stopbits=1&bytesize=8"
+            )
+            print(
+                f"modbus-panel serving {where} unit {','.join(map(str, units))}: "
+                f"{panel.register_map()}",
+                flush=True,
+            )
+        else:
+            shown = f"[{host}]" if ":" in host else host
+            print(
+                f"modbus-panel listening on {shown}:{panel.port} unit {panel.unit}: "
+                f"{panel.register_map()}",
+                flush=True,
+            )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(args.duration):
                 await panel.run_forever()
@@ -114,6 +142,11 @@ async def _run_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Command] = {
+    "it100-panel": Command(
+        help="a DSC panel behind an IT-100 interface on a pseudo-terminal (default scenario)",
+        add_arguments=add_it100_arguments,
+        run=run_it100_panel,
+    ),
     "demo": Command(
         help="the site-in-a-box: simulated panels, the real agent and collector, live",
         add_arguments=_add_demo_arguments,

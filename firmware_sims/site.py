@@ -19,6 +19,16 @@ class SimulatedPanel:
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedIt100:
+    """An IT-100 panel simulator's pty link as the agent should see it."""
+
+    device_id: str
+    link_path: Path
+    poll_interval: str = "1s"
+    zone_events: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Timing:
     """Polling and forwarding cadence (fast for tests, gentle for the demo)."""
 
@@ -37,7 +47,7 @@ def render_site_config(
     gateway_id: str,
     cloud_url: str,
     data_dir: Path,
-    panels: Iterable[SimulatedPanel],
+    panels: Iterable[SimulatedPanel | SimulatedIt100],
     timing: Timing = Timing(),
     outbox_budget_mb: float = 64,
 ) -> str:
@@ -57,6 +67,9 @@ def render_site_config(
         "",
     ]
     for panel in panels:
+        if isinstance(panel, SimulatedIt100):
+            lines += _it100_device(panel, timing)
+            continue
         lines += [
             "[[device]]",
             f'id = "{panel.device_id}"',
@@ -82,3 +95,17 @@ def render_site_config(
                 "",
             ]
     return "\n".join(lines)
+
+
+def _it100_device(panel: SimulatedIt100, timing: Timing) -> list[str]:
+    return [
+        "[[device]]",
+        f'id = "{panel.device_id}"',
+        'driver = "it100"',
+        f'port = "{panel.link_path}"',
+        f'poll_interval = "{panel.poll_interval}"',
+        f"zone_events = {'true' if panel.zone_events else 'false'}",
+        f'reconnect_initial = "{timing.reconnect_initial}"',
+        f'reconnect_max = "{timing.reconnect_max}"',
+        "",
+    ]

@@ -1,33 +1,160 @@
-"""ModbusDriver: reads the register points of one Modbus TCP device into `Reading`s.
+"""ModbusDriver: reads the points of one Modbus TCP or RTU device into `Reading`s.
 
 The driver is the boundary between pymodbus and the agent: every pymodbus outcome becomes either a
-list of readings or one of our `DriverError`s (the mapping is in `_read_registers`), like
-`map_httpcore_exceptions()` in httpx. No pymodbus exception leaves this module.
+list of readings or one of our `DriverError`s (the mapping is in `_execute`), like
+`map_httpcore_exceptions()` in httpx. No pymodbus exception leaves this module. Protocol trouble
+is also counted in the device's `DeviceHealth.count()`: `timeout`, `crc_error`, `frame_error`
+and `exception_<code>` (e.g. `exception_2` for ILLEGAL DATA ADDRESS).
 
-A driver is used once: `async with ModbusDriver(config) as driver` connects, `poll()` reads, exit
-closes. Reconnecting is the agent's job (a loop with tenacity backoff around a new driver), so the
-pymodbus client's own reconnect task is switched off (`reconnect_delay=0`). The timeout and retries
-of the config go to pymodbus exactly as configured.
+Requests: adjacent points of one table are read with one request of at most `max_coalesce`
+registers (or bits); `plan_requests` is the pure planner.
+
+Lines: a TCP device has a connection of its own. Several devices (unit ids) on one RS-485 port
+share one pymodbus client, because only one process may open the port and the line carries one
+request at a time. `_LINES` is the registry of open serial lines, keyed by event loop and port
+path and reference-counted by the drivers using them; the line's `asyncio.Lock` makes requests
+take turns, with the largest `request_gap` of its devices between the end of one request and the
+start of the next. A silent unit therefore costs the others its timeout, but never an error.
+
+Each request runs with its own device's `timeout` and `retries`, set on the shared pymodbus
+transaction manager while the line is held (pymodbus keeps both per client, not per request).
+Nothing is clamped: the configured values go to pymodbus exactly.
+
+A driver is used once: `async with ModbusDriver(config) as driver` connects (or joins the shared
+line), `poll()` reads, exit closes (or leaves the line). Reconnecting is the agent's job, so the
+pymodbus client's own reconnect task is switched off (`reconnect_delay=0`).
 """
 
+import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import TracebackType
 from typing import Self
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.framer import FramerRTU
 from pymodbus.pdu import ModbusPDU
 
-from edge.codecs.registers import decode_registers
-from edge.config import ModbusDeviceConfig, PointConfig
-from edge.errors import DeviceTimeout, DeviceUnreachable, DriverError, FrameError
+from edge.codecs.registers import decode_bits, decode_registers, scale_value, to_unsigned
+from edge.config import ModbusDeviceConfig, PointConfig, SerialLine
+from edge.errors import ConfigError, DeviceTimeout, DeviceUnreachable, DriverError, FrameError
+from edge.health import DeviceHealth
 from edge.readings import Reading
 
-# Function codes of the requests (Modbus Application Protocol v1.1b3, 6.3 and 6.4).
-_FUNCTION_CODES = {"holding": 0x03, "input": 0x04}
+# Function codes of the read requests (Modbus Application Protocol v1.1b3, 6.1 to 6.4).
+_FUNCTION_CODES = {"coil": 0x01, "discrete": 0x02, "holding": 0x03, "input": 0x04}
+_TABLE_WORDS = {
+    "coil": "coil",
+    "discrete": "discrete input",
+    "holding": "holding register",
+    "input": "input register",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """One read: `count` registers (or bits) of `table` from `address`, covering `points`."""
+
+    table: str
+    address: int
+    count: int
+    points: tuple[PointConfig, ...]
+
+    def describe(self) -> str:
+        """E.g. "holding register 10..13 (points 'a', 'b')"."""
+        span = str(self.address)
+        if self.count > 1:
+            span += f"..{self.address + self.count - 1}"
+        names = ", ".join(repr(point.name) for point in self.points)
+        label = "point" if len(self.points) == 1 else "points"
+        return f"{_TABLE_WORDS[self.table]} {span} ({label} {names})"
+
+
+def plan_requests(points: Sequence[PointConfig], *, max_coalesce: int) -> list[ReadRequest]:
+    """Group points into reads: per table, by address, merging points that touch or overlap
+    while the read stays within `max_coalesce` registers (or bits). Gaps are never read: an
+    address the device does not have would fail the whole request."""
+    requests: list[ReadRequest] = []
+    for table in _FUNCTION_CODES:
+        ordered = sorted((p for p in points if p.table == table), key=lambda p: p.address)
+        group: list[PointConfig] = []
+        start = end = 0
+        for point in ordered:
+            point_end = point.address + point.register_count
+            if group and point.address <= end and max(end, point_end) - start <= max_coalesce:
+                group.append(point)
+                end = max(end, point_end)
+                continue
+            if group:
+                requests.append(ReadRequest(table, start, end - start, tuple(group)))
+            group, start, end = [point], point.address, point_end
+        if group:
+            requests.append(ReadRequest(table, start, end - start, tuple(group)))
+    return requests
+
+
+class _CountingFramerRTU(FramerRTU):
+    """pymodbus's RTU framer, telling us about frames it drops for a bad CRC."""
+
+    def __init__(self, original: FramerRTU, on_bad_crc: Callable[[], None]) -> None:
+        super().__init__(original.decoder)
+        self._on_bad_crc = on_bad_crc
+
+    def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+        """Decode as pymodbus does; its only "consumed but no frame" outcome is a CRC failure."""
+        used, dev_id, tid, frame = super().decode(data)
+        if used and not frame:
+            self._on_bad_crc()
+        return used, dev_id, tid, frame
+
+
+@dataclass(eq=False)
+class _Line:
+    """One connection (TCP) or serial port (RTU) and the turn-taking of its requests."""
+
+    client: ModbusBaseClient
+    key: tuple[asyncio.AbstractEventLoop, str] | None = None
+    serial: SerialLine | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gaps: list[float] = field(default_factory=list)
+    last_done: float | None = None
+    health: DeviceHealth | None = None  # the device whose request is on the line
+
+    @asynccontextmanager
+    async def turn(
+        self, config: ModbusDeviceConfig, health: DeviceHealth | None
+    ) -> AsyncIterator[ModbusBaseClient]:
+        """Hold the line for one request of `config`'s device, after the configured gap."""
+        async with self.lock:
+            loop = asyncio.get_running_loop()
+            if self.last_done is not None:
+                pause = self.last_done + max(self.gaps, default=0.0) - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+            # pymodbus keeps timeout and retries per client; a shared line sets them per turn.
+            self.client.ctx.comm_params.timeout_connect = config.timeout
+            self.client.ctx.retries = config.retries
+            self.health = health
+            try:
+                yield self.client
+            finally:
+                self.health = None
+                self.last_done = loop.time()
+
+    def count_bad_crc(self) -> None:
+        if self.health is not None:
+            self.health.count("crc_error")
+
+
+# Open serial lines, shared by the drivers of the units on them (see the module docstring).
+_LINES: dict[tuple[asyncio.AbstractEventLoop, str], tuple[_Line, list["ModbusDriver"]]] = {}
 
 
 class _State(enum.Enum):
@@ -37,38 +164,42 @@ class _State(enum.Enum):
 
 
 class ModbusDriver:
-    """Polls the configured points of one Modbus TCP device; one instance per connection."""
+    """Polls the configured points of one Modbus device; one instance per connection."""
 
-    def __init__(self, config: ModbusDeviceConfig) -> None:
+    def __init__(self, config: ModbusDeviceConfig, *, health: DeviceHealth | None = None) -> None:
         self._config = config
+        self._health = health
         self._state = _State.UNOPENED
-        self._client: AsyncModbusTcpClient | None = None
+        self._line: _Line | None = None
+        self._requests = plan_requests(config.point, max_coalesce=config.max_coalesce)
 
     @property
     def config(self) -> ModbusDeviceConfig:
         """The device this driver reads."""
         return self._config
 
+    @property
+    def requests(self) -> list[ReadRequest]:
+        """The reads one poll makes, in order."""
+        return list(self._requests)
+
     async def __aenter__(self) -> Self:
-        """Connect to the device; raises `DeviceUnreachable` if it cannot."""
+        """Connect (or join the open serial line); raises `DeviceUnreachable` if it cannot."""
         if self._state is not _State.UNOPENED:
             raise RuntimeError(
                 f"ModbusDriver for {self._config.id!r} is {self._state.value}: "
                 "a driver can be entered only once, create a new one to reconnect"
             )
         self._state = _State.OPEN
-        self._client = self._build_client()
         try:
-            connected = await self._client.connect()
-        except (ModbusException, OSError) as exc:
+            if self._config.transport == "rtu":
+                self._line = await self._join_serial_line()
+            else:
+                self._line = _Line(self._build_tcp_client(), gaps=[self._config.request_gap])
+                await self._connect(self._line)
+        except BaseException:
             self._close()
-            raise DeviceUnreachable(f"{self._where()}: cannot connect: {exc}") from exc
-        if not connected:
-            self._close()
-            raise DeviceUnreachable(
-                f"{self._where()}: cannot connect (refused, unreachable or no answer within "
-                f"{self._config.timeout:g}s)"
-            )
+            raise
         return self
 
     async def __aexit__(
@@ -77,89 +208,174 @@ class ModbusDriver:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Close the connection."""
+        """Close the connection (or leave the serial line, closing it after its last user)."""
         self._close()
 
     async def poll(self) -> list[Reading]:
-        """Read every configured point, table by table, and return them in config order."""
+        """Read every configured point (coalesced, table by table); return them in config order."""
         if self._state is not _State.OPEN:
             raise RuntimeError(f"ModbusDriver for {self._config.id!r} is {self._state.value}")
         values: dict[str, Reading] = {}
-        for table in _FUNCTION_CODES:
-            for point in (p for p in self._config.point if p.table == table):
-                values[point.name] = await self._read_point(point)
+        for request in self._requests:
+            for reading in await self._read(request):
+                values[reading.point] = reading
         return [values[point.name] for point in self._config.point]
 
-    async def _read_point(self, point: PointConfig) -> Reading:
-        registers = await self._read_registers(point)
+    async def _read(self, request: ReadRequest) -> list[Reading]:
+        line = self._line
+        assert line is not None
+        async with line.turn(self._config, self._health) as client:
+            response = await self._execute(client, request)
+        observed_at = datetime.now(UTC)
         try:
-            value = decode_registers(registers, type=point.type, word_order=point.word_order)
+            return [
+                self._reading(point, response, request, observed_at) for point in request.points
+            ]
         except FrameError as exc:
-            raise FrameError(f"{self._where(point)}: {exc}") from exc
+            self._count("frame_error")
+            raise FrameError(f"{self._where(request)}: {exc}") from exc
+
+    def _reading(
+        self,
+        point: PointConfig,
+        response: list[int] | list[bool],
+        request: ReadRequest,
+        observed_at: datetime,
+    ) -> Reading:
+        offset = point.address - request.address
+        chunk = response[offset : offset + point.register_count]
+        raw: int | float | bool
+        if point.is_bit:
+            raw = bool(chunk[0])
+        else:
+            raw = decode_registers(
+                [int(word) for word in chunk],
+                type=point.register_type,
+                word_order=point.word_order,
+                byte_order=point.byte_order,
+            )
         return Reading(
             device_id=self._config.id,
             point=point.name,
-            value=value,
-            observed_at=datetime.now(UTC),
+            value=_value(point, raw),
+            observed_at=observed_at,
+            raw=raw,
         )
 
-    async def _read_registers(self, point: PointConfig) -> list[int]:
-        """One request; every pymodbus outcome is mapped to registers or a `DriverError` here."""
-        client = self._client
-        assert client is not None
+    async def _execute(
+        self, client: ModbusBaseClient, request: ReadRequest
+    ) -> list[int] | list[bool]:
+        """One request; every pymodbus outcome is mapped to values or a `DriverError` here."""
+        where = self._where(request)
         if not client.connected:
-            raise DeviceUnreachable(f"{self._where(point)}: connection is closed")
+            raise DeviceUnreachable(f"{where}: connection is closed")
         try:
-            response = await self._request(client, point)(
-                point.address, count=point.register_count, device_id=self._config.unit
+            response = await _READS[request.table](client)(
+                request.address, count=request.count, device_id=self._config.unit
             )
         except ConnectionException as exc:
-            raise DeviceUnreachable(f"{self._where(point)}: not connected") from exc
+            raise DeviceUnreachable(f"{where}: not connected") from exc
         except ModbusIOException as exc:
-            # pymodbus raises this when no answer came after all retries; a connection the
+            # pymodbus raises this when no answer came after all retries; a TCP connection the
             # device dropped meanwhile looks the same, so tell the two apart by the socket.
             if not client.connected:
-                raise DeviceUnreachable(f"{self._where(point)}: connection lost") from exc
+                raise DeviceUnreachable(f"{where}: connection lost") from exc
+            self._count("timeout")
             attempts = self._config.retries + 1
             raise DeviceTimeout(
-                f"{self._where(point)}: no answer within {self._config.timeout:g}s "
+                f"{where}: no answer within {self._config.timeout:g}s "
                 f"({attempts} attempt{'s' if attempts > 1 else ''})"
             ) from exc
         except ModbusException as exc:
-            raise DriverError(f"{self._where(point)}: request failed: {exc}") from exc
+            raise DriverError(f"{where}: request failed: {exc}") from exc
         except OSError as exc:
-            raise DeviceUnreachable(f"{self._where(point)}: {exc}") from exc
-        return self._check_response(point, response)
+            raise DeviceUnreachable(f"{where}: {exc}") from exc
+        return self._check_response(request, response)
 
-    def _check_response(self, point: PointConfig, response: ModbusPDU) -> list[int]:
+    def _check_response(self, request: ReadRequest, response: ModbusPDU) -> list[int] | list[bool]:
+        where = self._where(request)
         if response.isError():
             code = getattr(response, "exception_code", None)
+            self._count(f"exception_{code}")
             raise FrameError(
-                f"{self._where(point)}: device answered Modbus exception code {code} "
-                f"({_exception_name(code)})"
+                f"{where}: device answered Modbus exception code {code} ({_exception_name(code)})"
             )
-        expected = _FUNCTION_CODES[point.table]
+        expected = _FUNCTION_CODES[request.table]
         if response.function_code != expected:
+            self._count("frame_error")
             raise FrameError(
-                f"{self._where(point)}: answer has function code {response.function_code}, "
-                f"expected {expected}"
+                f"{where}: answer has function code {response.function_code}, expected {expected}"
             )
+        if request.table in ("coil", "discrete"):
+            try:
+                return decode_bits(response.bits, count=request.count)
+            except FrameError as exc:
+                self._count("frame_error")
+                raise FrameError(f"{where}: {exc}") from exc
         registers = list(response.registers)
-        if len(registers) != point.register_count:
+        if len(registers) != request.count:
+            self._count("frame_error")
             raise FrameError(
-                f"{self._where(point)}: asked for {point.register_count} register(s), "
-                f"got {len(registers)}"
+                f"{where}: asked for {request.count} register(s), got {len(registers)}"
             )
         return registers
 
-    def _request(
-        self, client: AsyncModbusTcpClient, point: PointConfig
-    ) -> Callable[..., Awaitable[ModbusPDU]]:
-        if point.table == "holding":
-            return client.read_holding_registers
-        return client.read_input_registers
+    async def _connect(self, line: _Line) -> None:
+        try:
+            connected = await line.client.connect()
+        except (ModbusException, OSError) as exc:
+            raise DeviceUnreachable(f"{self._where()}: cannot connect: {exc}") from exc
+        if not connected:
+            raise DeviceUnreachable(
+                f"{self._where()}: cannot connect (refused, unreachable, busy or no answer "
+                f"within {self._config.timeout:g}s)"
+            )
 
-    def _build_client(self) -> AsyncModbusTcpClient:
+    async def _join_serial_line(self) -> _Line:
+        serial = self._config.serial
+        key = (asyncio.get_running_loop(), serial.port)
+        if key in _LINES:
+            line, users = _LINES[key]
+            if line.serial != serial:
+                raise ConfigError(
+                    f"{self._where()}: {serial.port} is already open with other settings "
+                    f"({line.serial} vs {serial})"
+                )
+            users.append(self)
+            line.gaps.append(self._config.request_gap)
+            async with line.lock:  # after the first user's connect; reopen a line that failed
+                if not line.client.connected:
+                    await self._connect(line)
+            return line
+        line = _Line(self._build_serial_client(serial), key=key, serial=serial)
+        framer = line.client.ctx.framer
+        assert isinstance(framer, FramerRTU)
+        line.client.ctx.framer = _CountingFramerRTU(framer, line.count_bad_crc)
+        line.gaps.append(self._config.request_gap)
+        _LINES[key] = (line, [self])
+        async with line.lock:
+            await self._connect(line)
+        return line
+
+    def _close(self) -> None:
+        self._state = _State.CLOSED
+        line, self._line = self._line, None
+        if line is None or line.key is None:
+            if line is not None:
+                line.client.close()
+            return
+        entry = _LINES.get(line.key)
+        if entry is None or entry[0] is not line:
+            return
+        users = entry[1]
+        if self in users:
+            users.remove(self)
+            line.gaps.remove(self._config.request_gap)
+        if not users:
+            del _LINES[line.key]
+            line.client.close()
+
+    def _build_tcp_client(self) -> AsyncModbusTcpClient:
         return AsyncModbusTcpClient(
             self._config.host,
             port=self._config.port,
@@ -169,20 +385,69 @@ class ModbusDriver:
             reconnect_delay=0,  # the agent reconnects, with its own backoff
         )
 
-    def _close(self) -> None:
-        self._state = _State.CLOSED
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _where(self, point: PointConfig | None = None) -> str:
-        device = f"device {self._config.id!r} at {self._config.host}:{self._config.port}"
-        if point is None:
-            return device
-        return (
-            f"{device} unit {self._config.unit}, {point.table} register {point.address} "
-            f"(point {point.name!r})"
+    def _build_serial_client(self, serial: SerialLine) -> AsyncModbusSerialClient:
+        return AsyncModbusSerialClient(
+            serial.port,
+            baudrate=serial.baudrate,
+            bytesize=serial.bytesize,
+            parity=serial.parity,
+            stopbits=serial.stopbits,
+            name=serial.port,
+            timeout=self._config.timeout,
+            retries=self._config.retries,
+            reconnect_delay=0,  # the agent reconnects, with its own backoff
         )
+
+    def _count(self, what: str) -> None:
+        if self._health is not None:
+            self._health.count(what)
+
+    def _where(self, request: ReadRequest | None = None) -> str:
+        if self._config.transport == "rtu":
+            device = f"device {self._config.id!r} at {self._config.serial.port}"
+        else:
+            device = f"device {self._config.id!r} at {self._config.host}:{self._config.port}"
+        if request is None:
+            return device
+        return f"{device} unit {self._config.unit}, {request.describe()}"
+
+
+def _read_coils(client: ModbusBaseClient) -> Callable[..., Awaitable[ModbusPDU]]:
+    return client.read_coils
+
+
+def _read_discrete(client: ModbusBaseClient) -> Callable[..., Awaitable[ModbusPDU]]:
+    return client.read_discrete_inputs
+
+
+def _read_holding(client: ModbusBaseClient) -> Callable[..., Awaitable[ModbusPDU]]:
+    return client.read_holding_registers
+
+
+def _read_input(client: ModbusBaseClient) -> Callable[..., Awaitable[ModbusPDU]]:
+    return client.read_input_registers
+
+
+_READS: dict[str, Callable[[ModbusBaseClient], Callable[..., Awaitable[ModbusPDU]]]] = {
+    "coil": _read_coils,
+    "discrete": _read_discrete,
+    "holding": _read_holding,
+    "input": _read_input,
+}
+
+
+def _value(point: PointConfig, raw: int | float | bool) -> int | bool | Decimal:
+    """What the normalizer gets: a counter's unsigned int, a state's raw value, a gauge's
+    scaled Decimal."""
+    if point.kind == "gauge":
+        assert point.type is not None
+        return scale_value(raw, type=point.type, scale=point.scale, offset=point.offset)
+    if point.kind == "counter":
+        # A counter in a signed register wraps as two's complement: count its bit pattern.
+        assert isinstance(raw, int) and not isinstance(raw, bool)
+        return to_unsigned(raw, type=point.register_type)
+    assert isinstance(raw, int)  # states are bits or integer registers (the config checks)
+    return raw
 
 
 def _exception_name(code: int | None) -> str:

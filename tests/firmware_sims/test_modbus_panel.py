@@ -224,7 +224,7 @@ def test_bad_scenarios_are_refused(
     ("fields", "message"),
     [
         ({"table": "coil"}, "table must be"),
-        ({"type": "int16"}, "unknown register type"),
+        ({"type": "int16"}, "type must be one of"),
         ({"initial": 0x10000}, "does not fit a uint16"),
         ({"address": 0xFFFF, "type": "uint32"}, "out of range"),
     ],
@@ -291,3 +291,36 @@ def test_cli_refuses_a_bad_listen_address(capsys: pytest.CaptureFixture[str]) ->
         main(["modbus-panel", "--listen", "nowhere"])
     assert exited.value.code == 2
     assert "is not HOST:PORT" in capsys.readouterr().err
+
+
+async def test_cli_serves_rtu_on_a_printed_pty() -> None:
+    process = await start_cli("--rtu", "--unit", "1", "--unit", "2", "--tick", "0.05")
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=20)).decode()
+        match = re.fullmatch(r"modbus-panel serving (rtu://(/dev/\S+?)\?\S+) unit 1,2: .*\n", line)
+        assert match, line
+        assert match.group(2).startswith("/dev/")
+        points = [{"name": "cycles", "table": "holding", "address": 0, "type": "uint16"}]
+        for unit in (1, 2):
+            config = ModbusDeviceConfig.model_validate(
+                {
+                    "id": f"u{unit}",
+                    "driver": "modbus",
+                    "url": match.group(1),
+                    "unit": unit,
+                    "timeout": "2s",
+                    "retries": 0,
+                    "point": points,
+                }
+            )
+            async with ModbusDriver(config) as driver:
+                assert len(await driver.poll()) == 1
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr
