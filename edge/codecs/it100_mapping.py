@@ -7,8 +7,10 @@ the partition as channel; alarms (601 zone alarm, 603 zone tamper, 654 partition
 `activity` only when the device config asks for zone events. Every other frame is link traffic
 or status, not usage, and maps to None.
 
-One arming by a user gives two frames (652 and 700) and so two "armed" drafts; each keeps its
-`command` in `attrs` so the cloud can tell them apart. IT-100 frames carry no time, so
+One arming by a user gives two adjacent frames (652 with the arm mode, 700 with the user code),
+one disarming two more (655, 750). `ArmingPairs` merges each pair into ONE event, so billing
+sees one activation per arming; a 652 with no partner (a status report after a reconnect, an
+auto-arm) stays alone. IT-100 frames carry no time, so
 `occurred_at` is the time the gateway read the line. Data shapes are checked by
 `edge.codecs.it100.decode_frame` before a frame gets here.
 """
@@ -18,7 +20,7 @@ from datetime import datetime
 from edge.codecs.it100 import ARM_MODES, COMMANDS, Frame, It100FrameError, encode_frame, is_known
 from shared.events import AttrValue, ClockState, EventDraft, EventKind
 
-__all__ = ["is_known", "map_frame"]
+__all__ = ["ArmingPairs", "is_known", "map_frame"]
 
 ARMING = frozenset({"652", "700"})
 DISARMING = frozenset({"655", "750"})
@@ -92,3 +94,59 @@ def _arming_attrs(frame: Frame) -> dict[str, AttrValue]:
 
 def _alarm(zone: str | None, partition: str | None, alarm_type: str) -> dict[str, AttrValue]:
     return {"zone": zone, "partition": partition, "alarm_type": alarm_type}
+
+
+_PARTNERS = {("652", "700"), ("655", "750")}
+
+
+def _partners(first: EventDraft, second: EventDraft) -> bool:
+    pair = tuple(sorted((str(first.attrs.get("command")), str(second.attrs.get("command")))))
+    return pair in _PARTNERS and (first.name, first.channel) == (second.name, second.channel)
+
+
+class ArmingPairs:
+    """Merges a partition's armed/disarmed frame with its user closing/opening frame.
+
+    Feed every draft in order; `push` returns the drafts ready to go on. An arming or disarming
+    draft is held until its partner arrives (then one merged draft goes on), until any other
+    draft arrives, or until the caller `flush`es it (the driver does after a quiet moment).
+    """
+
+    def __init__(self) -> None:
+        self._held: EventDraft | None = None
+
+    @property
+    def holding(self) -> bool:
+        """Whether a draft is waiting for its partner."""
+        return self._held is not None
+
+    def push(self, draft: EventDraft) -> list[EventDraft]:
+        """The drafts that can go on now that `draft` arrived."""
+        held, self._held = self._held, None
+        if held is not None and _partners(held, draft):
+            return [_merge(held, draft)]
+        ready = [] if held is None else [held]
+        if draft.attrs.get("command") in ARMING | DISARMING:
+            self._held = draft
+            return ready
+        return [*ready, draft]
+
+    def flush(self) -> list[EventDraft]:
+        """Let a held draft go on alone."""
+        held, self._held = self._held, None
+        return [] if held is None else [held]
+
+
+def _merge(first: EventDraft, second: EventDraft) -> EventDraft:
+    # The partition frame (652/655) leads; the user frame adds its code. Neither is a status
+    # report: a user did this.
+    lead, user = (
+        (first, second) if str(first.attrs["command"]).startswith("65") else (second, first)
+    )
+    attrs = {
+        **user.attrs,
+        **lead.attrs,
+        "command": f"{lead.attrs['command']}+{user.attrs['command']}",
+    }
+    attrs.pop("status_report", None)
+    return lead.model_copy(update={"attrs": attrs})

@@ -32,10 +32,10 @@ from types import TracebackType
 from typing import Self
 
 from edge.codecs.it100 import Frame, It100FrameError, decode_frame, encode_frame
-from edge.codecs.it100_mapping import is_known, map_frame
+from edge.codecs.it100_mapping import ArmingPairs, is_known, map_frame
 from edge.config import It100DeviceConfig
 from edge.drivers.serial_line import SerialLine
-from edge.errors import DeviceTimeout
+from edge.errors import DeviceTimeout, DriverError
 from edge.health import DeviceHealth
 from shared.events import ClockState, EventDraft
 
@@ -48,6 +48,8 @@ COMMAND_ERROR = "501"
 SYSTEM_ERROR = "502"
 # Silence for this many poll intervals means the panel (or the IT-100 module) is gone.
 SILENT_POLLS = 3
+# A user arming sends 652 and 700 back to back; a lone 652 is let go after this quiet time.
+PAIR_WINDOW = 0.5
 
 
 class _State(enum.Enum):
@@ -75,6 +77,7 @@ class It100Driver:
         self._last_sent: str | None = None
         self._resent = False
         self._in_status_report = False
+        self._pairs = ArmingPairs()
         self.awaiting_ack: str | None = None
         self.acknowledged: Counter[str] = Counter()
 
@@ -115,6 +118,7 @@ class It100Driver:
         interval = self._config.poll_interval
         heard = loop.time()
         next_poll = heard + interval
+        pair_deadline = float("inf")
         while True:
             if loop.time() >= heard + SILENT_POLLS * interval:
                 raise DeviceTimeout(
@@ -124,15 +128,26 @@ class It100Driver:
             if loop.time() >= next_poll:
                 await self._send(POLL)
                 next_poll = loop.time() + interval
+            deadline = min(next_poll, heard + SILENT_POLLS * interval, pair_deadline)
             try:
-                async with asyncio.timeout_at(min(next_poll, heard + SILENT_POLLS * interval)):
+                async with asyncio.timeout_at(deadline):
                     raw = await self._serial().read_line()
             except TimeoutError:
+                if loop.time() >= pair_deadline:  # the partner frame is not coming
+                    for ready in self._pairs.flush():
+                        yield ready
+                    pair_deadline = float("inf")
                 continue
+            except DriverError:
+                for ready in self._pairs.flush():  # never lose a held event with the link
+                    yield ready
+                raise
             heard = loop.time()
             draft = await self._handle(raw)
             if draft is not None:
-                yield draft
+                for ready in self._pairs.push(draft):
+                    yield ready
+                pair_deadline = loop.time() + PAIR_WINDOW if self._pairs.holding else float("inf")
 
     async def _handle(self, raw: bytes) -> EventDraft | None:
         """One line from the panel: link traffic is handled here, the rest is mapped."""

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from edge.codecs.it100 import Frame, It100FrameError
-from edge.codecs.it100_mapping import is_known, map_frame
-from shared.events import ClockState, EventKind
+from edge.codecs.it100_mapping import ArmingPairs, is_known, map_frame
+from shared.events import ClockState, EventDraft, EventKind
 
 AT = datetime(2026, 11, 21, 10, 0, 1, tzinfo=UTC)
 
@@ -162,3 +162,37 @@ def test_known_command_with_bad_data_is_a_frame_error() -> None:
     with pytest.raises(It100FrameError) as caught:
         mapped(Frame("652", ""))
     assert caught.value.reason == "malformed"
+
+
+def _draft(command: str, data: str) -> EventDraft:
+    at = datetime(2026, 11, 21, tzinfo=UTC)
+    draft = map_frame(
+        Frame(command, data),
+        device_id="dsc",
+        observed_at=at,
+        clock=ClockState.SYNCED,
+        zone_events=False,
+    )
+    assert draft is not None
+    return draft
+
+
+def test_arming_pairs_merge_partition_and_user_frames_into_one_event() -> None:
+    pairs = ArmingPairs()
+    assert pairs.push(_draft("700", "10040")) == []  # held for its partner
+    (armed,) = pairs.push(_draft("652", "11"))
+    assert (armed.name, armed.channel) == ("armed", "1")
+    assert armed.attrs["command"] == "652+700"
+    assert armed.attrs["user_code"] == "0040" and armed.attrs["arm_mode"] == "stay"
+    assert not pairs.holding
+
+
+def test_arming_pairs_let_a_lone_frame_go_on_the_next_event_or_a_flush() -> None:
+    pairs = ArmingPairs()
+    assert pairs.push(_draft("652", "10")) == []
+    released = pairs.push(_draft("601", "1004"))  # an alarm: the 652 had no partner
+    assert [d.attrs["command"] for d in released] == ["652", "601"]
+    assert pairs.push(_draft("655", "2")) == []
+    assert pairs.push(_draft("750", "10040"))[0].attrs["command"] == "655"  # other partition
+    assert [d.attrs["command"] for d in pairs.flush()] == ["750"]
+    assert pairs.flush() == []

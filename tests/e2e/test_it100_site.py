@@ -1,0 +1,112 @@
+"""IT-100 panel on a pseudo-terminal -> `tollgate-edge run` -> `tollgate-cloud serve`, with a
+cable pull and replug in the middle, on SQLite and PostgreSQL."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from firmware_sims.it100_panel import Alarm, Arm, Disarm, It100Panel, Step
+from firmware_sims.processes import AgentProcess, CollectorProcess, fetch_events
+from firmware_sims.site import SimulatedIt100, Timing, render_site_config
+from tests.e2e.conftest import eventually, free_port
+
+GATEWAY_ID = "site-serial-gw1"
+FAST = Timing(
+    batch_max_wait="100ms",
+    retry_initial="100ms",
+    retry_max="500ms",
+    reconnect_initial="100ms",
+    reconnect_max="500ms",
+)
+
+
+# What the steps must become in the cloud, (kind, name, channel) in order: one event per arming
+# or disarming (652+700, 655+750 merged), two per alarm (601 zone alarm, 654 partition alarm).
+BEFORE = [
+    ("activation", "armed", "1"),
+    ("activity", "alarm", "1"),
+    ("activity", "alarm", "1"),
+    ("deactivation", "disarmed", "1"),
+    ("activation", "armed", "2"),
+]
+AFTER = [("deactivation", "disarmed", "2"), ("activity", "alarm", "1"), ("activity", "alarm", "1")]
+
+
+def stored_usage(events: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    """Cloud events minus the status report a (re)connect asks for."""
+    return [
+        (e["kind"], e["name"], e["channel"]) for e in events if not e["attrs"].get("status_report")
+    ]
+
+
+@pytest.fixture
+async def serial_site(
+    db_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[It100Panel, AgentProcess, httpx.AsyncClient]]:
+    panel = It100Panel(link_path=tmp_path / "ttyIT100")
+    collector = CollectorProcess(
+        db_url=db_url, port=free_port(), log_path=tmp_path / "collector.log"
+    )
+    config = tmp_path / "site.toml"
+    config.write_text(
+        render_site_config(
+            gateway_id=GATEWAY_ID,
+            cloud_url=collector.url,
+            data_dir=tmp_path / "edge",
+            panels=[SimulatedIt100("dsc-1", panel.link_path)],
+            timing=FAST,
+        )
+    )
+    agent = AgentProcess(config_path=config, log_path=tmp_path / "agent.log")
+    pem = tmp_path / "gateway.pub"
+    pem.write_text(await agent.keygen())
+    await collector.migrate()
+    await collector.add_gateway(GATEWAY_ID, pem)
+    async with panel, collector, agent, httpx.AsyncClient(base_url=collector.url) as client:
+        yield panel, agent, client
+
+
+async def test_arming_and_alarms_survive_a_cable_pull(
+    serial_site: tuple[It100Panel, AgentProcess, httpx.AsyncClient],
+) -> None:
+    panel, agent, client = serial_site
+    await panel.wait_for_command("001")  # the agent connected and asked for status
+    before: list[Step] = [
+        Arm(partition=1, user_code="0040"),
+        Alarm(partition=1, zone=4),
+        Disarm(partition=1, user_code="0040"),
+        Arm(partition=2, mode=1),
+    ]
+    await panel.play(before, tick=0.05)
+
+    async def arrived(count: int) -> bool:
+        return len(stored_usage(await fetch_events(client, gateway_id=GATEWAY_ID))) >= count
+
+    await eventually(lambda: arrived(len(BEFORE)), what="events before the pull")
+    panel.unplug()
+    await eventually(lambda: _log_has(agent, "DeviceUnreachable"), what="the agent to see the pull")
+    panel.replug()
+    await panel.wait_for_command("001", count=2)  # reconnected, asked for status again
+    after: list[Step] = [Disarm(partition=2, user_code="0007"), Alarm(partition=1, zone=9)]
+    await panel.play(after, tick=0.05)
+    expected = BEFORE + AFTER
+    await eventually(lambda: arrived(len(expected)), what="events after the replug")
+
+    events = await fetch_events(client, gateway_id=GATEWAY_ID)
+    assert stored_usage(events) == expected  # in order, none lost, none twice
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    armed = [e for e in events if e["name"] == "armed" and not e["attrs"].get("status_report")]
+    assert [(e["attrs"]["user_code"], e["attrs"]["arm_mode"]) for e in armed] == [
+        ("0040", "away"),
+        ("0040", "stay"),
+    ]
+    # After the replug the agent asks for status; partition 2 was armed, so a report says so.
+    reports = [e for e in events if e["attrs"].get("status_report")]
+    assert [(e["name"], e["channel"]) for e in reports] == [("armed", "2")]
+
+
+async def _log_has(agent: AgentProcess, text: str) -> bool:
+    return text in agent.log_path.read_text()
