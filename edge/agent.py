@@ -17,6 +17,8 @@ import asyncio
 import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -37,6 +39,7 @@ from edge.keys import load_or_create_key
 from edge.normalize import GaugeTracker, normalize_reading
 from edge.outbox import CounterValue, Outbox
 from edge.polling import Driver, DriverOpener, EventSource, Item, listen_device, poll_device
+from edge.status import STATUS_FILE, publish_forever, status_document, write_status
 from shared.events import EventDraft
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,9 @@ class Agent:
             ]
             writer = group.create_task(self._write(outbox, forwarder), name="writer")
             sender = group.create_task(forwarder.run(), name="forwarder")
+            status = group.create_task(
+                publish_forever(self._status_path, lambda: self.status("running")), name="status"
+            )
             await stop.wait()
             for task in pollers:
                 task.cancel()
@@ -132,6 +138,25 @@ class Agent:
             await self._queue.put(None)
             await writer
             sender.cancel()
+            status.cancel()
+        write_status(self._status_path, await self.status("stopped"))
+
+    @property
+    def _status_path(self) -> Path:
+        return self.config.gateway.data_dir / STATUS_FILE
+
+    async def status(self, state: str) -> dict[str, Any]:
+        """A snapshot of the outbox, the cloud link and every device's health."""
+        if self.outbox is None or self.forwarder is None:
+            raise RuntimeError("the agent is not running")
+        return status_document(
+            gateway_id=self.config.gateway.id,
+            state=state,
+            outbox=await self.outbox.stats(),
+            outbox_full=self.outbox_full,
+            link=self.forwarder.health,
+            devices=self.health,
+        )
 
     def _open_modbus(self, config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
         return ModbusDriver(config, health=self.health[config.id])

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from edge.config import ModbusDeviceConfig, load_config
-from edge.errors import GatewayError
+import orjson
+
+from edge.config import ModbusDeviceConfig, load_config, parse_duration
+from edge.errors import ConfigError, DriverError, GatewayError
 from edge.keys import load_or_create_key
 from edge.logs import configure_logging
+from edge.status import STATUS_FILE, format_status, read_status
 from shared.signing import public_key_pem
 
 
@@ -53,6 +56,77 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    document = read_status(config.gateway.data_dir / STATUS_FILE)
+    print(
+        orjson.dumps(document, option=orjson.OPT_INDENT_2).decode()
+        if args.json
+        else format_status(document)
+    )
+    return 0
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from edge import scan  # imports pymodbus; keep `keygen` light
+
+    try:
+        units = scan.parse_units(args.units)
+    except ValueError as exc:
+        raise ConfigError(f"--units: {exc}") from None
+    try:
+        timeout = parse_duration(args.timeout)
+    except ValueError as exc:
+        raise ConfigError(f"--timeout: {exc}") from None
+    url = scan.check_url(args.url)
+    scan.check_range(table=args.table, address=args.address, count=args.count)
+    pymodbus_log = logging.getLogger("pymodbus")
+    level = pymodbus_log.level
+    pymodbus_log.setLevel(logging.CRITICAL)  # a silent unit is an answer here, not an error
+    try:
+        result = asyncio.run(
+            scan.scan(
+                url,
+                units,
+                request_timeout=timeout,
+                table=args.table,
+                address=args.address,
+                count=args.count,
+            )
+        )
+    except DriverError as exc:
+        print(f"tollgate-edge: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        pymodbus_log.setLevel(level)
+    sys.stdout.write(scan.format_result(result, url=url, table=args.table, address=args.address))
+    if not result.answers:
+        print(f"tollgate-edge: no unit answered at {url} (units {args.units})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    scan = commands.add_parser("scan", help="find the devices on a line (installer's discovery)")
+    protocols = scan.add_subparsers(dest="protocol", required=True)
+    modbus = protocols.add_parser(
+        "modbus", help="list the Modbus unit ids that answer and dump their registers"
+    )
+    modbus.add_argument(
+        "--url",
+        required=True,
+        help="tcp://host:port or rtu:///dev/ttyX?baudrate=9600&parity=N&stopbits=1&bytesize=8",
+    )
+    modbus.add_argument("--units", default="1-247", help='unit ids: "1-247" or "1,2,5"')
+    modbus.add_argument("--timeout", default="200ms", help='wait per request, e.g. "200ms"')
+    modbus.add_argument(
+        "--table", default="holding", choices=["holding", "input", "coil", "discrete"]
+    )
+    modbus.add_argument("--address", type=int, default=0, help="first address to read")
+    modbus.add_argument("--count", type=int, default=10, help="registers (or bits) to dump")
+    modbus.set_defaults(handler=_scan)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="tollgate-edge", description=__doc__)
@@ -61,20 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
         "run": _run,
         "keygen": _keygen,
         "check-config": _check_config,
+        "status": _status,
     }
     helps = {
         "run": "run the agent until SIGTERM/SIGINT",
         "keygen": "make the gateway key if missing (mode 0600) and print its public key",
         "check-config": "validate a site config",
+        "status": "the running agent's outbox, cloud link and device health",
     }
     for name, handler in handlers.items():
         sub = commands.add_parser(name, help=helps[name])
         sub.add_argument("--config", type=Path, required=True, help="site config (TOML)")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="the raw status document")
         if name == "run":
             sub.add_argument(
                 "--log-level", default="info", choices=["debug", "info", "warning", "error"]
             )
         sub.set_defaults(handler=handler)
+    _add_scan(commands)
     return parser
 
 

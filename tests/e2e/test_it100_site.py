@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
-from firmware_sims.it100_panel import Alarm, Arm, Disarm, It100Panel, Step
-from firmware_sims.processes import AgentProcess, CollectorProcess, fetch_events
+from firmware_sims.it100_panel import Alarm, Arm, BadChecksum, Disarm, It100Panel, Step
+from firmware_sims.processes import BIN, AgentProcess, CollectorProcess, fetch_events, run_command
 from firmware_sims.site import SimulatedIt100, Timing, render_site_config
 from tests.e2e.conftest import eventually, free_port
 
@@ -90,7 +91,11 @@ async def test_arming_and_alarms_survive_a_cable_pull(
     await eventually(lambda: _log_has(agent, "DeviceUnreachable"), what="the agent to see the pull")
     panel.replug()
     await panel.wait_for_command("001", count=2)  # reconnected, asked for status again
-    after: list[Step] = [Disarm(partition=2, user_code="0007"), Alarm(partition=1, zone=9)]
+    after: list[Step] = [
+        BadChecksum(),
+        Disarm(partition=2, user_code="0007"),
+        Alarm(partition=1, zone=9),
+    ]
     await panel.play(after, tick=0.05)
     expected = BEFORE + AFTER
     await eventually(lambda: arrived(len(expected)), what="events after the replug")
@@ -110,3 +115,42 @@ async def test_arming_and_alarms_survive_a_cable_pull(
 
 async def _log_has(agent: AgentProcess, text: str) -> bool:
     return text in agent.log_path.read_text()
+
+
+async def test_agent_status_shows_device_health(
+    serial_site: tuple[It100Panel, AgentProcess, httpx.AsyncClient],
+) -> None:
+    panel, agent, _ = serial_site
+    await panel.wait_for_command("001")
+    await panel.play([BadChecksum(), Arm(partition=1)], tick=0.05)
+    panel.unplug()
+    await eventually(lambda: _log_has(agent, "DeviceUnreachable"), what="the agent to see the pull")
+    panel.replug()
+    await panel.wait_for_command("001", count=2)
+    status_file = agent.config_path.parent / "edge" / "status.json"
+
+    async def reported() -> bool:
+        if not status_file.exists():
+            return False
+        status = orjson.loads(status_file.read_bytes())
+        (device,) = status["devices"]
+        return (
+            device["protocol"].get("bad_checksum") == 1
+            and device["state"] == "ok"
+            and device["errors"].get("DeviceUnreachable", 0) >= 1
+            and status["outbox"]["backlog"] == 0
+        )
+
+    await eventually(reported, what="the status file to show the device's health")
+    shown = await run_command(
+        str(BIN / "tollgate-edge"),
+        "status",
+        "--config",
+        str(agent.config_path),
+        log_path=agent.log_path,
+    )
+    assert "gateway site-serial-gw1: running" in shown
+    assert "dsc-1" in shown and "bad_checksum 1" in shown and "DeviceUnreachable" in shown
+    assert await agent.terminate() == 0
+    final = orjson.loads(status_file.read_bytes())
+    assert final["state"] == "stopped"

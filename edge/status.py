@@ -1,0 +1,96 @@
+"""The running agent's status: outbox, cloud link and per-device health, as one JSON document.
+
+The agent rewrites `data_dir/status.json` every few seconds (write to a temporary file, then
+atomic rename), so `tollgate-edge status` and the diagnostics page can read a consistent
+snapshot without talking to the agent process.
+"""
+
+import asyncio
+import dataclasses
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from edge.errors import GatewayError
+from edge.forwarder import LinkHealth
+from edge.health import DeviceHealth
+from edge.outbox import OutboxStats
+
+STATUS_FILE = "status.json"
+PUBLISH_EVERY = 2.0
+
+
+def status_document(
+    *,
+    gateway_id: str,
+    state: str,
+    outbox: OutboxStats,
+    outbox_full: bool,
+    link: LinkHealth,
+    devices: dict[str, DeviceHealth],
+) -> dict[str, Any]:
+    """One snapshot of everything a technician needs first."""
+    return {
+        "gateway_id": gateway_id,
+        "state": state,
+        "written_at": datetime.now(UTC).isoformat(),
+        "pid": os.getpid(),
+        "alarms": ["outbox_full"] if outbox_full else [],
+        "outbox": dataclasses.asdict(outbox),
+        "cloud_link": dataclasses.asdict(link),
+        "devices": [health.as_dict() for health in devices.values()],
+    }
+
+
+def write_status(path: Path, document: dict[str, Any]) -> None:
+    """Replace the status file atomically."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    os.replace(temporary, path)
+
+
+def read_status(path: Path) -> dict[str, Any]:
+    """The last status the agent published."""
+    try:
+        document = orjson.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise GatewayError(f"{path}: no status yet; is the agent running?") from exc
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise GatewayError(f"{path}: unreadable status: {exc}") from exc
+    if not isinstance(document, dict):
+        raise GatewayError(f"{path}: status is not a JSON object")
+    return document
+
+
+async def publish_forever(path: Path, snapshot: Any) -> None:
+    """Write `await snapshot()` to `path` every few seconds (until cancelled)."""
+    while True:
+        document = await snapshot()
+        await asyncio.to_thread(write_status, path, document)
+        await asyncio.sleep(PUBLISH_EVERY)
+
+
+def format_status(document: dict[str, Any]) -> str:
+    """The status as a technician reads it in a terminal."""
+    outbox, link = document["outbox"], document["cloud_link"]
+    lines = [
+        f"gateway {document['gateway_id']}: {document['state']} (as of {document['written_at']})",
+        f"alarms: {', '.join(document['alarms']) or 'none'}",
+        f"outbox: seq {outbox['last_seq']}, {outbox['backlog']} unsent "
+        f"(oldest {outbox['oldest_unsent'] or '-'}), {outbox['used_bytes']} of "
+        f"{outbox['budget_bytes']} budget bytes, {outbox['dead_letters']} dead letters",
+        f"cloud: last success {link['last_success'] or 'never'}, "
+        f"last error {link['last_error'] or 'none'}",
+        f"{'device':16} {'driver':7} {'state':22} {'failures':>8}  errors / protocol",
+    ]
+    for device in document["devices"]:
+        counts = {**device["errors"], **device["protocol"]}
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"
+        lines.append(
+            f"{device['device_id']:16} {device['driver']:7} {device['state']:22} "
+            f"{device['consecutive_failures']:>8}  {shown}"
+        )
+    return "\n".join(lines)
