@@ -306,6 +306,21 @@ class ModbusPanel:
             raise RuntimeError("the panel is not serving RTU; use `ModbusPanel(rtu=True)`")
         return self._pty.client_path
 
+    def unplug(self) -> None:
+        """Pull the RS-485 cable: requests reach nobody and nothing answers (RTU only).
+
+        The panel keeps counting meanwhile, as a real one does."""
+        self._null_modem().cut = True
+
+    def replug(self) -> None:
+        """Put the cable back (RTU only)."""
+        self._null_modem().cut = False
+
+    def _null_modem(self) -> "PtyNullModem":
+        if self._pty is None:
+            raise RuntimeError("only an RTU panel has a cable to pull; use ModbusPanel(rtu=True)")
+        return self._pty
+
     @property
     def total_advance(self) -> Mapping[str, int]:
         """Real usage per counter: every advance summed, across wraps and resets."""
@@ -577,6 +592,7 @@ class PtyNullModem:
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._fds: list[int] = []
+        self.cut = False
         server_master, server_slave = os.openpty()
         client_master, client_slave = os.openpty()
         self._fds = [server_master, server_slave, client_master, client_slave]
@@ -596,7 +612,7 @@ class PtyNullModem:
             return
         except OSError:  # EIO: the other side is gone
             return
-        if data:
+        if data and not self.cut:  # a pulled cable: the bus is silent both ways
             os.write(target, data)
 
     def close(self) -> None:

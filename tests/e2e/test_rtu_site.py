@@ -136,3 +136,39 @@ async def test_counters_states_and_gauges_from_two_units_on_one_line(
     ]
     assert all(e["unit"] == "l" for e in events if e["name"] == "level")
     assert sum(1 for e in events if e["name"] in ("armed", "disarmed")) == 3
+
+
+async def test_rtu_cable_pull_and_replug_loses_and_duplicates_no_count(
+    rtu_site: tuple[ModbusPanel, AgentProcess, httpx.AsyncClient],
+) -> None:
+    panel, agent, client = rtu_site
+    outbox = agent.config_path.parent / "edge" / "outbox.sqlite"
+
+    async def agent_sees(cycles: int) -> bool:
+        return committed_counters(outbox).get(("rtu-1", "cycles")) == cycles
+
+    await eventually(lambda: agent_sees(0), what="the baseline")
+    await panel.advance("cycles", 5)
+    await eventually(lambda: agent_sees(5), what="the first count")
+    panel.unplug()
+    await eventually(lambda: _log_has(agent, "DeviceTimeout"), what="the agent to notice")
+    await panel.advance("cycles", 7)  # counted by the panel while nobody can read it
+    panel.replug()
+    await eventually(lambda: agent_sees(12), what="the agent to read again")
+    await panel.advance("cycles", 3)
+    await eventually(lambda: agent_sees(15), what="the last count")
+
+    async def billed() -> Decimal:
+        events = await fetch_events(client, gateway_id=GATEWAY_ID, device_id="rtu-1")
+        return sum((Decimal(e["quantity"]) for e in events if e["name"] == "cycles"), Decimal(0))
+
+    async def complete() -> bool:
+        return await billed() == panel.total_advance["cycles"] == 15
+
+    await eventually(complete, what="15 cycles in the cloud")
+    events = await fetch_events(client, gateway_id=GATEWAY_ID)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+async def _log_has(agent: AgentProcess, text: str) -> bool:
+    return text in agent.log_path.read_text()
