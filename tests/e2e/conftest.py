@@ -5,12 +5,14 @@ import asyncio
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
@@ -196,3 +198,29 @@ async def query_cloud(db_url: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in await connection.fetch(sql)]
     finally:
         await connection.close()
+
+
+@asynccontextmanager
+async def running_site(
+    *, db_url: str, tmp_path: Path, gateway_id: str, devices: str
+) -> AsyncIterator[tuple[AgentProcess, httpx.AsyncClient]]:
+    """A registered gateway whose agent runs `devices` (TOML) against a running collector."""
+    collector = CollectorProcess(db_url=db_url, port=free_port(), log_path=tmp_path / "c.log")
+    config = tmp_path / "site.toml"
+    config.write_text(
+        f'[gateway]\nid = "{gateway_id}"\ncloud_url = "{collector.url}"\n'
+        f'data_dir = "{tmp_path / "edge"}"\n\n[forwarder]\nbatch_max_wait = "100ms"\n{devices}'
+    )
+    agent = AgentProcess(config_path=config, log_path=tmp_path / "agent.log")
+    pem = tmp_path / "gateway.pub"
+    pem.write_text(await agent.keygen())
+    await collector.migrate()
+    await collector.add_gateway(gateway_id, pem)
+    async with collector, agent, httpx.AsyncClient(base_url=collector.url) as client:
+        yield agent, client
+
+
+def agent_status(agent: AgentProcess) -> dict[str, Any]:
+    """The status the running agent last published (empty before the first one)."""
+    path = agent.config_path.parent / "edge" / "status.json"
+    return dict(orjson.loads(path.read_bytes())) if path.exists() else {}

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from firmware_sims.it100_panel import Alarm, Arm, BadChecksum, Disarm, It100Panel, Step
-from firmware_sims.processes import BIN, AgentProcess, CollectorProcess, fetch_events, run_command
+from firmware_sims.processes import BIN, AgentProcess, fetch_events, run_command
 from firmware_sims.site import SimulatedIt100, Timing, render_site_config
-from tests.e2e.conftest import eventually, free_port
+from tests.e2e.conftest import eventually, running_site
 
 GATEWAY_ID = "site-serial-gw1"
 FAST = Timing(
@@ -47,27 +47,19 @@ def stored_usage(events: list[dict[str, Any]]) -> list[tuple[str, str, str | Non
 async def serial_site(
     db_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[It100Panel, AgentProcess, httpx.AsyncClient]]:
-    panel = It100Panel(link_path=tmp_path / "ttyIT100")
-    collector = CollectorProcess(
-        db_url=db_url, port=free_port(), log_path=tmp_path / "collector.log"
-    )
-    config = tmp_path / "site.toml"
-    config.write_text(
-        render_site_config(
+    async with It100Panel(link_path=tmp_path / "ttyIT100") as panel:
+        devices = render_site_config(
             gateway_id=GATEWAY_ID,
-            cloud_url=collector.url,
-            data_dir=tmp_path / "edge",
+            cloud_url="http://unused",
+            data_dir=tmp_path,
             panels=[SimulatedIt100("dsc-1", panel.link_path)],
             timing=FAST,
         )
-    )
-    agent = AgentProcess(config_path=config, log_path=tmp_path / "agent.log")
-    pem = tmp_path / "gateway.pub"
-    pem.write_text(await agent.keygen())
-    await collector.migrate()
-    await collector.add_gateway(GATEWAY_ID, pem)
-    async with panel, collector, agent, httpx.AsyncClient(base_url=collector.url) as client:
-        yield panel, agent, client
+        devices = devices[devices.index("[[device]]") :]
+        async with running_site(
+            db_url=db_url, tmp_path=tmp_path, gateway_id=GATEWAY_ID, devices=devices
+        ) as (agent, client):
+            yield panel, agent, client
 
 
 async def test_arming_and_alarms_survive_a_cable_pull(

@@ -10,13 +10,8 @@ import httpx
 import pytest
 
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter, SimGauge, SimState
-from firmware_sims.processes import (
-    AgentProcess,
-    CollectorProcess,
-    committed_counters,
-    fetch_events,
-)
-from tests.e2e.conftest import eventually, free_port
+from firmware_sims.processes import AgentProcess, committed_counters, fetch_events
+from tests.e2e.conftest import eventually, running_site
 
 GATEWAY_ID = "site-rtu-gw1"
 SCENARIO = Scenario(
@@ -68,21 +63,11 @@ deadband = "0.5"
 async def rtu_site(
     db_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[ModbusPanel, AgentProcess, httpx.AsyncClient]]:
-    panel = ModbusPanel(scenario=SCENARIO, rtu=True, units=(1, 2))
-    collector = CollectorProcess(db_url=db_url, port=free_port(), log_path=tmp_path / "c.log")
-    async with panel:
-        config = tmp_path / "site.toml"
-        config.write_text(
-            f'[gateway]\nid = "{GATEWAY_ID}"\ncloud_url = "{collector.url}"\n'
-            f'data_dir = "{tmp_path / "edge"}"\n\n[forwarder]\nbatch_max_wait = "100ms"\n'
-            + "".join(DEVICE.format(unit=u, path=panel.serial_path) for u in (1, 2))
-        )
-        agent = AgentProcess(config_path=config, log_path=tmp_path / "agent.log")
-        pem = tmp_path / "gateway.pub"
-        pem.write_text(await agent.keygen())
-        await collector.migrate()
-        await collector.add_gateway(GATEWAY_ID, pem)
-        async with collector, agent, httpx.AsyncClient(base_url=collector.url) as client:
+    async with ModbusPanel(scenario=SCENARIO, rtu=True, units=(1, 2)) as panel:
+        devices = "".join(DEVICE.format(unit=u, path=panel.serial_path) for u in (1, 2))
+        async with running_site(
+            db_url=db_url, tmp_path=tmp_path, gateway_id=GATEWAY_ID, devices=devices
+        ) as (agent, client):
             yield panel, agent, client
 
 
