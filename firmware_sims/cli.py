@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_sims.arguments import add_duration_argument, add_tick_argument
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
 from firmware_sims.serial_cli import add_it100_arguments, run_it100_panel
 
@@ -37,26 +38,6 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:5020")
     return host.strip("[]"), int(port)
-
-
-def _positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
-    return seconds
-
-
-def _add_duration_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--duration",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
-    )
 
 
 def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,13 +61,8 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Modbus RTU on a pseudo-terminal (its path is printed) instead of TCP",
     )
     parser.add_argument("--baudrate", type=int, default=9600, help="RTU baud rate (default 9600)")
-    parser.add_argument(
-        "--tick",
-        type=_positive_seconds,
-        default=0.5,
-        help="seconds between scenario steps (default 0.5)",
-    )
-    _add_duration_argument(parser)
+    add_tick_argument(parser)
+    add_duration_argument(parser)
 
 
 async def _run_modbus_panel(args: argparse.Namespace) -> int:
@@ -120,7 +96,7 @@ async def _run_modbus_panel(args: argparse.Namespace) -> int:
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    _add_duration_argument(parser)
+    add_duration_argument(parser)
     parser.add_argument(
         "--workdir",
         type=Path,

@@ -11,17 +11,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from firmware_sims.arguments import add_duration_argument, add_tick_argument
 from firmware_sims.it100_panel import It100Panel, default_scenario
-
-
-def _positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
-    return seconds
 
 
 def add_it100_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,19 +24,8 @@ def add_it100_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="symlink to the pty's serial port, what the driver opens (default ./ttyIT100)",
     )
-    parser.add_argument(
-        "--tick",
-        type=_positive_seconds,
-        default=0.5,
-        help="seconds between scenario steps (default 0.5)",
-    )
-    parser.add_argument(
-        "--duration",
-        type=_positive_seconds,
-        default=None,
-        metavar="SECONDS",
-        help="stop after this long (default: run until Ctrl-C)",
-    )
+    add_tick_argument(parser)
+    add_duration_argument(parser)
 
 
 async def run_it100_panel(args: argparse.Namespace) -> int:
