@@ -67,7 +67,7 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _run_modbus_panel(args: argparse.Namespace) -> int:
     host, port = args.listen
-    scenario = default_scenario(tick=args.tick)
+    scenario = default_scenario(tick=args.tick, cable_pull=args.rtu)
     units = args.unit or [1]
     panel = ModbusPanel(
         host, port, units=units, scenario=scenario, rtu=args.rtu, baudrate=args.baudrate

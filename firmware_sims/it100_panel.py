@@ -200,7 +200,28 @@ class Pause:
     ticks: int = 1
 
 
-Step = Arm | Disarm | Alarm | ZoneOpen | ZoneRestore | BadChecksum | UnknownCommand | Pause
+@dataclass(frozen=True, slots=True)
+class Unplug:
+    """Pull the serial cable: the pty closes and the symlink goes away."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replug:
+    """Plug the cable back in (a new pty behind the same symlink)."""
+
+
+Step = (
+    Arm
+    | Disarm
+    | Alarm
+    | ZoneOpen
+    | ZoneRestore
+    | BadChecksum
+    | UnknownCommand
+    | Pause
+    | Unplug
+    | Replug
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +233,7 @@ class Scenario:
 
 
 def default_scenario(*, tick: float = 0.5) -> Scenario:
-    """Two partitions armed and disarmed, an alarm, zone traffic and some line noise."""
+    """Two partitions armed and disarmed, an alarm, zone traffic, line noise, a cable pull."""
     return Scenario(
         steps=(
             Arm(partition=1, user_code="0040", mode=0),
@@ -225,6 +246,10 @@ def default_scenario(*, tick: float = 0.5) -> Scenario:
             BadChecksum(),
             UnknownCommand(),
             Disarm(partition=2, user_code="0041"),
+            Pause(),
+            Unplug(),
+            Pause(),
+            Replug(),
             Pause(),
         ),
         tick=tick,
@@ -246,7 +271,7 @@ def frames_of(step: Step) -> list[Frame]:
             return [Frame("610", f"{zone:03d}")]
         case BadChecksum(command=command, data=data) | UnknownCommand(command=command, data=data):
             return [Frame(command, data)]
-        case Pause():
+        case Pause() | Unplug() | Replug():
             return []
 
 
@@ -344,6 +369,10 @@ class It100Panel:
                 self.partitions[p] = mode
             case Disarm(partition=p):
                 self.partitions[p] = None
+            case Unplug():
+                self.unplug()
+            case Replug():
+                self.replug()
         for frame in frames_of(step):
             self._sent_scenario_frames += 1
             every = self.bad_checksum_every

@@ -205,7 +205,17 @@ class Pause:
     ticks: int = 1
 
 
-Step = Advance | Wrap | Reset | Pause
+@dataclass(frozen=True, slots=True)
+class Unplug:
+    """Pull the RS-485 cable (RTU panels): the panel keeps counting, nobody can read it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replug:
+    """Put the RS-485 cable back."""
+
+
+Step = Advance | Wrap | Reset | Pause | Unplug | Replug
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,9 +239,10 @@ class Scenario:
             _check_step(step, names)
 
 
-def default_scenario(*, tick: float = 0.5) -> Scenario:
+def default_scenario(*, tick: float = 0.5, cable_pull: bool = False) -> Scenario:
     """A panel with 16- and 32-bit counters in both tables and both word orders, a 16-bit wrap
-    and a device reset (26 ticks)."""
+    and a device reset (26 ticks); with `cable_pull` (RTU), a cable pull with counting meanwhile
+    and a replug."""
     counters = (
         SimCounter("cycles", "holding", 0, "uint16", "big", initial=0xFFFF - 2),
         SimCounter("door_open", "input", 0, "uint16", "big"),
@@ -250,6 +261,8 @@ def default_scenario(*, tick: float = 0.5) -> Scenario:
         Advance("energy_wh", by=500, ticks=2),
         Advance("cycles", by=3, ticks=2),
     )
+    if cable_pull:  # RTU only: counts made while nobody can read them must not be lost
+        steps += (Unplug(), Advance("door_open", by=1, ticks=4), Replug(), Pause(ticks=2))
     return Scenario(counters=counters, steps=steps, tick=tick)
 
 
@@ -525,10 +538,23 @@ class ModbusPanel:
             return [_nothing] * step.ticks
         if isinstance(step, Reset):
             return [partial(self._reset_step, step.counter)]
+        if isinstance(step, Unplug | Replug):
+            return [partial(self._cable_step, plugged=isinstance(step, Replug))]
         counter = self._counter(step.counter)
         preset = partial(self.set, step.counter, counter.max_value - step.margin)
         ticks = math.ceil((step.margin + 1) / step.by)  # enough to pass the max
         return [preset, *[partial(self.advance, step.counter, step.by)] * ticks]
+
+    async def _cable_step(self, *, plugged: bool) -> None:
+        if plugged:
+            self.replug()
+        else:
+            self.unplug()
+
+    @property
+    def plugged(self) -> bool:
+        """Whether the RS-485 cable is in (always true for a TCP panel)."""
+        return self._pty is None or not self._pty.cut
 
     async def _reset_step(self, name: str | None) -> None:
         for counter in [name] if name is not None else list(self.counters):

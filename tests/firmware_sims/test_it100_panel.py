@@ -22,8 +22,10 @@ from firmware_sims.it100_panel import (
     It100Panel,
     LinesPanel,
     Pause,
+    Replug,
     Step,
     UnknownCommand,
+    Unplug,
     default_scenario,
     frames_of,
 )
@@ -185,3 +187,11 @@ async def test_run_it100_panel_stops_after_duration(
     )
     assert f"it100-panel on {link}" in capsys.readouterr().out
     assert not link.exists()
+
+
+async def test_scenario_cable_pull_removes_and_restores_the_port(tmp_path: Path) -> None:
+    async with It100Panel(link_path=tmp_path / "tty") as panel:
+        panel.apply(Unplug())
+        assert not panel.link_path.exists()
+        panel.apply(Replug())
+        assert panel.link_path.exists() and panel.link.plugged

@@ -17,9 +17,11 @@ from firmware_sims.modbus_panel import (
     Advance,
     ModbusPanel,
     Pause,
+    Replug,
     Reset,
     Scenario,
     SimCounter,
+    Unplug,
     Wrap,
     default_scenario,
 )
@@ -324,3 +326,18 @@ async def test_cli_serves_rtu_on_a_printed_pty() -> None:
             await process.wait()
     assert process.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr
+
+
+async def test_rtu_scenario_pulls_the_cable_and_keeps_counting() -> None:
+    counters = (SimCounter("door_open", "input", 0, "uint16"),)
+    steps = (Advance("door_open"), Unplug(), Advance("door_open", by=2, ticks=2), Replug())
+    seen: list[bool] = []
+    async with ModbusPanel(scenario=Scenario(counters=counters, steps=steps), rtu=True) as panel:
+
+        async def record() -> None:
+            seen.append(panel.plugged)
+
+        await panel.run_scenario(tick=0, on_tick=record)
+        assert panel.total_advance["door_open"] == 5
+        assert await panel.value("door_open") == 5
+    assert seen == [True, False, False, False, True]
