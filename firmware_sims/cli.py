@@ -6,6 +6,7 @@ cleanly: its server closes and the process exits with status 0.
 
     tollgate-sim modbus-panel --listen 127.0.0.1:5020 [--unit 1] [--tick 0.5] [--duration SECONDS]
     tollgate-sim modbus-panel --rtu [--unit 1 --unit 2] [--baudrate 9600]   (prints the pty path)
+    tollgate-sim it100-panel [--link ./ttyIT100] [--tick 0.5] [--duration SECONDS]
     tollgate-sim demo [--duration SECONDS] [--workdir demo-data]
 """
 
@@ -129,7 +130,7 @@ COMMANDS: dict[str, Command] = {
         run=_run_demo,
     ),
     "modbus-panel": Command(
-        help="a legacy panel serving counters over Modbus TCP (default scenario, looped)",
+        help="a legacy panel over Modbus TCP, or RTU on a pty with --rtu (scenario, looped)",
         add_arguments=_add_modbus_panel_arguments,
         run=_run_modbus_panel,
     ),
