@@ -14,7 +14,6 @@ This module is a boundary like `edge.drivers.modbus`: pymodbus clients are used 
 `retries=0` and the given timeout, and every pymodbus error becomes a `DriverError` here.
 """
 
-import enum
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,6 +27,7 @@ from pymodbus.pdu import ModbusPDU
 
 from edge.config import _check_modbus_url, parse_serial_url
 from edge.errors import ConfigError, DeviceTimeout, DeviceUnreachable, DriverError, FrameError
+from edge.lifecycle import Lifecycle
 
 Table = Literal["holding", "input", "coil", "discrete"]
 TABLES: tuple[Table, ...] = ("holding", "input", "coil", "discrete")
@@ -121,12 +121,6 @@ def check_url(url: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class ModbusScanner:
     """One connection (TCP) or serial port (RTU) to scan; `async with` connects and closes."""
 
@@ -134,13 +128,11 @@ class ModbusScanner:
         self._url = check_url(url)
         self._timeout = timeout
         self._client = _build_client(self._url, timeout=timeout)
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle(f"ModbusScanner for {url}")
 
     async def __aenter__(self) -> Self:
         """Connect; raises `DeviceUnreachable` if it cannot."""
-        if self._state is not _State.UNOPENED:
-            raise RuntimeError(f"ModbusScanner for {self._url} is {self._state.value}")
-        self._state = _State.OPEN
+        self._lifecycle.enter()
         try:
             await self._connect()
         except BaseException:
@@ -186,8 +178,7 @@ class ModbusScanner:
 
     async def _request(self, unit: int, table: Table, address: int, count: int) -> ModbusPDU:
         """One read; every pymodbus outcome is mapped to a response or a `DriverError` here."""
-        if self._state is not _State.OPEN:
-            raise RuntimeError(f"ModbusScanner for {self._url} is {self._state.value}")
+        self._lifecycle.require_open()
         where = self._where(unit)
         if not self._client.connected:  # a TCP device may drop us after an unknown unit
             await self._connect()
@@ -216,7 +207,7 @@ class ModbusScanner:
             )
 
     def _close(self) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.close()
         self._client.close()
 
     def _where(self, unit: int) -> str:

@@ -22,7 +22,6 @@ agent's job.
 """
 
 import asyncio
-import enum
 import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable
@@ -37,6 +36,7 @@ from edge.config import It100DeviceConfig
 from edge.drivers.serial_line import SerialLine
 from edge.errors import DeviceTimeout, DriverError
 from edge.health import DeviceHealth
+from edge.lifecycle import Lifecycle
 from shared.events import ClockState, EventDraft
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,6 @@ SILENT_POLLS = 3
 PAIR_WINDOW = 0.5
 
 
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class It100Driver:
     """Streams the usage events of one IT-100 panel; one instance per connection."""
 
@@ -71,7 +65,7 @@ class It100Driver:
         self._config = config
         self._health = health
         self._clock = clock
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle(f"It100Driver for {config.id!r}")
         self._stack = AsyncExitStack()
         self._line: SerialLine | None = None
         self._last_sent: str | None = None
@@ -88,12 +82,7 @@ class It100Driver:
 
     async def __aenter__(self) -> Self:
         """Open the port and ask for the panel's status; raises `DeviceUnreachable`."""
-        if self._state is not _State.UNOPENED:
-            raise RuntimeError(
-                f"It100Driver for {self._config.id!r} is {self._state.value}: "
-                "a driver can be entered only once, create a new one to reconnect"
-            )
-        self._state = _State.OPEN
+        self._lifecycle.enter()
         try:
             self._line = await self._stack.enter_async_context(SerialLine(self._config))
             if self._config.status_on_connect:
@@ -232,11 +221,11 @@ class It100Driver:
 
     def _serial(self) -> SerialLine:
         if self._line is None:
-            raise RuntimeError(f"It100Driver for {self._config.id!r} is {self._state.value}")
+            raise RuntimeError(f"It100Driver for {self._config.id!r} is {self._lifecycle.state}")
         return self._line
 
     async def _close(self) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.close()
         self._line = None
         await self._stack.aclose()
 

@@ -8,7 +8,6 @@ and no silence timeout: only a lost port (`DeviceUnreachable`) ends `events()`.
 """
 
 import codecs
-import enum
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack
@@ -21,15 +20,10 @@ from edge.config import LinesDeviceConfig
 from edge.drivers.serial_line import SerialLine
 from edge.errors import ConfigError
 from edge.health import DeviceHealth
+from edge.lifecycle import Lifecycle
 from shared.events import ClockState, EventDraft
 
 log = logging.getLogger(__name__)
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 class LinesDriver:
@@ -52,7 +46,7 @@ class LinesDriver:
         self._health = health
         self._clock = clock
         self._mapper = LineMapper(config)
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle(f"LinesDriver for {config.id!r}")
         self._stack = AsyncExitStack()
         self._line: SerialLine | None = None
 
@@ -63,12 +57,7 @@ class LinesDriver:
 
     async def __aenter__(self) -> Self:
         """Open the port; raises `DeviceUnreachable` if it cannot."""
-        if self._state is not _State.UNOPENED:
-            raise RuntimeError(
-                f"LinesDriver for {self._config.id!r} is {self._state.value}: "
-                "a driver can be entered only once, create a new one to reconnect"
-            )
-        self._state = _State.OPEN
+        self._lifecycle.enter()
         try:
             self._line = await self._stack.enter_async_context(SerialLine(self._config))
         except BaseException:
@@ -88,7 +77,7 @@ class LinesDriver:
     async def events(self) -> AsyncGenerator[EventDraft, None]:
         """Yield a draft for every line that maps, until the link fails."""
         if self._line is None:
-            raise RuntimeError(f"LinesDriver for {self._config.id!r} is {self._state.value}")
+            raise RuntimeError(f"LinesDriver for {self._config.id!r} is {self._lifecycle.state}")
         while True:
             raw = await self._line.read_line()
             draft = self._handle(raw)
@@ -132,6 +121,6 @@ class LinesDriver:
         )
 
     async def _close(self) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.close()
         self._line = None
         await self._stack.aclose()

@@ -26,7 +26,6 @@ pymodbus client's own reconnect task is switched off (`reconnect_delay=0`).
 """
 
 import asyncio
-import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from edge.codecs.registers import decode_bits, decode_registers, scale_value, to
 from edge.config import ModbusDeviceConfig, PointConfig, SerialLine
 from edge.errors import ConfigError, DeviceTimeout, DeviceUnreachable, DriverError, FrameError
 from edge.health import DeviceHealth
+from edge.lifecycle import Lifecycle
 from edge.readings import Reading
 
 # Function codes of the read requests (Modbus Application Protocol v1.1b3, 6.1 to 6.4).
@@ -157,19 +157,13 @@ class _Line:
 _LINES: dict[tuple[asyncio.AbstractEventLoop, str], tuple[_Line, list["ModbusDriver"]]] = {}
 
 
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
 class ModbusDriver:
     """Polls the configured points of one Modbus device; one instance per connection."""
 
     def __init__(self, config: ModbusDeviceConfig, *, health: DeviceHealth | None = None) -> None:
         self._config = config
         self._health = health
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle(f"ModbusDriver for {config.id!r}")
         self._line: _Line | None = None
         self._requests = plan_requests(config.point, max_coalesce=config.max_coalesce)
 
@@ -185,12 +179,7 @@ class ModbusDriver:
 
     async def __aenter__(self) -> Self:
         """Connect (or join the open serial line); raises `DeviceUnreachable` if it cannot."""
-        if self._state is not _State.UNOPENED:
-            raise RuntimeError(
-                f"ModbusDriver for {self._config.id!r} is {self._state.value}: "
-                "a driver can be entered only once, create a new one to reconnect"
-            )
-        self._state = _State.OPEN
+        self._lifecycle.enter()
         try:
             if self._config.transport == "rtu":
                 self._line = await self._join_serial_line()
@@ -213,8 +202,7 @@ class ModbusDriver:
 
     async def poll(self) -> list[Reading]:
         """Read every configured point (coalesced, table by table); return them in config order."""
-        if self._state is not _State.OPEN:
-            raise RuntimeError(f"ModbusDriver for {self._config.id!r} is {self._state.value}")
+        self._lifecycle.require_open()
         values: dict[str, Reading] = {}
         for request in self._requests:
             for reading in await self._read(request):
@@ -358,7 +346,7 @@ class ModbusDriver:
         return line
 
     def _close(self) -> None:
-        self._state = _State.CLOSED
+        self._lifecycle.close()
         line, self._line = self._line, None
         if line is None or line.key is None:
             if line is not None:

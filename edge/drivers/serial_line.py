@@ -9,7 +9,6 @@ parity and stop bits; pyserial also puts it in raw mode, so CR LF arrive unchang
 
 import asyncio
 import contextlib
-import enum
 from types import TracebackType
 from typing import Self
 
@@ -17,15 +16,10 @@ from serial_asyncio_fast import open_serial_connection
 
 from edge.config import SerialPortConfig
 from edge.errors import DeviceUnreachable
+from edge.lifecycle import Lifecycle
 
 # Longest line we buffer; a longer run without LF is handed over in pieces (and then rejected).
 LINE_LIMIT = 4096
-
-
-class _State(enum.Enum):
-    UNOPENED = "unopened"
-    OPEN = "open"
-    CLOSED = "closed"
 
 
 class SerialLine:
@@ -33,18 +27,13 @@ class SerialLine:
 
     def __init__(self, config: SerialPortConfig) -> None:
         self._config = config
-        self._state = _State.UNOPENED
+        self._lifecycle = Lifecycle(f"SerialLine on {config.port}")
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def __aenter__(self) -> Self:
         """Open the port; raises `DeviceUnreachable` if it cannot."""
-        if self._state is not _State.UNOPENED:
-            raise RuntimeError(
-                f"SerialLine on {self._config.port} is {self._state.value}: "
-                "it can be entered only once, create a new one to reopen"
-            )
-        self._state = _State.OPEN
+        self._lifecycle.enter()
         config = self._config
         try:
             self._reader, self._writer = await open_serial_connection(
@@ -56,7 +45,7 @@ class SerialLine:
                 limit=LINE_LIMIT,
             )
         except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
-            self._state = _State.CLOSED
+            self._lifecycle.close()
             raise DeviceUnreachable(f"serial port {config.port}: cannot open: {exc}") from exc
         return self
 
@@ -67,7 +56,7 @@ class SerialLine:
         traceback: TracebackType | None,
     ) -> None:
         """Close the port and wait until pyserial has let go of it."""
-        self._state = _State.CLOSED
+        self._lifecycle.close()
         writer, self._writer, self._reader = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -99,5 +88,5 @@ class SerialLine:
 
     def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None:
-            raise RuntimeError(f"SerialLine on {self._config.port} is {self._state.value}")
+            raise RuntimeError(f"SerialLine on {self._config.port} is {self._lifecycle.state}")
         return self._reader, self._writer
