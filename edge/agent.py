@@ -48,6 +48,24 @@ QUEUE_SIZE = 10_000
 GROUP_MAX = 5_000
 
 
+async def stop_tasks(tasks: list["asyncio.Task[None]"]) -> None:
+    """Cancel tasks and wait for them, cancelling again any that survived a cancel.
+
+    On Python 3.11 `asyncio.wait_for` (used inside pymodbus) can swallow a cancellation that
+    arrives just as its inner future completes; one `cancel()` is then not enough to stop a task.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        if pending:
+            log.warning(
+                "tasks survived cancellation; cancelling again",
+                extra={"fields": {"tasks": sorted(t.get_name() for t in pending)}},
+            )
+
+
 def open_stream(
     device: It100DeviceConfig | LinesDeviceConfig, health: DeviceHealth, clock: GatewayClock
 ) -> AbstractAsyncContextManager[EventSource]:
@@ -132,13 +150,10 @@ class Agent:
                 publish_forever(self._status_path, lambda: self.status("running")), name="status"
             )
             await stop.wait()
-            for task in pollers:
-                task.cancel()
-            await asyncio.gather(*pollers, return_exceptions=True)
+            await stop_tasks(pollers)
             await self._queue.put(None)
             await writer
-            sender.cancel()
-            status.cancel()
+            await stop_tasks([sender, status])
         write_status(self._status_path, await self.status("stopped"))
 
     @property

@@ -119,8 +119,10 @@ class Forwarder:
                     return
             self._wake.clear()
             timeout = None if deadline is None else max(0.0, deadline - loop.time())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def forward_pending(self) -> int:
         """Send everything waiting now, batch after batch; return how many events went out.
