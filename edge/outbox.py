@@ -424,7 +424,11 @@ class Outbox:
 
     async def backlog(self) -> int:
         """How many committed events are not yet acknowledged by the collector."""
-        return await self._run(lambda: self._chain_row()[0] - self._chain_row()[2])
+        return await self._run(self._backlog)
+
+    def _backlog(self) -> int:
+        last_seq, _, acked_seq, _ = self._chain_row()
+        return last_seq - acked_seq
 
     def _continues(self, cloud_last_seq: int, cloud_last_hash: str) -> bool:
         # The unsent run already starts right after the cloud's last event: nothing to renumber.

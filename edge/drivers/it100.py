@@ -14,7 +14,8 @@ and keeps the link honest:
 
 Partition status frames that answer our 001 status request (the 65x frames right after the
 500 "001") describe the panel as it is, not something that just happened; drafts made from them
-carry `attrs["status_report"] = True`.
+carry `attrs["status_report"] = True`. A 652 that pairs with a 700 (and 655 with 750) is a user
+arming or disarming, merged into one event by `ArmingPairs` and never a report.
 
 A driver is used once: `async with It100Driver(...)` opens the port, `events()` yields drafts
 until the link fails (`DeviceUnreachable` on a cable pull), exit closes. Reconnecting is the
