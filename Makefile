@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tollgate needs Python 3.11+")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[edge,cloud,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[edge,cloud,sims,dev]"
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -15,8 +15,9 @@ is cancelled (its lease goes back to the outbox), the outbox closes.
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,15 @@ import httpx
 
 from edge.clock import GatewayClock
 from edge.config import (
-    DeviceConfig,
     It100DeviceConfig,
     LinesDeviceConfig,
     ModbusDeviceConfig,
     PointConfig,
     SiteConfig,
 )
+from edge.config_ble import BleLockDeviceConfig
+from edge.config_mqtt import MqttDeviceConfig
+from edge.delivery import Delivery, Item
 from edge.drivers.modbus import ModbusDriver
 from edge.errors import OutboxFull
 from edge.forwarder import Forwarder
@@ -38,7 +41,7 @@ from edge.health import DeviceHealth
 from edge.keys import load_or_create_key
 from edge.normalize import GaugeTracker, normalize_reading
 from edge.outbox import CounterValue, Outbox
-from edge.polling import Driver, DriverOpener, EventSource, Item, listen_device, poll_device
+from edge.polling import Driver, DriverOpener, EventSource, listen_device, poll_device
 from edge.status import STATUS_FILE, publish_forever, status_document, write_status
 from shared.events import EventDraft
 
@@ -143,6 +146,10 @@ class Agent:
             pollers = [
                 group.create_task(self._device_loop(device), name=f"device:{device.id}")
                 for device in self.config.device
+                if isinstance(device, ModbusDeviceConfig | It100DeviceConfig | LinesDeviceConfig)
+            ]
+            pollers += [
+                group.create_task(source, name=name) for name, source in self._shared_sources()
             ]
             writer = group.create_task(self._write(outbox, forwarder), name="writer")
             sender = group.create_task(forwarder.run(), name="forwarder")
@@ -173,10 +180,50 @@ class Agent:
             devices=self.health,
         )
 
+    def _shared_sources(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """Sources that serve many devices over one link: the MQTT broker, the BLE radio."""
+        sources: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        devices = self.config.device
+        topics = [device for device in devices if isinstance(device, MqttDeviceConfig)]
+        if topics and self.config.mqtt is not None:
+            from edge.drivers.mqtt import run_mqtt  # an MQTT-less site never loads paho
+
+            sources.append(
+                (
+                    "mqtt",
+                    run_mqtt(
+                        self.config.mqtt,
+                        topics,
+                        sink=self._queue,
+                        health=self.health,
+                        clock=lambda: self._clock.state,
+                    ),
+                )
+            )
+        locks = [device for device in devices if isinstance(device, BleLockDeviceConfig)]
+        if locks:
+            from edge.drivers.ble_lock import run_locks  # a lock-less site never loads bleak
+
+            sources.append(
+                (
+                    "ble",
+                    run_locks(
+                        self.config.ble,
+                        locks,
+                        sink=self._queue,
+                        health=self.health,
+                        marks=self._counters,
+                    ),
+                )
+            )
+        return sources
+
     def _open_modbus(self, config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
         return ModbusDriver(config, health=self.health[config.id])
 
-    async def _device_loop(self, device: DeviceConfig) -> None:
+    async def _device_loop(
+        self, device: ModbusDeviceConfig | It100DeviceConfig | LinesDeviceConfig
+    ) -> None:
         health = self.health[device.id]
         if isinstance(device, ModbusDeviceConfig):
             await poll_device(
@@ -215,33 +262,53 @@ class Agent:
         return group, False
 
     async def _commit(self, group: list[Item], outbox: Outbox, forwarder: Forwarder) -> None:
-        drafts, values, unlogged = self._normalize(group)
-        if not drafts and not values:
+        deliveries = [item for item in group if isinstance(item, Delivery)]
+        held = await outbox.delivered_keys(k for d in deliveries for k in d.keys)
+        batch = self._normalize(group, held)
+        if not batch.drafts and not batch.values and not batch.keys:
+            _resolve(batch.deliveries)
             return
         try:
-            await outbox.append(drafts, values)
+            await outbox.append(batch.drafts, batch.values, keys=batch.keys)
         except OutboxFull as exc:
             self._pause_sources(exc)
-            if not unlogged:
+            _fail(batch.deliveries, exc)
+            if not batch.unlogged:
                 return
             # Their source keeps no log: write them past the budget rather than lose them.
-            await outbox.append(unlogged, enforce_budget=False)
+            await outbox.append(batch.unlogged, enforce_budget=False)
+        except BaseException as exc:
+            _fail(batch.deliveries, exc)
+            raise
         else:
-            self._counters.update({(v.device_id, v.point): v.value for v in values})
-        if drafts:
+            self._counters.update({(v.device_id, v.point): v.value for v in batch.values})
+            _resolve(batch.deliveries)
+        if batch.drafts:
             forwarder.notify()
 
-    def _normalize(
-        self, group: Iterable[Item]
-    ) -> tuple[list[EventDraft], list[CounterValue], list[EventDraft]]:
-        """Drafts in arrival order, the counters' new values, and the drafts with no log."""
-        drafts: list[EventDraft] = []
-        unlogged: list[EventDraft] = []
+    def _normalize(self, group: Iterable[Item], held: set[str]) -> "_Group":
+        """Drafts in arrival order with their counters, dedupe keys and deliveries.
+
+        Drafts of a delivery whose key the outbox already holds (or an earlier delivery of this
+        group carries) are skipped: they are a redelivery.
+        """
+        batch = _Group()
         latest: dict[tuple[str, str], CounterValue] = {}
         for item in group:
             if isinstance(item, EventDraft):
-                drafts.append(item)
-                unlogged.append(item)
+                batch.drafts.append(item)
+                batch.unlogged.append(item)
+                continue
+            if isinstance(item, Delivery):
+                fresh = 0
+                for draft, dedupe_key in zip(item.drafts, item.keys, strict=True):
+                    if dedupe_key not in held:
+                        held.add(dedupe_key)
+                        batch.drafts.append(draft)
+                        batch.keys.append(dedupe_key)
+                        fresh += 1
+                latest.update({(mark.device_id, mark.point): mark for mark in item.marks})
+                batch.deliveries.append((item, fresh))
                 continue
             key = (item.device_id, item.point)
             previous = latest[key].value if key in latest else self._counters.get(key)
@@ -253,12 +320,13 @@ class Agent:
                 gauges=self._gauges,
             )
             if result.draft is not None:
-                drafts.append(result.draft)
+                batch.drafts.append(result.draft)
             if result.stored is not None and result.stored != previous:
                 latest[key] = CounterValue(
                     item.device_id, item.point, result.stored, item.observed_at
                 )
-        return drafts, list(latest.values()), unlogged
+        batch.values = list(latest.values())
+        return batch
 
     def _pause_sources(self, error: OutboxFull) -> None:
         if not self.outbox_full:
@@ -274,6 +342,29 @@ class Agent:
             self.outbox_full = False
             self._room.set()
             log.warning("outbox has room again: sources resumed")
+
+
+@dataclass
+class _Group:
+    """One group commit: what to write, and whom to tell once it is durable."""
+
+    drafts: list[EventDraft] = field(default_factory=list)
+    values: list[CounterValue] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    unlogged: list[EventDraft] = field(default_factory=list)
+    deliveries: list[tuple[Delivery, int]] = field(default_factory=list)
+
+
+def _resolve(deliveries: list[tuple[Delivery, int]]) -> None:
+    for delivery, fresh in deliveries:
+        if not delivery.committed.done():  # its source may have given up (cancelled)
+            delivery.committed.set_result(fresh)
+
+
+def _fail(deliveries: list[tuple[Delivery, int]], error: BaseException) -> None:
+    for delivery, _ in deliveries:
+        if not delivery.committed.done():
+            delivery.committed.set_exception(error)
 
 
 def _stats_fields(stats: object) -> dict[str, object]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from edge.config import ModbusDeviceConfig, load_config, parse_duration
+from edge.config import ModbusDeviceConfig, load_config
+from edge.config_types import parse_duration
 from edge.errors import ConfigError, DriverError, GatewayError
 from edge.keys import load_or_create_key
 from edge.logs import configure_logging

@@ -7,16 +7,14 @@ import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -32,20 +30,16 @@ from edge.codecs.registers import (
     register_count,
     value_range,
 )
+from edge.config_ble import BleConfig, BleLockDeviceConfig
+from edge.config_mqtt import MqttConfig, MqttDeviceConfig
+from edge.config_types import (
+    DecimalValue,
+    Duration,
+    Name,
+    PauseDuration,
+    Section,
+)
 from edge.errors import ConfigError
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: object) -> float:
-    """Turn "250ms", "5s", "2m", "1h" into seconds; bare numbers are refused to avoid unit slips."""
-    if not isinstance(value, str):
-        raise ValueError('durations are strings with a unit, for example "5s" or "250ms"')
-    match = _DURATION.match(value)
-    if match is None:
-        raise ValueError(f'{value!r} is not a duration like "250ms", "5s", "2m" or "1h"')
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
 def _check_http_url(url: str) -> str:
@@ -55,15 +49,7 @@ def _check_http_url(url: str) -> str:
     return url.rstrip("/")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.-]*$")]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GatewayConfig(_Section):
+class GatewayConfig(Section):
     """Identity of the gateway, where it sends, where it keeps its state."""
 
     id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.:/-]*$")]
@@ -83,7 +69,7 @@ class GatewayConfig(_Section):
         return self.data_dir / "outbox.sqlite"
 
 
-class ForwarderConfig(_Section):
+class ForwarderConfig(Section):
     """Batching and retry policy of the forwarder."""
 
     batch_max_events: Annotated[int, Field(ge=1, le=10_000)] = 2500
@@ -93,7 +79,7 @@ class ForwarderConfig(_Section):
     retry_max: Duration = 30.0
 
 
-class DiagnosticsConfig(_Section):
+class DiagnosticsConfig(Section):
     """The local diagnostics page."""
 
     listen: str = "127.0.0.1:8080"
@@ -105,24 +91,6 @@ _STATE_FIELDS = ("activation", "deactivation")
 _GAUGE_FIELDS = ("deadband", "report_every")
 
 
-def _parse_decimal(value: object) -> Decimal:
-    """A decimal from a string or an int; floats are refused, they cannot hold 0.1 exactly."""
-    if isinstance(value, float):
-        raise ValueError(
-            f'write {value!r} as a string ("{value!r}") or an integer: a float cannot hold '
-            "every decimal exactly"
-        )
-    if isinstance(value, bool) or not isinstance(value, int | str | Decimal):
-        raise ValueError(f'{value!r} is not a decimal number (use a string like "0.1")')
-    try:
-        number = Decimal(value.strip()) if isinstance(value, str) else Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f'{value!r} is not a decimal number like "0.1"') from None
-    if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite decimal number")
-    return number
-
-
 def _parse_on_value(value: object) -> int:
     if isinstance(value, bool):
         return int(value)
@@ -131,10 +99,7 @@ def _parse_on_value(value: object) -> int:
     return value
 
 
-DecimalValue = Annotated[Decimal, BeforeValidator(_parse_decimal)]
-
-
-class PointConfig(_Section):
+class PointConfig(Section):
     """One point of a Modbus device: where it is, how it is encoded and what it means.
 
     `coil` and `discrete` points are `bool` (the default there); `holding` and `input` points
@@ -350,10 +315,7 @@ def _serial_parity(url: str, text: str) -> Literal["N", "E", "O"]:
     return text  # type: ignore[return-value]  # checked just above
 
 
-PauseDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-
-
-class ModbusDeviceConfig(_Section):
+class ModbusDeviceConfig(Section):
     """A Modbus TCP or RTU device and the points polled from it.
 
     Several devices (unit ids) may share one `rtu://` port: their requests take turns on the
@@ -442,7 +404,7 @@ def _check_stopbits(value: float) -> float:
     return value
 
 
-class SerialPortConfig(_Section):
+class SerialPortConfig(Section):
     """A serial line (RS-232 printer port, IT-100 interface), 9600 8N1 unless configured."""
 
     port: Annotated[str, Field(min_length=1)]
@@ -499,19 +461,26 @@ class LinesDeviceConfig(SerialPortConfig):
 
 
 DeviceConfig = Annotated[
-    ModbusDeviceConfig | It100DeviceConfig | LinesDeviceConfig, Field(discriminator="driver")
+    ModbusDeviceConfig
+    | It100DeviceConfig
+    | LinesDeviceConfig
+    | MqttDeviceConfig
+    | BleLockDeviceConfig,
+    Field(discriminator="driver"),
 ]
 
 
-DRIVERS = frozenset({"modbus", "it100", "lines"})
+DRIVERS = frozenset({"modbus", "it100", "lines", "mqtt", "ble-lock"})
 
 
-class SiteConfig(_Section):
+class SiteConfig(Section):
     """Everything one gateway needs to run."""
 
     gateway: GatewayConfig
     forwarder: ForwarderConfig = ForwarderConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
+    mqtt: MqttConfig | None = None
+    ble: BleConfig = BleConfig()
     device: list[DeviceConfig] = Field(default_factory=list)
 
     def model_post_init(self, context: Any, /) -> None:
@@ -522,6 +491,8 @@ class SiteConfig(_Section):
                 raise ValueError(f"device id {device.id!r} is used twice")
             seen.add(device.id)
         check_shared_lines([d for d in self.device if isinstance(d, ModbusDeviceConfig)])
+        if self.mqtt is None and any(isinstance(d, MqttDeviceConfig) for d in self.device):
+            raise ValueError("mqtt devices need an [mqtt] section naming the broker")
 
 
 def load_config(path: Path) -> SiteConfig:

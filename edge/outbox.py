@@ -5,6 +5,10 @@ anything upstream is told so.
   values in ONE transaction (group commit: many events, one fsync).
 - The forwarder `lease`s the oldest unsent run, then `ack`s it (deleted) or `dead_letter`s it
   (moved, with the collector's reason); a lease that is neither is `release`d and re-sent.
+- Dedupe keys: drafts from sources that redeliver (a BLE lock's log, an MQTT broker) carry a
+  key stored in the same transaction; `delivered_keys` tells the writer which ones are already
+  held, so a redelivery after a crash between commit and acknowledge is stored once. Keys are
+  kept for `DEDUPE_RETENTION_S` (a source redelivers within hours, not weeks).
 - A disk budget: when used pages reach `budget_bytes`, `append` raises `OutboxFull` and writes
   nothing (DESIGN guarantee 3); the caller pauses sources that keep their own log.
 - A database that SQLite reports as damaged is renamed aside (quarantined, never deleted) and a
@@ -21,6 +25,7 @@ sqlite3's one-connection-one-thread rule).
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +43,8 @@ from shared.events import GENESIS_HASH, EventDraft, UsageEvent, event_content
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SPLIT_HEADROOM_PAGES = 4
+DEDUPE_RETENTION_S = 30 * 24 * 3600.0
+KEY_QUERY_CHUNK = 500
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -62,6 +69,11 @@ CREATE TABLE IF NOT EXISTS counters (
     observed_at TEXT NOT NULL,
     PRIMARY KEY (device_id, point)
 );
+CREATE TABLE IF NOT EXISTS delivered (
+    key TEXT PRIMARY KEY,
+    stored_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivered_by_age ON delivered (stored_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     first_seq INTEGER NOT NULL,
@@ -225,18 +237,38 @@ class Outbox:
         drafts: Sequence[EventDraft],
         counters: Iterable[CounterValue] = (),
         *,
+        keys: Iterable[str] = (),
         enforce_budget: bool = True,
     ) -> list[int]:
-        """Seal and store drafts and counter values in one durable transaction; return the seqs.
+        """Seal and store drafts, counter values and dedupe keys in one durable transaction;
+        return the seqs.
 
-        `enforce_budget=False` is for events from sources that keep no log of their own (a
-        serial panel's line is gone once read): billing events are never dropped, so those are
-        written past the budget while the alarm stands.
+        `keys` must be new (check with `delivered_keys` first): a key already held is an
+        `OutboxError` and nothing is written. `enforce_budget=False` is for events from sources
+        that keep no log of their own (a serial panel's line is gone once read): billing events
+        are never dropped, so those are written past the budget while the alarm stands.
         """
-        return await self._run(self._append, drafts, list(counters), enforce_budget)
+        return await self._run(self._append, drafts, list(counters), list(keys), enforce_budget)
+
+    async def delivered_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` the outbox already holds."""
+        return await self._run(self._delivered_keys, list(keys))
+
+    def _delivered_keys(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(keys), KEY_QUERY_CHUNK):
+            chunk = keys[start : start + KEY_QUERY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key FROM delivered WHERE key IN ({marks})"
+            found.update(row[0] for row in self._conn.execute(query, chunk))
+        return found
 
     def _append(
-        self, drafts: Sequence[EventDraft], counters: list[CounterValue], enforce_budget: bool
+        self,
+        drafts: Sequence[EventDraft],
+        counters: list[CounterValue],
+        keys: list[str],
+        enforce_budget: bool,
     ) -> list[int]:
         rows, last_seq, last_hash = self._seal(drafts)
         if enforce_budget:
@@ -250,6 +282,10 @@ class Outbox:
                 "DO UPDATE SET value = excluded.value, observed_at = excluded.observed_at",
                 [(c.device_id, c.point, c.value, format_time(c.observed_at)) for c in counters],
             )
+            if keys:
+                now = time.time()
+                db.executemany("INSERT INTO delivered VALUES (?, ?)", [(k, now) for k in keys])
+                db.execute("DELETE FROM delivered WHERE stored_at < ?", (now - DEDUPE_RETENTION_S,))
             if rows:
                 db.execute(
                     "UPDATE chain SET last_seq = ?, last_hash = ? WHERE id = 1",

@@ -17,14 +17,13 @@ from typing import Protocol
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 
 from edge.config import ModbusDeviceConfig
+from edge.delivery import Item
 from edge.errors import DriverError
 from edge.health import DeviceHealth
 from edge.readings import Reading
 from shared.events import EventDraft
 
 log = logging.getLogger(__name__)
-
-Item = Reading | EventDraft
 
 
 class Driver(Protocol):
