@@ -107,6 +107,24 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan_ble(args: argparse.Namespace) -> int:
+    from bleak.exc import BleakError
+
+    from edge import scan_ble  # imports bleak; keep `keygen` light
+
+    backend = args.backend or (load_config(args.config).ble.backend if args.config else "bluez")
+    try:
+        seconds = parse_duration(args.duration)
+        locks = asyncio.run(scan_ble.scan_locks(backend, seconds=seconds))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except BleakError as exc:
+        print(f"tollgate-edge: BLE radio {backend!r}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(scan_ble.format_locks(locks))
+    return 0 if locks else 1
+
+
 def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     scan = commands.add_parser("scan", help="find the devices on a line (installer's discovery)")
     protocols = scan.add_subparsers(dest="protocol", required=True)
@@ -126,6 +144,12 @@ def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     modbus.add_argument("--address", type=int, default=0, help="first address to read")
     modbus.add_argument("--count", type=int, default=10, help="registers (or bits) to dump")
     modbus.set_defaults(handler=_scan)
+    ble = protocols.add_parser("ble", help="list the BLE locks in range (id, counter, battery)")
+    radio = ble.add_mutually_exclusive_group()
+    radio.add_argument("--backend", help='"bluez" or "bumble:<transport>", e.g. bumble:usb:0')
+    radio.add_argument("--config", type=Path, help="take the backend from this site config")
+    ble.add_argument("--duration", default="5s", help='how long to listen, e.g. "5s"')
+    ble.set_defaults(handler=_scan_ble)
 
 
 def build_parser() -> argparse.ArgumentParser:

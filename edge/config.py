@@ -31,7 +31,7 @@ from edge.codecs.registers import (
     value_range,
 )
 from edge.config_ble import BleConfig, BleLockDeviceConfig
-from edge.config_mqtt import MqttConfig, MqttDeviceConfig
+from edge.config_mqtt import MqttConfig, MqttDeviceConfig, check_mqtt_devices
 from edge.config_types import (
     DecimalValue,
     Duration,
@@ -491,8 +491,10 @@ class SiteConfig(Section):
                 raise ValueError(f"device id {device.id!r} is used twice")
             seen.add(device.id)
         check_shared_lines([d for d in self.device if isinstance(d, ModbusDeviceConfig)])
-        if self.mqtt is None and any(isinstance(d, MqttDeviceConfig) for d in self.device):
+        topics = [d for d in self.device if isinstance(d, MqttDeviceConfig)]
+        if topics and self.mqtt is None:
             raise ValueError("mqtt devices need an [mqtt] section naming the broker")
+        check_mqtt_devices(topics)
 
 
 def load_config(path: Path) -> SiteConfig:

@@ -2,15 +2,27 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from edge.config_types import Duration, Name, Section
 
 
-class BleConfig(Section):
-    """The gateway's BLE radio: which bleak backend, how many locks connected at once."""
+def _check_backend(spec: str) -> str:
+    from edge.ble.backends import bleak_backend  # imports bumble: only for sites with [ble]
 
-    backend: str = "bluez"
+    bleak_backend(spec)  # ValueError names the accepted forms
+    return spec
+
+
+class BleConfig(Section):
+    """The gateway's BLE radio: which bleak backend, how many locks connected at once.
+
+    `backend` is "bluez" (bleak's default on Linux) or "bumble:<transport>" (Bumble's host
+    stack on a USB dongle, a UART controller or the simulator's virtual air), see
+    `edge.ble.backends`.
+    """
+
+    backend: Annotated[str, AfterValidator(_check_backend)] = "bluez"
     max_connections: Annotated[int, Field(ge=1, le=16)] = 3
 
 

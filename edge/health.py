@@ -23,7 +23,7 @@ class DeviceHealth:
     consecutive_failures: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     protocol: Counter[str] = field(default_factory=Counter)
-    last_values: dict[str, int | bool | Decimal] = field(default_factory=dict)
+    last_values: dict[str, int | bool | Decimal | str] = field(default_factory=dict)
 
     def record_success(self, readings: list[Reading]) -> None:
         """A poll answered."""

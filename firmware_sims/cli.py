@@ -7,6 +7,8 @@ cleanly: its server closes and the process exits with status 0.
     tollgate-sim modbus-panel --listen 127.0.0.1:5020 [--unit 1] [--tick 0.5] [--duration SECONDS]
     tollgate-sim modbus-panel --rtu [--unit 1 --unit 2] [--baudrate 9600]   (prints the pty path)
     tollgate-sim it100-panel [--link ./ttyIT100] [--tick 0.5] [--duration SECONDS]
+    tollgate-sim ble-lock [--locks 2] [--hci 127.0.0.1:0] [--once] [--report FILE]
+    tollgate-sim mqtt-device [--broker mqtt://127.0.0.1:1883] [--prefix P] [--tick 0.5]
     tollgate-sim demo [--duration SECONDS] [--workdir demo-data]
 """
 
@@ -20,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware_sims.arguments import add_duration_argument, add_tick_argument
+from firmware_sims.ble_cli import add_ble_lock_arguments, run_ble_locks
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
+from firmware_sims.mqtt_device import add_mqtt_device_arguments, run_mqtt_device
 from firmware_sims.serial_cli import add_it100_arguments, run_it100_panel
 
 
@@ -110,12 +114,22 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=8000,
         help="collector port (a free one is used if it is taken)",
     )
+    parser.add_argument(
+        "--broker",
+        default=None,
+        help="MQTT broker URL for the demo's devices (default: an embedded amqtt broker)",
+    )
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
     from firmware_sims.demo import run_demo
 
-    return await run_demo(duration=args.duration, workdir=args.workdir, cloud_port=args.cloud_port)
+    return await run_demo(
+        duration=args.duration,
+        workdir=args.workdir,
+        cloud_port=args.cloud_port,
+        broker=args.broker,
+    )
 
 
 COMMANDS: dict[str, Command] = {
@@ -128,6 +142,16 @@ COMMANDS: dict[str, Command] = {
         help="the site-in-a-box: simulated panels, the real agent and collector, live",
         add_arguments=_add_demo_arguments,
         run=_run_demo,
+    ),
+    "ble-lock": Command(
+        help="battery BLE locks on a virtual air, served to the gateway as an HCI dongle on TCP",
+        add_arguments=add_ble_lock_arguments,
+        run=run_ble_locks,
+    ),
+    "mqtt-device": Command(
+        help="cameras and a home hub publishing JSON over MQTT (embedded broker unless --broker)",
+        add_arguments=add_mqtt_device_arguments,
+        run=run_mqtt_device,
     ),
     "modbus-panel": Command(
         help="a legacy panel over Modbus TCP, or RTU on a pty with --rtu (scenario, looped)",

@@ -1,14 +1,19 @@
 """`tollgate-sim demo` (what `make demo` runs): a whole site in a box on embedded defaults.
 
 Two simulated Modbus panels play their scenarios (increments, a 16-bit wrap, a power-cycle
-reset); the real agent (`tollgate-edge run`) polls them, commits signed, hash-chained events to
+reset) and two battery BLE locks (a waste lock weighing each pour, a door lock) log on a
+virtual air whose gateway radio is served as an HCI dongle on TCP; a camera and a home hub
+publish JSON over MQTT (to `--broker`, or an embedded amqtt broker); the real agent
+(`tollgate-edge run`) polls and drains them, commits signed, hash-chained events to
 its outbox and forwards them to the real collector (`tollgate-cloud serve` on SQLite). A live
 line per device shows what the cloud has stored; at the end the cloud's totals are checked
-against what the panels really counted.
+against what the panels really counted, the locks really logged and the MQTT devices
+really published.
 """
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import socket
 import time
@@ -19,17 +24,31 @@ from typing import Any
 
 import httpx
 
+from firmware_sims.ble_air import VirtualAir
+from firmware_sims.ble_lock import SimLock, lock_address
+from firmware_sims.ble_lock import default_scenario as lock_scenario
+from firmware_sims.embedded_broker import broker_url
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
+from firmware_sims.mqtt_device import (
+    MqttDevice,
+    SimulatedMqttSite,
+    render_broker,
+    render_devices,
+)
 from firmware_sims.processes import (
     AgentProcess,
     CollectorProcess,
     committed_counters,
     fetch_events,
 )
-from firmware_sims.site import SimulatedPanel, Timing, render_site_config
+from firmware_sims.site import SimulatedLocks, SimulatedPanel, Timing, render_site_config
 
 GATEWAY_ID = "demo-site-gw1"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
+LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
+LOCK_TICK = 1.0
+MQTT_PREFIX = "demo-site"
+MQTT_TICK = 1.0
 DEMO_TIMING = Timing(poll_interval="200ms", batch_max_wait="1s")
 LIVE_EVERY = 2.0
 
@@ -42,7 +61,7 @@ def totals_by_device(events: list[dict[str, Any]]) -> tuple[Totals, dict[str, in
     totals: Totals = defaultdict(lambda: defaultdict(Decimal))
     counts: dict[str, int] = defaultdict(int)
     for event in events:
-        totals[event["device_id"]][event["name"]] += Decimal(event["quantity"])
+        totals[event["device_id"]][event["name"]] += Decimal(event["quantity"] or 0)
         counts[event["device_id"]] += 1
     return totals, counts
 
@@ -71,6 +90,38 @@ class Demo:
             log_path=workdir / "collector.log",
         )
         self.agent = AgentProcess(config_path=workdir / "site.toml", log_path=workdir / "agent.log")
+        self.air = VirtualAir(port=0)
+        self.locks: dict[str, SimLock] = {}
+        self.mqtt_site = SimulatedMqttSite(MQTT_PREFIX)
+        self.broker_url = ""
+        self.mqtt: MqttDevice | None = None
+
+    async def open_mqtt(self, stack: contextlib.AsyncExitStack, broker: str | None) -> None:
+        """The broker (embedded unless one is given) and the publishing camera and home hub."""
+        self.broker_url = await stack.enter_async_context(broker_url(broker))
+        device = MqttDevice(self.broker_url, prefix=MQTT_PREFIX)
+        self.mqtt = await stack.enter_async_context(device)
+
+    @property
+    def mqtt_devices(self) -> list[str]:
+        """The MQTT device ids of the site config."""
+        return [*self.mqtt_site.cameras, self.mqtt_site.home_id]
+
+    def mqtt_published(self) -> dict[str, int]:
+        """Events published so far, per MQTT device."""
+        published = dict.fromkeys(self.mqtt_devices, 0)
+        for event in self.mqtt.expected if self.mqtt else []:
+            published[event.device_id] += 1
+        return published
+
+    async def open_locks(self, stack: contextlib.AsyncExitStack) -> None:
+        """The BLE locks on their virtual air (a waste lock, then a door lock)."""
+        await stack.enter_async_context(self.air)
+        for index, (device_id, lock_id) in enumerate(LOCK_IDS.items()):
+            device = await self.air.add_peripheral(device_id, lock_address(index))
+            scenario = lock_scenario(index, seed=lock_id, tick=LOCK_TICK)
+            lock = SimLock(device, lock_id=lock_id, scenario=scenario)
+            self.locks[device_id] = await stack.enter_async_context(lock)
 
     async def prepare(self) -> None:
         """Config, gateway key, schema, gateway registration."""
@@ -78,15 +129,16 @@ class Demo:
             SimulatedPanel(device, panel.port, panel.scenario.counters)
             for device, panel in self.panels.items()
         ]
-        self.agent.config_path.write_text(
-            render_site_config(
-                gateway_id=GATEWAY_ID,
-                cloud_url=self.collector.url,
-                data_dir=self.workdir / "edge",
-                panels=panels,
-                timing=DEMO_TIMING,
-            )
+        site = render_site_config(
+            gateway_id=GATEWAY_ID,
+            cloud_url=self.collector.url,
+            data_dir=self.workdir / "edge",
+            panels=panels,
+            timing=DEMO_TIMING,
+            locks=SimulatedLocks(self.air.backend, tuple(LOCK_IDS.items())),
         )
+        mqtt = render_broker(self.broker_url, GATEWAY_ID) + render_devices(self.mqtt_site)
+        self.agent.config_path.write_text(f"{site}\n{mqtt}")
         pem = self.workdir / "gateway.pub"
         pem.write_text(await self.agent.keygen())
         await self.collector.migrate()
@@ -116,6 +168,11 @@ class Demo:
             f"  {device:9}  modbus tcp://127.0.0.1:{panel.port}  {panel.register_map()}"
             for device, panel in self.panels.items()
         ]
+        lines += [
+            f"  {device:9}  ble lock {lock.lock_id} on {self.air.backend}"
+            for device, lock in self.locks.items()
+        ]
+        lines += [f"  {device:9}  mqtt {self.broker_url}" for device in self.mqtt_devices]
         lines.append("  Ctrl-C stops the demo.")
         return "\n".join(lines)
 
@@ -135,6 +192,17 @@ class Demo:
                         f"(gateway seq {last_seq})  {shown}",
                         flush=True,
                     )
+                for device, lock in self.locks.items():
+                    print(
+                        f"{stamp} {device}: {counts[device]} of {lock.counter} log entries "
+                        f"stored, {lock.counter - lock.acked} waiting on the lock",
+                        flush=True,
+                    )
+                for device, published in self.mqtt_published().items():
+                    print(
+                        f"{stamp} {device}: {counts[device]} of {published} MQTT messages stored",
+                        flush=True,
+                    )
 
     async def settle(self, client: httpx.AsyncClient, limit: float = 15.0) -> bool:
         """After the panels stop, wait for the cloud to hold everything they counted."""
@@ -143,14 +211,24 @@ class Demo:
         while loop.time() < deadline:
             with contextlib.suppress(httpx.HTTPError):
                 events = await fetch_events(client, gateway_id=GATEWAY_ID)
-                if self.mismatches(totals_by_device(events)[0]) == []:
+                if self.mismatches(*totals_by_device(events)) == []:
                     return True
             await asyncio.sleep(0.25)
         return False
 
-    def mismatches(self, totals: Totals) -> list[str]:
-        """Counters whose cloud total differs from the panel's real usage."""
-        wrong = []
+    def mismatches(self, totals: Totals, counts: dict[str, int]) -> list[str]:
+        """Counters whose cloud total differs from the panel's real usage, and locks whose
+        logged entries are not all stored."""
+        wrong = [
+            f"{device}: lock logged {lock.counter}, cloud stored {counts.get(device, 0)}"
+            for device, lock in self.locks.items()
+            if counts.get(device, 0) != lock.counter
+        ]
+        wrong += [
+            f"{device}: published {published}, cloud stored {counts.get(device, 0)}"
+            for device, published in self.mqtt_published().items()
+            if counts.get(device, 0) != published
+        ]
         for device, panel in self.panels.items():
             for name, truth in panel.total_advance.items():
                 stored = totals.get(device, {}).get(name, Decimal(0))
@@ -166,12 +244,19 @@ def fresh_workdir(workdir: Path) -> Path:
     return workdir.resolve()
 
 
-async def run_demo(*, duration: float | None, workdir: Path, cloud_port: int = 8000) -> int:
+async def run_demo(
+    *, duration: float | None, workdir: Path, cloud_port: int = 8000, broker: str | None = None
+) -> int:
     """Run the site-in-a-box until Ctrl-C or `duration` seconds; 0 when the books balance."""
     demo = Demo(fresh_workdir(workdir), cloud_port)
+    # The simulated panels' server logs a client that hangs up mid-answer (the agent stopping)
+    # as an error with a frame dump; the agent's own log is where the demo's story is.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     async with contextlib.AsyncExitStack() as stack:
         for panel in demo.panels.values():
             await stack.enter_async_context(panel)
+        await demo.open_locks(stack)
+        await demo.open_mqtt(stack, broker)
         await demo.prepare()
         await stack.enter_async_context(demo.collector)
         await stack.enter_async_context(demo.agent)
@@ -179,6 +264,9 @@ async def run_demo(*, duration: float | None, workdir: Path, cloud_port: int = 8
         await demo.wait_for_baselines()
         print(demo.banner(), flush=True)
         tasks = [asyncio.create_task(panel.run_forever()) for panel in demo.panels.values()]
+        tasks += [asyncio.create_task(lock.run_forever()) for lock in demo.locks.values()]
+        if demo.mqtt is not None:
+            tasks.append(asyncio.create_task(demo.mqtt.run_forever()))
         tasks.append(asyncio.create_task(demo.live(client)))
         try:
             with contextlib.suppress(TimeoutError):
@@ -197,13 +285,24 @@ async def run_demo(*, duration: float | None, workdir: Path, cloud_port: int = 8
 async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
     """Let the last batch land, then compare the cloud with the panels' own counts."""
     balanced = await demo.settle(client)
-    totals, _ = totals_by_device(await fetch_events(client, gateway_id=GATEWAY_ID))
+    totals, counts = totals_by_device(await fetch_events(client, gateway_id=GATEWAY_ID))
     print("\nWhat the panels counted vs what the cloud stored:")
     for device, panel in demo.panels.items():
         for name, truth in panel.total_advance.items():
             stored = totals.get(device, {}).get(name, Decimal(0))
             mark = "ok" if stored == truth else "MISMATCH"
             print(f"  {device}.{name:10} panel {truth:>10}  cloud {stored:>10}  {mark}")
+    for device, lock in demo.locks.items():
+        stored_entries = counts.get(device, 0)
+        mark = "ok" if stored_entries == lock.counter else "MISMATCH"
+        print(
+            f"  {device:16} lock logged {lock.counter:>4}  cloud {stored_entries:>4}"
+            f"  acked {lock.acked:>4}  {mark}"
+        )
+    for device, published in demo.mqtt_published().items():
+        stored_messages = counts.get(device, 0)
+        mark = "ok" if stored_messages == published else "MISMATCH"
+        print(f"  {device:16} published {published:>4}  cloud {stored_messages:>4}  {mark}")
     gateway = (await client.get(f"/v1/gateways/{GATEWAY_ID}")).json()
     print(
         f"gateway {GATEWAY_ID}: last seq {gateway.get('last_seq')}, "

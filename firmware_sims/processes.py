@@ -215,3 +215,39 @@ def committed_counters(outbox_path: Path) -> dict[tuple[str, str], int]:
     finally:
         db.close()
     return {(device, point): int(value) for device, point, value in rows}
+
+
+class BleLockSimProcess(_Child):
+    """`tollgate-sim ble-lock --once`: locks on a virtual air whose HCI port the agent opens."""
+
+    def __init__(self, *, locks: int, tick: float, report_path: Path, log_path: Path) -> None:
+        super().__init__(
+            [
+                str(BIN / "tollgate-sim"),
+                "ble-lock",
+                "--locks",
+                str(locks),
+                "--tick",
+                str(tick),
+                "--once",
+                "--report",
+                str(report_path),
+            ],
+            log_path=log_path,
+        )
+        self.report_path = report_path
+
+    async def start(self) -> str:
+        """Start the locks; return the `[ble] backend` that reaches their air."""
+        await self.spawn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT
+        while loop.time() < deadline:
+            if not self.running:
+                raise ProcessFailed(f"ble-lock simulator exited:\n{_tail(self.log_path)}")
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                if "backend = " in line:
+                    return line.split("backend = ", 1)[1].strip()
+            await asyncio.sleep(0.05)
+        await self.terminate()
+        raise ProcessFailed(f"ble-lock simulator did not start:\n{_tail(self.log_path)}")

@@ -29,6 +29,15 @@ class SimulatedIt100:
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedLocks:
+    """BLE lock simulators on a virtual air, and the radio backend that reaches it."""
+
+    backend: str
+    locks: tuple[tuple[str, int], ...]  # (device id, lock id)
+    max_connections: int = 3
+
+
+@dataclass(frozen=True, slots=True)
 class Timing:
     """Polling and forwarding cadence (fast for tests, gentle for the demo)."""
 
@@ -50,6 +59,7 @@ def render_site_config(
     panels: Iterable[SimulatedPanel | SimulatedIt100],
     timing: Timing = Timing(),
     outbox_budget_mb: float = 64,
+    locks: SimulatedLocks | None = None,
 ) -> str:
     """A complete, valid site config (TOML) for the given simulated panels."""
     lines = [
@@ -66,6 +76,8 @@ def render_site_config(
         f'retry_max = "{timing.retry_max}"',
         "",
     ]
+    if locks is not None:
+        lines += _lock_devices(locks, timing)
     for panel in panels:
         if isinstance(panel, SimulatedIt100):
             lines += _it100_device(panel, timing)
@@ -109,3 +121,18 @@ def _it100_device(panel: SimulatedIt100, timing: Timing) -> list[str]:
         f'reconnect_max = "{timing.reconnect_max}"',
         "",
     ]
+
+
+def _lock_devices(locks: SimulatedLocks, timing: Timing) -> list[str]:
+    lines = ["[ble]", f'backend = "{locks.backend}"', f"max_connections = {locks.max_connections}"]
+    for device_id, lock_id in locks.locks:
+        lines += [
+            "",
+            "[[device]]",
+            f'id = "{device_id}"',
+            'driver = "ble-lock"',
+            f"lock_id = {lock_id}",
+            f'reconnect_initial = "{timing.reconnect_initial}"',
+            f'reconnect_max = "{timing.reconnect_max}"',
+        ]
+    return [*lines, ""]

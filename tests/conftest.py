@@ -38,6 +38,31 @@ def postgres_admin_dsn() -> str:
     return POSTGRES_ADMIN_DSN
 
 
+MQTT_URL = os.environ.get("TOLLGATE_TEST_MQTT", "mqtt://127.0.0.1:1883")
+
+
+def _mqtt_available() -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(MQTT_URL)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 1883), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> str:
+    """The MQTT broker (Mosquitto) of this machine; a failure under CI=true, a skip elsewhere."""
+    if not _mqtt_available():
+        if IN_CI:
+            pytest.fail(f"Mosquitto is required under CI=true but {MQTT_URL} is down")
+        pytest.skip(f"MQTT broker not reachable at {MQTT_URL}")
+    return MQTT_URL
+
+
 async def _create_database(admin_dsn: str, name: str) -> None:
     import asyncpg
 
