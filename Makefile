@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.collector_ingest --gateways 4
+	$(BIN)/python -m bench.edge_sources
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,15 +4,20 @@
    (bleak over the Bumble backend on the air's HCI TCP port, `max_connections` 3) drains them
    all: commit, then acknowledge, page by page. Reported: entries/s and locks/s until every lock
    has acknowledged everything.
-2. MQTT: `--messages` QoS 1 messages published to Mosquitto (127.0.0.1:1883) by the camera
-   simulator; one agent subscribes, commits and acknowledges after each commit. Reported:
-   messages/s from the first publish until all are in the outbox.
+2. MQTT, live: `--messages` QoS 1 messages published to Mosquitto (127.0.0.1:1883) by the
+   camera simulator while one agent takes them (commit, then PUBACK). Reported: messages/s from
+   the first publish until all are in the outbox; the simulator's own publish rate bounds it.
+3. MQTT, backlog: the agent's persistent session on a private Mosquitto holds `--messages`
+   queued messages (the gateway was offline); reported: messages/s for a fresh agent to drain
+   them, with Mosquitto's default of 20 messages in flight per client and with 200.
 
 Both are end to end on real transports; the numbers include the virtual radio and the broker.
 """
 
 import argparse
 import asyncio
+import logging
+import socket
 import sqlite3
 import tempfile
 import time
@@ -37,6 +42,12 @@ from firmware_sims.mqtt_device import (
 from firmware_sims.site import SimulatedLocks, render_site_config
 
 BROKER = "mqtt://127.0.0.1:1883"
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def camera_steps(count: int) -> list[StreamStart | StreamStop]:
+    """Stream starts and stops in turn (the stops carry 2.5 minutes)."""
+    return [StreamStart() if n % 2 == 0 else StreamStop(Decimal("2.5")) for n in range(count)]
 
 
 def gateway_section(data_dir: Path) -> str:
@@ -125,6 +136,48 @@ async def mqtt_rate(work: Path, messages: int) -> float:
     return messages / (finished - started[0])
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def mqtt_backlog_rate(work: Path, messages: int, inflight: int) -> float:
+    """A fresh agent drains `messages` queued for its persistent session; messages/s."""
+    port = free_port()
+    conf = work / f"mosquitto-{inflight}.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
+        f"max_inflight_messages {inflight}\npersistence false\nlog_type none\nuser root\n"
+    )
+    broker = await asyncio.create_subprocess_exec(
+        MOSQUITTO, "-c", str(conf), stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await asyncio.sleep(0.5)
+        url = f"mqtt://127.0.0.1:{port}"
+        prefix, data_dir = f"backlog-{inflight}", work / f"backlog-{inflight}"
+        config = (
+            gateway_section(data_dir)
+            + "\n"
+            + render_broker(url, f"bench-backlog-{inflight}")
+            + render_devices(SimulatedMqttSite(prefix))
+        )
+        subscribed_at = time.perf_counter() + 1.0
+        await run_until(config, lambda: time.perf_counter() > subscribed_at)  # makes the session
+        steps = [
+            StreamStart() if n % 2 == 0 else StreamStop(Decimal("2.5")) for n in range(messages)
+        ]
+        async with MqttDevice(url, prefix=prefix) as device:
+            for offset in range(0, messages, 200):
+                await device.burst(steps[offset : offset + 200])
+        seconds = await run_until(config, lambda: stored_count(data_dir) >= messages)
+    finally:
+        broker.terminate()
+        await broker.wait()
+    return messages / seconds
+
+
 async def main(locks: int, entries: int, messages: int) -> None:
     with tempfile.TemporaryDirectory(prefix="tollgate-bench-") as tmp:
         work = Path(tmp)
@@ -136,12 +189,19 @@ async def main(locks: int, entries: int, messages: int) -> None:
         )
         rate = await mqtt_rate(work, messages)
         print(
-            f"MQTT, {messages:,} QoS 1 messages via Mosquitto 127.0.0.1:1883, ack after commit: "
-            f"{rate:,.0f} messages/s"
+            f"MQTT live, {messages:,} QoS 1 messages via Mosquitto 127.0.0.1:1883, ack after "
+            f"commit: {rate:,.0f} messages/s (bounded by the simulator's publishing)"
         )
+        for inflight in (20, 200):
+            backlog = await mqtt_backlog_rate(work, messages, inflight)
+            print(
+                f"MQTT backlog, {messages:,} queued messages drained by a fresh agent, broker "
+                f"max_inflight_messages {inflight}: {backlog:,.0f} messages/s"
+            )
 
 
 if __name__ == "__main__":
+    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's "pending publish calls"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--locks", type=int, default=20)
     parser.add_argument("--entries", type=int, default=100)
