@@ -107,6 +107,8 @@ class Agent:
         self.outbox_full = False
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
+        self.started = asyncio.Event()
+        """Set once the outbox is open and the sources are starting (for tests and embedders)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down cleanly."""
@@ -138,6 +140,7 @@ class Agent:
                     }
                 },
             )
+            self.started.set()
             await self._supervise(stop, outbox, self.forwarder)
             log.info("agent stopped", extra={"fields": _stats_fields(await outbox.stats())})
 

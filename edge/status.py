@@ -8,6 +8,7 @@ snapshot without talking to the agent process.
 import asyncio
 import dataclasses
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ def status_document(
 
 
 def write_status(path: Path, document: dict[str, Any]) -> None:
-    """Replace the status file atomically."""
-    temporary = path.with_name(path.name + ".tmp")
+    """Replace the status file atomically (a temporary name of this thread's own)."""
+    temporary = path.with_name(f"{path.name}.{threading.get_ident()}.tmp")
     temporary.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     os.replace(temporary, path)
 
@@ -69,7 +70,14 @@ async def publish_forever(path: Path, snapshot: Any) -> None:
     """Write `await snapshot()` to `path` every few seconds (until cancelled)."""
     while True:
         document = await snapshot()
-        await asyncio.to_thread(write_status, path, document)
+        write = asyncio.ensure_future(asyncio.to_thread(write_status, path, document))
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # The thread goes on regardless: let it finish, so that it cannot overwrite the
+            # final "stopped" status the agent writes once this task is done.
+            await write
+            raise
         await asyncio.sleep(PUBLISH_EVERY)
 
 

@@ -15,7 +15,6 @@ import orjson
 import pytest
 from bumble.device import Connection
 
-from edge.agent import Agent
 from edge.codecs.ble_lock_mapping import lock_time
 from edge.config import parse_config
 from firmware_sims.ble_air import VirtualAir
@@ -31,6 +30,7 @@ from firmware_sims.ble_lock import (
     lock_address,
 )
 from firmware_sims.site import SimulatedLocks, Timing, render_site_config
+from tests.support.agent import running_agent
 
 WAIT = 60.0
 TIMING = Timing(reconnect_initial="100ms", reconnect_max="500ms")
@@ -80,18 +80,6 @@ def site_config(tmp_path: Path, air: VirtualAir, count: int, **options: Any) -> 
         locks=radio,
         outbox_budget_mb=options.get("budget_mb", 64),
     )
-
-
-@asynccontextmanager
-async def running_agent(text: str) -> AsyncIterator[Agent]:
-    agent = Agent(parse_config(text, source="test"))
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    try:
-        yield agent
-    finally:
-        stop.set()
-        await task
 
 
 def stored(tmp_path: Path) -> list[dict[str, Any]]:

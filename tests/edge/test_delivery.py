@@ -4,20 +4,18 @@ These run the real agent (its writer, a real outbox file) with no devices and an
 cloud, and hand it deliveries the way the BLE and MQTT drivers do.
 """
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from edge.agent import Agent
-from edge.config import parse_config
 from edge.delivery import Delivery, deliver
 from edge.errors import OutboxError, OutboxFull
 from edge.outbox import CounterValue, Outbox
+from tests.support.agent import running_agent as run_agent
 from tests.support.batches import draft
 
 SITE = """
@@ -29,20 +27,8 @@ outbox_budget_mb = {budget_mb}
 """
 
 
-@asynccontextmanager
-async def running_agent(data_dir: Path, *, budget_mb: float = 64) -> AsyncIterator[Agent]:
-    config = parse_config(SITE.format(data_dir=data_dir, budget_mb=budget_mb), source="test")
-    agent = Agent(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    async with asyncio.timeout(30):
-        while agent.forwarder is None:  # noqa: ASYNC110 (the agent has no started event)
-            await asyncio.sleep(0.01)
-    try:
-        yield agent
-    finally:
-        stop.set()
-        await task
+def running_agent(data_dir: Path, *, budget_mb: float = 64) -> AbstractAsyncContextManager[Agent]:
+    return run_agent(SITE.format(data_dir=data_dir, budget_mb=budget_mb))
 
 
 def stored_rows(data_dir: Path) -> list[tuple[int, str]]:

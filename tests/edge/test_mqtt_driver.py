@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from edge.agent import Agent
 from edge.config import SiteConfig, parse_config
 from edge.config_mqtt import MqttDeviceConfig
 from edge.delivery import Delivery, Item
@@ -42,6 +41,7 @@ from firmware_sims.mqtt_device import (
     render_devices,
 )
 from shared.events import ClockState
+from tests.support.agent import running_agent
 from tests.support.mqtt import (
     PrivateMosquitto,
     TcpProxy,
@@ -116,22 +116,6 @@ async def broker(tmp_path: Path) -> AsyncIterator[PrivateMosquitto]:
 @pytest.fixture
 def private_rig(broker: PrivateMosquitto, tmp_path: Path) -> Rig:
     return Rig(broker.url, unique("gw"), "site", tmp_path / "edge")
-
-
-@asynccontextmanager
-async def running_agent(config: SiteConfig) -> AsyncIterator[Agent]:
-    """The real agent in this process; stopped (SIGTERM's path) when the block ends."""
-    agent = Agent(config)
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop))
-    async with asyncio.timeout(30):
-        while agent.forwarder is None:  # noqa: ASYNC110 (the agent has no started event)
-            await asyncio.sleep(0.01)
-    try:
-        yield agent
-    finally:
-        stop.set()
-        await task
 
 
 async def subscribed(health: dict[str, DeviceHealth]) -> None:
