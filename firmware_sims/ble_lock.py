@@ -128,6 +128,8 @@ class LockReport:
     dropped_reads: int = 0  # log reads cut by a link drop
     connections: int = 0
     disconnections: int = 0
+    resets: int = 0  # factory resets
+    wiped: int = 0  # unacknowledged entries a factory reset destroyed
 
 
 # Scenario steps.
@@ -194,7 +196,23 @@ class Battery:
     percent: int
 
 
-Step = Open | Close | Pause | OutOfRange | BackInRange | DropNextRead | Drift | StepClock | Battery
+@dataclass(frozen=True, slots=True)
+class FactoryReset:
+    """The lock's memory is wiped (service reset, new board): log, counter and acks start over."""
+
+
+Step = (
+    Open
+    | Close
+    | Pause
+    | OutOfRange
+    | BackInRange
+    | DropNextRead
+    | Drift
+    | StepClock
+    | Battery
+    | FactoryReset
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +477,8 @@ class SimLock:
                 self.clock.step(delta)
             case Battery(percent=percent):
                 self.set_battery(percent)
+            case FactoryReset():
+                self.factory_reset()
 
     def log(
         self,
@@ -537,6 +557,15 @@ class SimLock:
             self.report.refused_acks.append(value)
             raise att.ATT_Error(ACK_ABOVE_COUNTER_ERROR)
         self._acknowledge(seq)
+
+    def factory_reset(self) -> None:
+        """Wipe the log and start seqs again at 1 (entries not yet acknowledged are lost)."""
+        self.report.wiped += len(self._log)
+        self.report.resets += 1
+        self._log.clear()
+        self._counter = 0
+        self.report.acked = 0
+        self._wake_radio()
 
     def _acknowledge(self, seq: int) -> None:
         """Drop every entry up to `seq`; an ack at or below what was acked changes nothing."""

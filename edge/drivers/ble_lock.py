@@ -82,8 +82,8 @@ class LockState:
         """Connect now? New entries (or an unconfirmed ack), not busy, not backing off."""
         if self.busy or self.advert is None or self.device is None or now < self.retry_at:
             return False
-        if self.advert.counter > self.committed:
-            return True
+        if self.advert.counter != self.committed:
+            return True  # new entries, or a counter gone backwards: the lock was reset
         return self.unconfirmed_ack and self.advert.counter > 0
 
     def backoff(self) -> float:

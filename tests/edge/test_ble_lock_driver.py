@@ -22,6 +22,7 @@ from firmware_sims.ble_lock import (
     BackInRange,
     Close,
     DropNextRead,
+    FactoryReset,
     Open,
     OutOfRange,
     Scenario,
@@ -205,6 +206,23 @@ async def test_link_drop_mid_read_and_out_of_range_lose_nothing(tmp_path: Path) 
     assert sum(failures.values()) >= 1
     for lock in locks:
         assert entries_of(events, f"lock-{lock.lock_id}") == logged(lock)
+
+
+async def test_a_factory_reset_lock_starts_its_seqs_again_and_nothing_is_skipped(
+    tmp_path: Path,
+) -> None:
+    async with lock_site(tmp_path, 1) as (air, locks):
+        lock = locks[0]
+        await lock.play(pours(3))
+        async with running_agent(site_config(tmp_path, air, 1)) as agent:
+            await until(all_acked(locks), "the first six entries acknowledged")
+            await lock.play([FactoryReset(), *pours(2)])  # seqs 1..4 again
+            await until(lambda: len(stored(tmp_path)) == 10, "the entries after the reset")
+            await until(all_acked(locks), "the new entries acknowledged")
+            resets = agent.health["lock-1"].protocol["lock_reset"]
+    assert lock.report.resets == 1 and lock.report.wiped == 0
+    assert resets == 1
+    assert entries_of(stored(tmp_path), "lock-1") == logged(lock)  # 1..6 then 1..4
 
 
 class AckLost(SimLock):
