@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from cloud.api import DatabaseDep
 from cloud.db import Database
 from cloud.errors import CollectorError, InvalidParameters, error_locations
+from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
 from cloud.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.include_router(ingest_router)
     app.include_router(gateways_router)
+    app.include_router(enrollments_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     install_error_handlers(app)
     return app

@@ -1,4 +1,4 @@
-"""`tollgate-cloud`: migrate the database, serve the collector, register gateways.
+"""`tollgate-cloud`: migrate the database, serve the collector, manage sites and gateways.
 
 Expected failures (bad URL, unreadable key file, duplicate gateway, missing schema) print one
 line to stderr and exit with status 2; they never show a traceback.
@@ -8,8 +8,10 @@ import argparse
 import asyncio
 import gc
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -19,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cloud.app import create_app
 from cloud.db import Database
 from cloud.errors import CollectorError
+from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import describe_gateway, register_gateway
 from cloud.schema import current_revision, head_revision, migrate
 from cloud.settings import DB_ENV, Settings
@@ -57,6 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--id", required=True, dest="gateway_id")
     show.add_argument("--db", help=db_help)
     show.set_defaults(run=_gateway_show)
+    invite = actions.add_parser(
+        "invite", help="make a single-use enrollment code for a site (printed once)"
+    )
+    invite.add_argument("--site", required=True, dest="site_id")
+    invite.add_argument("--expires", default="24h", help='lifetime, e.g. "30m", "24h", "7d"')
+    invite.add_argument("--db", help=db_help)
+    invite.set_defaults(run=_gateway_invite)
+    revoke = actions.add_parser("revoke", help="refuse a gateway's batches from now on")
+    revoke.add_argument("--id", required=True, dest="gateway_id")
+    revoke.add_argument("--reason", help="why (kept with the gateway)")
+    revoke.add_argument("--db", help=db_help)
+    revoke.set_defaults(run=_gateway_revoke)
+
+    site = commands.add_parser("site", help="manage sites")
+    site_actions = site.add_subparsers(dest="action", required=True)
+    site_add = site_actions.add_parser("add", help="create a site")
+    site_add.add_argument("--id", required=True, dest="site_id")
+    site_add.add_argument("--name", required=True)
+    site_add.add_argument("--db", help=db_help)
+    site_add.set_defaults(run=_site_add)
     return parser
 
 
@@ -133,6 +156,54 @@ def _gateway_show(args: argparse.Namespace, settings: Settings) -> None:
         return orjson.dumps(status.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
 
     print(asyncio.run(run()).decode("utf-8"))
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_lifetime(text: str) -> timedelta:
+    """`30m`, `24h`, `7d` as a timedelta; `CommandFailed` otherwise."""
+    match = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
+    if match is None or int(match[1]) == 0:
+        raise CommandFailed(f"--expires {text!r}: use a positive number and s, m, h or d (24h)")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def _gateway_invite(args: argparse.Namespace, settings: Settings) -> None:
+    lifetime = parse_lifetime(args.expires)
+
+    async def run() -> tuple[str, str]:
+        async with Database(settings.db_url) as db, db.transaction(write=True) as session:
+            code, expires_at = await create_invite(
+                session=session, site_id=args.site_id, lifetime=lifetime
+            )
+        return code, expires_at.isoformat(timespec="seconds")
+
+    code, expires = asyncio.run(run())
+    print(code)
+    print(
+        f"single-use enrollment code for site {args.site_id}, valid until {expires}; "
+        "it is shown only now",
+        file=sys.stderr,
+    )
+
+
+def _gateway_revoke(args: argparse.Namespace, settings: Settings) -> None:
+    async def run() -> None:
+        async with Database(settings.db_url) as db, db.transaction(write=True) as session:
+            await revoke_gateway(session=session, gateway_id=args.gateway_id, reason=args.reason)
+
+    asyncio.run(run())
+    print(f"gateway {args.gateway_id} revoked")
+
+
+def _site_add(args: argparse.Namespace, settings: Settings) -> None:
+    async def run() -> None:
+        async with Database(settings.db_url) as db, db.transaction(write=True) as session:
+            await add_site(session=session, site_id=args.site_id, name=args.name)
+
+    asyncio.run(run())
+    print(f"site {args.site_id} added")
 
 
 if __name__ == "__main__":

@@ -9,12 +9,19 @@
      ├── InvalidBatch                422    invalid_batch       JSON that is not a valid Batch
      ├── InvalidParameters           422    invalid_parameters  bad query or path parameters
      ├── UnknownGateway              403    unknown_gateway     no gateway registered with that id
+     ├── GatewayRevoked              403    gateway_revoked     the gateway was revoked
      ├── InvalidBatchSignature       401    invalid_signature   Ed25519 signature does not verify
+     ├── KeyRetired                  401    key_retired         signed with a key rotated away
      ├── ChainBroken                 409    chain_broken        a hash does not link or recompute
      ├── SeqConflict                 409    seq_conflict        a stored seq, another hash
      ├── GatewayNotFound             404    gateway_not_found
      ├── GatewayExists               409    gateway_exists
      ├── InvalidRegistration         422    invalid_registration  bad gateway id or public key
+     ├── SiteNotFound                404    site_not_found
+     ├── SiteExists                  409    site_exists
+     ├── EnrollmentCodeUnknown       404    enrollment_code_unknown  no such code (or mistyped)
+     ├── EnrollmentCodeUsed          409    enrollment_code_used     a code enrolls one gateway
+     ├── EnrollmentCodeExpired       410    enrollment_code_expired
      └── InvalidSettings             -      -                   a database URL we cannot use
 
 Services raise these and never `HTTPException`; `cloud.app` maps them to their status with the body
@@ -89,11 +96,25 @@ class UnknownGateway(CollectorError):
     code = "unknown_gateway"
 
 
+class GatewayRevoked(CollectorError):
+    """A batch or key rotation from a gateway that was revoked."""
+
+    status = 403
+    code = "gateway_revoked"
+
+
 class InvalidBatchSignature(CollectorError):
     """The batch signature does not verify under the registered gateway key."""
 
     status = 401
     code = "invalid_signature"
+
+
+class KeyRetired(CollectorError):
+    """Signed with a key the gateway has rotated away from."""
+
+    status = 401
+    code = "key_retired"
 
 
 class ChainBroken(CollectorError):
@@ -129,6 +150,41 @@ class InvalidRegistration(CollectorError):
 
     status = 422
     code = "invalid_registration"
+
+
+class SiteNotFound(CollectorError):
+    """No site with that id."""
+
+    status = 404
+    code = "site_not_found"
+
+
+class SiteExists(CollectorError):
+    """A site with that id already exists."""
+
+    status = 409
+    code = "site_exists"
+
+
+class EnrollmentCodeUnknown(CollectorError):
+    """No enrollment code matches (never issued, or mistyped)."""
+
+    status = 404
+    code = "enrollment_code_unknown"
+
+
+class EnrollmentCodeUsed(CollectorError):
+    """The enrollment code has already enrolled a gateway."""
+
+    status = 409
+    code = "enrollment_code_used"
+
+
+class EnrollmentCodeExpired(CollectorError):
+    """The enrollment code expired before it was used."""
+
+    status = 410
+    code = "enrollment_code_expired"
 
 
 class InvalidSettings(CollectorError):

@@ -16,12 +16,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.db import Base
-from cloud.gateways.models import Gateway
+from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.quality.models import Incident
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-TABLES = (Gateway, ReceivedBatch, StoredEvent, Incident)
+TABLES = (Site, Gateway, GatewayKey, EnrollmentCode, ReceivedBatch, StoredEvent, Incident)
 
 
 def target_metadata() -> MetaData:

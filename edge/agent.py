@@ -10,10 +10,14 @@ writer drops the group without advancing the counters (they keep their own log) 
 pollers until the forwarder has freed room (DESIGN guarantee 3).
 
 Shutdown (SIGTERM/SIGINT): pollers stop first, the writer commits what is queued, the forwarder
-is cancelled (its lease goes back to the outbox), the outbox closes.
+is cancelled (its lease goes back to the outbox), the diagnostics page stops, the outbox closes.
+
+The diagnostics page (`edge.diagnostics`) is one more task: it reads `status()`, subscribes to
+`tail` (the writer publishes every committed event there) and asks `poll_now()` of a device.
 """
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge.clock import GatewayClock
 from edge.config import (
@@ -34,6 +39,10 @@ from edge.config import (
 from edge.config_ble import BleLockDeviceConfig
 from edge.config_mqtt import MqttDeviceConfig
 from edge.delivery import Delivery, Item
+from edge.diagnostics.app import Diagnostics
+from edge.diagnostics.bundle import RecentLogs
+from edge.diagnostics.server import DiagnosticsServer
+from edge.diagnostics.tail import EventTail
 from edge.drivers.modbus import ModbusDriver
 from edge.errors import OutboxFull
 from edge.forwarder import Forwarder
@@ -41,7 +50,8 @@ from edge.health import DeviceHealth
 from edge.keys import load_or_create_key
 from edge.normalize import GaugeTracker, normalize_reading
 from edge.outbox import CounterValue, Outbox
-from edge.polling import Driver, DriverOpener, EventSource, listen_device, poll_device
+from edge.polling import Driver, DriverOpener, EventSource, PollNow, listen_device, poll_device
+from edge.readings import Reading
 from edge.status import STATUS_FILE, publish_forever, status_document, write_status
 from shared.events import EventDraft
 
@@ -107,6 +117,15 @@ class Agent:
         self.outbox_full = False
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
+        self.tail = EventTail()
+        """Committed events, for the diagnostics page's live tail."""
+        self._poll_now = {
+            device.id: PollNow()
+            for device in config.device
+            if isinstance(device, ModbusDeviceConfig)
+        }
+        self._key_fingerprint: str | None = None
+        self.diagnostics: DiagnosticsServer | None = None
         self.started = asyncio.Event()
         """Set once the outbox is open and the sources are starting (for tests and embedders)."""
 
@@ -114,6 +133,8 @@ class Agent:
         """Run until `stop` is set, then shut down cleanly."""
         gateway = self.config.gateway
         key = load_or_create_key(gateway.private_key_path)
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._key_fingerprint = hashlib.sha256(public).hexdigest()
         budget = int(gateway.outbox_budget_mb * 1024 * 1024)
         async with (
             Outbox(gateway.outbox_path, gateway_id=gateway.id, budget_bytes=budget) as outbox,
@@ -126,6 +147,7 @@ class Agent:
                 client=client,
                 gateway_id=gateway.id,
                 key=key,
+                key_path=gateway.private_key_path,  # picks up a rotated key (rotate-key)
                 config=self.config.forwarder,
                 on_ack=self._check_room,
             )
@@ -140,11 +162,27 @@ class Agent:
                     }
                 },
             )
-            self.started.set()
-            await self._supervise(stop, outbox, self.forwarder)
+            logs = RecentLogs()
+            logging.getLogger("edge").addHandler(logs)
+            self.diagnostics = DiagnosticsServer(
+                Diagnostics(self, logs=logs).app, self.config.diagnostics.listen
+            )
+            try:
+                self.diagnostics.bind()
+                self.started.set()
+                await self._supervise(stop, outbox, self.forwarder, self.diagnostics)
+            finally:
+                self.diagnostics.close()
+                logging.getLogger("edge").removeHandler(logs)
             log.info("agent stopped", extra={"fields": _stats_fields(await outbox.stats())})
 
-    async def _supervise(self, stop: asyncio.Event, outbox: Outbox, forwarder: Forwarder) -> None:
+    async def _supervise(
+        self,
+        stop: asyncio.Event,
+        outbox: Outbox,
+        forwarder: Forwarder,
+        diagnostics: DiagnosticsServer,
+    ) -> None:
         async with asyncio.TaskGroup() as group:
             pollers = [
                 group.create_task(self._device_loop(device), name=f"device:{device.id}")
@@ -159,10 +197,14 @@ class Agent:
             status = group.create_task(
                 publish_forever(self._status_path, lambda: self.status("running")), name="status"
             )
+            page = group.create_task(diagnostics.run(), name="diagnostics")
             await stop.wait()
             await stop_tasks(pollers)
             await self._queue.put(None)
             await writer
+            self.tail.close()  # ends the live tails, so open pages do not hold the server up
+            diagnostics.stop()
+            await page
             await stop_tasks([sender, status])
         write_status(self._status_path, await self.status("stopped"))
 
@@ -181,7 +223,31 @@ class Agent:
             outbox_full=self.outbox_full,
             link=self.forwarder.health,
             devices=self.health,
+            clock=self._clock.state.value,
+            identity={
+                "cloud_url": self.config.gateway.cloud_url,
+                "key_fingerprint": self._key_fingerprint,
+            },
         )
+
+    async def poll_now(self, device_id: str) -> list[Reading]:
+        """Poll a Modbus device at once and return that poll's readings (diagnostics page).
+
+        LookupError for an unknown device, ValueError for one that is not polled (it reports
+        by itself), the driver's error when the poll fails.
+        """
+        if device_id not in self.health:
+            raise LookupError(device_id)
+        trigger = self._poll_now.get(device_id)
+        if trigger is None:
+            driver = self.health[device_id].driver
+            raise ValueError(f"{device_id} is a {driver} device: it reports by itself, no polling")
+        return await trigger.request()
+
+    def flush(self) -> None:
+        """Send what is waiting now (diagnostics page): wake the forwarder."""
+        if self.forwarder is not None:
+            self.forwarder.notify()
 
     def _shared_sources(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """Sources that serve many devices over one link: the MQTT broker, the BLE radio."""
@@ -235,6 +301,7 @@ class Agent:
                 sink=self._queue,
                 health=health,
                 room=self._room,
+                poll_now=self._poll_now[device.id],
             )
             return
         await listen_device(
@@ -272,14 +339,16 @@ class Agent:
             _resolve(batch.deliveries)
             return
         try:
-            await outbox.append(batch.drafts, batch.values, keys=batch.keys)
+            seqs = await outbox.append(batch.drafts, batch.values, keys=batch.keys)
+            committed = batch.drafts
         except OutboxFull as exc:
             self._pause_sources(exc)
             _fail(batch.deliveries, exc)
             if not batch.unlogged:
                 return
             # Their source keeps no log: write them past the budget rather than lose them.
-            await outbox.append(batch.unlogged, enforce_budget=False)
+            seqs = await outbox.append(batch.unlogged, enforce_budget=False)
+            committed = batch.unlogged
         except BaseException as exc:
             _fail(batch.deliveries, exc)
             raise
@@ -288,6 +357,7 @@ class Agent:
             _resolve(batch.deliveries)
         if batch.drafts:
             forwarder.notify()
+        self.tail.publish(_tail_event(s, d) for s, d in zip(seqs, committed, strict=True))
 
     def _normalize(self, group: Iterable[Item], held: set[str]) -> "_Group":
         """Drafts in arrival order with their counters, dedupe keys and deliveries.
@@ -368,6 +438,11 @@ def _fail(deliveries: list[tuple[Delivery, int]], error: BaseException) -> None:
     for delivery, _ in deliveries:
         if not delivery.committed.done():
             delivery.committed.set_exception(error)
+
+
+def _tail_event(seq: int, draft: EventDraft) -> dict[str, Any]:
+    """What the live tail shows of a committed event."""
+    return {"seq": seq, **draft.model_dump(mode="json", exclude={"attrs", "observed_at"})}
 
 
 def _stats_fields(stats: object) -> dict[str, object]:

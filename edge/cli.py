@@ -12,7 +12,9 @@ import orjson
 
 from edge.config import ModbusDeviceConfig, load_config
 from edge.config_types import parse_duration
+from edge.enrollment_cli import add_enrollment_commands
 from edge.errors import ConfigError, DriverError, GatewayError
+from edge.installer_cli import add_installer_commands, add_scan_serial
 from edge.keys import load_or_create_key
 from edge.logs import configure_logging
 from edge.status import STATUS_FILE, format_status, read_status
@@ -41,19 +43,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, require_id=False)
     key = load_or_create_key(config.gateway.private_key_path)
     sys.stdout.write(public_key_pem(key.public_key()))
     return 0
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_config(args.config, require_id=False)  # valid before enrollment too
     points = sum(len(d.point) for d in config.device if isinstance(d, ModbusDeviceConfig))
-    print(
-        f"{args.config}: ok (gateway {config.gateway.id}, {len(config.device)} devices, "
-        f"{points} points)"
-    )
+    try:
+        gateway = f"gateway {config.gateway.id}"
+    except ConfigError:
+        gateway = "not enrolled yet"
+    print(f"{args.config}: ok ({gateway}, {len(config.device)} devices, {points} points)")
     return 0
 
 
@@ -112,7 +115,9 @@ def _scan_ble(args: argparse.Namespace) -> int:
 
     from edge import scan_ble  # imports bleak; keep `keygen` light
 
-    backend = args.backend or (load_config(args.config).ble.backend if args.config else "bluez")
+    backend = args.backend or (
+        load_config(args.config, require_id=False).ble.backend if args.config else "bluez"
+    )
     try:
         seconds = parse_duration(args.duration)
         locks = asyncio.run(scan_ble.scan_locks(backend, seconds=seconds))
@@ -125,9 +130,16 @@ def _scan_ble(args: argparse.Namespace) -> int:
     return 0 if locks else 1
 
 
+def _list_scans(scan: argparse.ArgumentParser) -> int:
+    """`tollgate-edge scan` alone: the discovery commands there are, in one place."""
+    scan.print_help()
+    return 0
+
+
 def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     scan = commands.add_parser("scan", help="find the devices on a line (installer's discovery)")
-    protocols = scan.add_subparsers(dest="protocol", required=True)
+    protocols = scan.add_subparsers(dest="protocol", metavar="{modbus,ble,serial}")
+    scan.set_defaults(handler=lambda _args: _list_scans(scan))
     modbus = protocols.add_parser(
         "modbus", help="list the Modbus unit ids that answer and dump their registers"
     )
@@ -150,6 +162,7 @@ def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     radio.add_argument("--config", type=Path, help="take the backend from this site config")
     ble.add_argument("--duration", default="5s", help='how long to listen, e.g. "5s"')
     ble.set_defaults(handler=_scan_ble)
+    add_scan_serial(protocols)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         sub.set_defaults(handler=handler)
     _add_scan(commands)
+    add_enrollment_commands(commands)
+    add_installer_commands(commands)
     return parser
 
 

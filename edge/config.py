@@ -16,6 +16,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -39,6 +40,7 @@ from edge.config_types import (
     PauseDuration,
     Section,
 )
+from edge.enrollment import ENROLLMENT_FILE, read_enrollment
 from edge.errors import ConfigError
 
 
@@ -50,13 +52,30 @@ def _check_http_url(url: str) -> str:
 
 
 class GatewayConfig(Section):
-    """Identity of the gateway, where it sends, where it keeps its state."""
+    """Identity of the gateway, where it sends, where it keeps its state.
 
-    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.:/-]*$")]
+    `id` may be left out: an enrolled gateway reads the id the cloud assigned it from
+    `data_dir/enrollment.json` (`tollgate-edge enroll`). When both are there they must agree.
+    """
+
+    declared_id: Annotated[
+        str | None,
+        Field(alias="id", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.:/-]*$"),
+    ] = None
     cloud_url: Annotated[str, AfterValidator(_check_http_url)]
     data_dir: Path
     outbox_budget_mb: Annotated[float, Field(gt=0)] = 512
     key_file: Path | None = None
+    _enrolled_id: str | None = PrivateAttr(default=None)
+
+    @property
+    def id(self) -> str:
+        """The gateway id: from the config, else from the enrollment; `ConfigError` if neither."""
+        if self.declared_id is not None:
+            return self.declared_id
+        if self._enrolled_id is None:
+            self._enrolled_id = resolve_gateway_id(self)
+        return self._enrolled_id
 
     @property
     def private_key_path(self) -> Path:
@@ -497,13 +516,38 @@ class SiteConfig(Section):
         check_mqtt_devices(topics)
 
 
-def load_config(path: Path) -> SiteConfig:
-    """Read and validate a site config, raising `ConfigError` that names file, line and field."""
+def load_config(path: Path, *, require_id: bool = True) -> SiteConfig:
+    """Read and validate a site config, raising `ConfigError` that names file, line and field.
+
+    With `require_id` the gateway id must be known (configured or enrolled), or `ConfigError`.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
-    return parse_config(text, source=str(path))
+    config = parse_config(text, source=str(path))
+    if require_id:
+        resolve_gateway_id(config.gateway, source=str(path))
+    return config
+
+
+def resolve_gateway_id(gateway: GatewayConfig, *, source: str = "config") -> str:
+    """The configured or enrolled gateway id; `ConfigError` if neither or if they differ."""
+    record = read_enrollment(gateway.data_dir)
+    if record is None:
+        if gateway.declared_id is not None:
+            return gateway.declared_id
+        raise ConfigError(
+            f"{source}: not enrolled: run tollgate-edge enroll (no [gateway] id and no "
+            f"{gateway.data_dir / ENROLLMENT_FILE})"
+        )
+    if gateway.declared_id is not None and gateway.declared_id != record.gateway_id:
+        raise ConfigError(
+            f"{source}: [gateway] id {gateway.declared_id!r} differs from the enrolled id "
+            f"{record.gateway_id!r} in {gateway.data_dir / ENROLLMENT_FILE}: remove `id` "
+            "from [gateway] (the cloud assigned the enrolled one)"
+        )
+    return record.gateway_id
 
 
 def parse_config(text: str, *, source: str) -> SiteConfig:

@@ -7,6 +7,11 @@ A batch the collector refuses (other 4xx) goes to the dead-letter table with the
 reason and the forwarder moves on. A refusal of the gateway itself (401 bad signature key, 403
 unknown gateway) would refuse every batch alike, so those are retried slowly instead of
 dead-lettering the whole backlog; the error shows in the logs and the health.
+
+Given `key_path`, the forwarder reloads the gateway key when the file changes (its mtime and
+inode, checked before each batch is signed and before each retry), so a `tollgate-edge
+rotate-key` next to the running agent takes effect with the next batch, and a batch refused
+with 401 `key_retired` goes out again signed with the new key.
 """
 
 import asyncio
@@ -16,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import orjson
@@ -23,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from edge.config import ForwarderConfig
-from edge.errors import BatchRejected, TransientForwardError
+from edge.errors import BatchRejected, ConfigError, TransientForwardError
+from edge.keys import load_gateway_key
 from edge.outbox import Lease, Outbox
 from shared.events import GENESIS_HASH
 from shared.signing import batch_header, sign
@@ -77,11 +84,14 @@ class Forwarder:
         key: Ed25519PrivateKey,
         config: ForwarderConfig,
         on_ack: Callable[[], Awaitable[None]] | None = None,
+        key_path: Path | None = None,
     ) -> None:
         self._outbox = outbox
         self._client = client
         self._gateway_id = gateway_id
         self._key = key
+        self._key_path = key_path
+        self._key_stamp = self._stamp_of_key()
         self._config = config
         self._on_ack = on_ack
         self._wake = asyncio.Event()
@@ -94,6 +104,30 @@ class Forwarder:
             max=self._config.retry_max,
             jitter=self._config.retry_initial,
         )
+
+    def _stamp_of_key(self) -> tuple[int, int] | None:
+        if self._key_path is None:
+            return None
+        try:
+            info = self._key_path.stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
+
+    def reload_key(self) -> bool:
+        """Load the key file again if it changed since it was read; whether it did."""
+        stamp = self._stamp_of_key()
+        if stamp is None or stamp == self._key_stamp:
+            return False
+        assert self._key_path is not None
+        try:
+            self._key = load_gateway_key(self._key_path)
+        except ConfigError as exc:
+            log.error("gateway key changed but cannot be read; keeping the old one: %s", exc)
+            return False
+        self._key_stamp = stamp
+        log.info("gateway key reloaded", extra={"fields": {"path": str(self._key_path)}})
+        return True
 
     def notify(self) -> None:
         """New events were committed: reconsider sending."""
@@ -153,9 +187,13 @@ class Forwarder:
         lease = await self._outbox.lease(self._config.batch_max_events)
         if lease is None:
             return None
+        self.reload_key()
+        return lease, await self._encode(lease)
+
+    async def _encode(self, lease: Lease) -> bytes:
         document = encode_batch(lease, gateway_id=self._gateway_id, key=self._key)
         # zlib releases the GIL, so compressing in a thread overlaps with the request in flight.
-        return lease, await asyncio.to_thread(gzip.compress, document, GZIP_LEVEL)
+        return await asyncio.to_thread(gzip.compress, document, GZIP_LEVEL)
 
     async def _deliver_with_retry(self, lease: Lease, body: bytes) -> None:
         retrying = AsyncRetrying(
@@ -177,6 +215,8 @@ class Forwarder:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if self.reload_key():  # rotated while this batch waited: sign it anew
+                        body = await self._encode(lease)
                     await self._deliver(body)
         except BatchRejected as exc:
             await self._outbox.dead_letter(lease, status=exc.status, reason=exc.body)
@@ -247,7 +287,7 @@ class Forwarder:
             self._record_failure(f"chain position: HTTP {response.status_code}")
             raise TransientForwardError(
                 f"collector does not know gateway {self._gateway_id!r} yet "
-                f"({response.status_code}): register it with `tollgate-cloud gateway add`"
+                f"({response.status_code}): enroll it with `tollgate-edge enroll`"
             )
         document = response.json()
         if document.get("last_seq") is None:

@@ -56,6 +56,62 @@ class Reconnecting(Protocol):
 DriverOpener = Callable[[ModbusDeviceConfig], AbstractAsyncContextManager[Driver]]
 
 
+class PollNow:
+    """A device's "poll now" signal: the diagnostics page asks, the poll loop answers.
+
+    The loop normally sleeps until its next scheduled poll; a request wakes it at once and gets
+    that poll's readings (or its driver error). The readings also go to the writer as usual, so
+    an early poll is an ordinary poll, and the regular cadence is kept.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[asyncio.Future[list[Reading]]] = []
+        self._wake = asyncio.Event()
+
+    async def request(self) -> list[Reading]:
+        """Poll as soon as the loop is connected and has room; the readings of that poll."""
+        future: asyncio.Future[list[Reading]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        self._wake.set()
+        try:
+            return await future
+        finally:
+            if future in self._waiting:
+                self._waiting.remove(future)
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when woken early by a request."""
+        if not self._waiting:
+            self._wake.clear()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
+        try:
+            async with asyncio.timeout(max(seconds, 0.0)):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def take(self) -> list["asyncio.Future[list[Reading]]"]:
+        """The requests the next poll answers."""
+        waiting, self._waiting = self._waiting, []
+        self._wake.clear()
+        return waiting
+
+
+def _answer(
+    waiting: list["asyncio.Future[list[Reading]]"],
+    readings: list[Reading] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    for future in waiting:
+        if future.done():  # the page gave up waiting
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(readings or [])
+
+
 def reconnect_wait(config: Reconnecting, health: DeviceHealth) -> Callable[[RetryCallState], float]:
     """Exponential backoff from the device's consecutive failures, as configured."""
 
@@ -101,12 +157,16 @@ async def poll_device(
     sink: "asyncio.Queue[Item | None]",
     health: DeviceHealth,
     room: asyncio.Event,
+    poll_now: PollNow | None = None,
 ) -> None:
     """Poll one device forever (until cancelled), reconnecting after driver errors."""
+    trigger = poll_now or PollNow()
 
     async def session() -> None:
         async with open_driver(config) as driver:
-            await _poll_connected(driver, config, sink=sink, health=health, room=room)
+            await _poll_connected(
+                driver, config, sink=sink, health=health, room=room, poll_now=trigger
+            )
 
     await reconnecting(config, health, session)
 
@@ -118,20 +178,29 @@ async def _poll_connected(
     sink: "asyncio.Queue[Item | None]",
     health: DeviceHealth,
     room: asyncio.Event,
+    poll_now: PollNow,
 ) -> None:
     loop = asyncio.get_running_loop()
     next_poll = loop.time()
+    early = False
     while True:
         if not room.is_set():
             # Outbox full: the counter keeps its own log, so waiting loses nothing.
             health.state = "paused: outbox full"
             await room.wait()
-        readings = await driver.poll()
+        waiting = poll_now.take()
+        try:
+            readings = await driver.poll()
+        except BaseException as exc:
+            _answer(waiting, error=exc if isinstance(exc, Exception) else DriverError("stopped"))
+            raise
         health.record_success(readings)
         for reading in readings:
             await sink.put(reading)
-        next_poll = max(next_poll + config.poll_interval, loop.time())
-        await asyncio.sleep(next_poll - loop.time())
+        _answer(waiting, readings)
+        if not early:  # an early poll keeps the schedule
+            next_poll = max(next_poll + config.poll_interval, loop.time())
+        early = await poll_now.sleep(next_poll - loop.time())
 
 
 async def listen_device(

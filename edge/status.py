@@ -32,6 +32,8 @@ def status_document(
     outbox_full: bool,
     link: LinkHealth,
     devices: dict[str, DeviceHealth],
+    clock: str | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One snapshot of everything a technician needs first."""
     return {
@@ -39,6 +41,8 @@ def status_document(
         "state": state,
         "written_at": datetime.now(UTC).isoformat(),
         "pid": os.getpid(),
+        "clock": clock,
+        "identity": identity or {},
         "alarms": ["outbox_full"] if outbox_full else [],
         "outbox": dataclasses.asdict(outbox),
         "cloud_link": dataclasses.asdict(link),

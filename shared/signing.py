@@ -33,6 +33,13 @@ def batch_header(
     )
 
 
+def key_rotation_statement(*, gateway_id: str, new_public_key_pem: str, issued_at: str) -> bytes:
+    """Canonical bytes of a key rotation, signed with the gateway's current (old) key."""
+    return dump_canonical(
+        {"gateway_id": gateway_id, "new_public_key": new_public_key_pem, "issued_at": issued_at}
+    )
+
+
 def sign(private_key: Ed25519PrivateKey, header: bytes) -> str:
     """Sign a batch header; the signature travels base64-encoded."""
     return base64.b64encode(private_key.sign(header)).decode("ascii")

@@ -1,12 +1,34 @@
-"""HTTP routes of the gateway registry: `GET /v1/gateways/{gateway_id}`."""
+"""HTTP routes of the gateway registry: status, enrollment and key rotation."""
 
 from fastapi import APIRouter
 
 from cloud.api import DatabaseDep, error_responses
-from cloud.gateways.schemas import GatewayStatus
+from cloud.gateways.enrollment import enroll, rotate_key
+from cloud.gateways.schemas import (
+    Enrollment,
+    EnrollmentRequest,
+    GatewayStatus,
+    KeyRotation,
+    KeyRotationRequest,
+)
 from cloud.gateways.service import describe_gateway
 
 router = APIRouter(prefix="/v1/gateways", tags=["gateways"])
+enrollments = APIRouter(prefix="/v1/enrollments", tags=["gateways"])
+
+
+@enrollments.post("", status_code=201, responses=error_responses(404, 409, 410, 422))
+async def post_enrollment(request: EnrollmentRequest, db: DatabaseDep) -> Enrollment:
+    """Spend a single-use enrollment code on a gateway's public key; answers its assigned id."""
+    async with db.transaction(write=True) as session:
+        return await enroll(session=session, request=request)
+
+
+@router.post("/{gateway_id:path}/keys", responses=error_responses(401, 403, 422))
+async def post_key(gateway_id: str, request: KeyRotationRequest, db: DatabaseDep) -> KeyRotation:
+    """Make a new key current; the request is signed with the gateway's current key."""
+    async with db.transaction(write=True) as session:
+        return await rotate_key(session=session, gateway_id=gateway_id, request=request)
 
 
 @router.get("/{gateway_id:path}", responses=error_responses(404))

@@ -10,6 +10,10 @@ class GatewayStatus(BaseModel):
 
     gateway_id: str
     registered_at: datetime
+    site_id: str | None = Field(description="the site it enrolled for; null if added by hand")
+    public_key_pem: str = Field(description="the key its batches must be signed with now")
+    revoked_at: datetime | None
+    revoke_reason: str | None
     last_seq: int | None = Field(description="highest stored seq, null before the first batch")
     last_hash: str | None = Field(
         description="hash of the event at last_seq: the edge resyncs its chain from it"
@@ -19,3 +23,34 @@ class GatewayStatus(BaseModel):
         description="inclusive seq ranges missing between 1 and last_seq"
     )
     incidents: dict[str, int] = Field(description="incident count per kind")
+
+
+class EnrollmentRequest(BaseModel):
+    """What a gateway sends to enroll: the code it was given and its own public key."""
+
+    code: str = Field(min_length=1, max_length=64)
+    public_key_pem: str = Field(min_length=1, max_length=4096)
+    hostname: str | None = Field(default=None, max_length=255)
+
+
+class Enrollment(BaseModel):
+    """The cloud's answer to an enrollment: the gateway's assigned id and its site."""
+
+    gateway_id: str
+    site_id: str
+    enrolled_at: datetime
+
+
+class KeyRotationRequest(BaseModel):
+    """A new public key, signed with the gateway's current key over the canonical statement."""
+
+    new_public_key_pem: str = Field(min_length=1, max_length=4096)
+    issued_at: str = Field(min_length=1, max_length=40, description="RFC 3339 UTC, as signed")
+    signature: str = Field(min_length=1, max_length=256)
+
+
+class KeyRotation(BaseModel):
+    """The cloud accepted a new key: batches must now be signed with it."""
+
+    gateway_id: str
+    valid_from: datetime

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.errors import GatewayExists, GatewayNotFound, InvalidRegistration
-from cloud.gateways.models import Gateway
+from cloud.gateways.models import Gateway, GatewayKey
 from cloud.gateways.schemas import GatewayStatus
 from cloud.ingest.models import StoredEvent
 from cloud.quality.service import count_incidents, find_seq_gaps
@@ -37,18 +37,31 @@ def check_gateway_id(gateway_id: str) -> str:
         raise InvalidRegistration(f"invalid gateway id {gateway_id!r}: {message}") from exc
 
 
-async def register_gateway(*, session: AsyncSession, gateway_id: str, public_key: bytes) -> Gateway:
+async def register_gateway(
+    *,
+    session: AsyncSession,
+    gateway_id: str,
+    public_key: bytes,
+    site_id: str | None = None,
+    hostname: str | None = None,
+) -> Gateway:
     """Enroll a gateway with its PEM Ed25519 public key; `GatewayExists` if the id is taken."""
+    now = datetime.now(UTC)
     gateway = Gateway(
         id=check_gateway_id(gateway_id),
         public_key_pem=normalize_public_key(public_key),
-        registered_at=datetime.now(UTC),
+        registered_at=now,
+        site_id=site_id,
+        hostname=hostname,
     )
     session.add(gateway)
     try:
         await session.flush()
     except IntegrityError as exc:
         raise GatewayExists(f"gateway {gateway_id!r} is already registered") from exc
+    session.add(
+        GatewayKey(gateway_id=gateway.id, public_key_pem=gateway.public_key_pem, valid_from=now)
+    )
     return gateway
 
 
@@ -68,6 +81,10 @@ async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway
     return GatewayStatus(
         gateway_id=gateway.id,
         registered_at=gateway.registered_at,
+        site_id=gateway.site_id,
+        public_key_pem=gateway.public_key_pem,
+        revoked_at=gateway.revoked_at,
+        revoke_reason=gateway.revoke_reason,
         last_seq=None if last is None else last[0],
         last_hash=None if last is None else last[1],
         event_count=await _count_events(session=session, gateway_id=gateway_id),

@@ -23,24 +23,26 @@ from cloud.errors import (
     BodyTooLarge,
     ChainBroken,
     CollectorError,
+    GatewayRevoked,
     InvalidBatch,
     InvalidBatchSignature,
+    KeyRetired,
     MalformedJson,
     SeqConflict,
     UnknownGateway,
     error_locations,
 )
-from cloud.gateways.service import find_gateway
+from cloud.gateways.enrollment import active_gateway, retired_keys, signed_by_any
 from cloud.ingest.cursor import EventCursor
 from cloud.ingest.models import StoredEvent
 from cloud.ingest.schemas import EventPage, EventQuery, IngestReceipt
-from cloud.ingest.store import store_batch, unknown_gateway
+from cloud.ingest.store import store_batch
 from cloud.quality.models import IncidentKind
 from cloud.quality.service import add_incident
 from cloud.settings import Limits
 from shared import errors as contract
 from shared.events import Batch, UsageEvent
-from shared.signing import load_public_key, verify_batch
+from shared.signing import batch_header, load_public_key, verify_batch
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ _INCIDENT_KINDS: dict[type[CollectorError], IncidentKind] = {
     InvalidBatch: IncidentKind.MALFORMED_BATCH,
     BodyTooLarge: IncidentKind.MALFORMED_BATCH,
     UnknownGateway: IncidentKind.UNKNOWN_GATEWAY,
+    GatewayRevoked: IncidentKind.GATEWAY_REVOKED,
+    KeyRetired: IncidentKind.KEY_RETIRED,
     InvalidBatchSignature: IncidentKind.INVALID_SIGNATURE,
     ChainBroken: IncidentKind.CHAIN_BROKEN,
     SeqConflict: IncidentKind.SEQ_CONFLICT,
@@ -137,7 +141,16 @@ def verify_signed(batch: Batch, public_key: Ed25519PublicKey) -> None:
 async def _store(*, db: Database, batch: Batch) -> IngestReceipt:
     # Verified before the write transaction, so that checking one batch overlaps with storing
     # another instead of holding the write lock.
-    verify_signed(batch, await _public_key(db=db, gateway_id=batch.gateway_id))
+    try:
+        verify_signed(batch, await _public_key(db=db, gateway_id=batch.gateway_id))
+    except InvalidBatchSignature:
+        if await _signed_by_retired_key(db=db, batch=batch):
+            raise KeyRetired(
+                f"batch is signed with a retired key of gateway {batch.gateway_id!r}: "
+                "the gateway must sign with the key it rotated to",
+                detail={"gateway_id": batch.gateway_id},
+            ) from None
+        raise
     receipt = await db.run_write(functools.partial(store_batch, batch=batch))
     log.debug(
         "batch %s %d..%d: %d stored, %d duplicates",
@@ -152,10 +165,22 @@ async def _store(*, db: Database, batch: Batch) -> IngestReceipt:
 
 async def _public_key(*, db: Database, gateway_id: str) -> Ed25519PublicKey:
     async with db.transaction() as session:
-        gateway = await find_gateway(session=session, gateway_id=gateway_id)
-    if gateway is None:
-        raise unknown_gateway(gateway_id)
+        gateway = await active_gateway(session=session, gateway_id=gateway_id)
     return load_public_key(gateway.public_key_pem.encode("ascii"))
+
+
+async def _signed_by_retired_key(*, db: Database, batch: Batch) -> bool:
+    # Only on a refusal: tells a gateway that missed its own key rotation from a forgery.
+    async with db.transaction() as session:
+        pems = await retired_keys(session=session, gateway_id=batch.gateway_id)
+    header = batch_header(
+        gateway_id=batch.gateway_id,
+        first_seq=batch.first_seq,
+        last_seq=batch.last_seq,
+        prev_hash=batch.prev_hash,
+        last_hash=batch.last_hash,
+    )
+    return signed_by_any(pems, header, batch.signature)
 
 
 async def _record_refusal(*, db: Database, claim: Claim | None, error: CollectorError) -> None:

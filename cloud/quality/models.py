@@ -16,6 +16,8 @@ class IncidentKind(enum.StrEnum):
     CHAIN_BROKEN = "chain_broken"
     SEQ_CONFLICT = "seq_conflict"
     UNKNOWN_GATEWAY = "unknown_gateway"
+    GATEWAY_REVOKED = "gateway_revoked"
+    KEY_RETIRED = "key_retired"
     DUPLICATE_DELIVERY = "duplicate_delivery"
     MALFORMED_BATCH = "malformed_batch"
 
