@@ -31,13 +31,13 @@ import orjson
 
 from edge.config import SiteConfig, load_config
 from edge.errors import ConfigError, GatewayError
+from edge.redaction import is_secret_key
 from edge.status import STATUS_FILE
 
 REDACTED = "<redacted>"
 LOG_TAIL_BYTES = 5 * 1024 * 1024
 LOG_DIR = "logs"
-_SECRET_KEY = re.compile(r"^\s*#?\s*([\w-]*(password|secret|token)[\w-]*)\s*=", re.IGNORECASE)
-_PATH_KEY = re.compile(r"_(file|path|dir)$", re.IGNORECASE)
+_KEY = re.compile(r"^\s*#?\s*([\w-]+)\s*=")
 _LIBRARIES = (
     "tollgate",
     "pydantic",
@@ -85,8 +85,8 @@ def redact_config(text: str) -> str:
     """The config text with the values of secret-named keys replaced (paths to them kept)."""
     lines = []
     for line in text.splitlines():
-        match = _SECRET_KEY.match(line)
-        if match and not _PATH_KEY.search(match.group(1)):
+        match = _KEY.match(line)
+        if match and is_secret_key(match.group(1)):
             line = f'{line[: match.end()]} "{REDACTED}"'
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -2,8 +2,8 @@
 
 A zip of what support asks for first: the status document (health of devices, outbox and cloud
 link), the site config with every secret replaced by "***", the recent log lines and the last
-events. Secrets are removed by key name (password, secret, token, api_key, private key...), so a
-new secret field is redacted without anyone remembering to list it here.
+events. Secrets are removed by key name (`edge.redaction`), so a new secret field is redacted
+without anyone remembering to list it here.
 """
 
 import io
@@ -18,9 +18,9 @@ import orjson
 
 from edge.config import SiteConfig
 from edge.logs import JsonFormatter
+from edge.redaction import is_secret_key
 
 REDACTED = "***"
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential")
 LOG_LINES = 1000
 
 
@@ -44,7 +44,7 @@ def redact(value: Any) -> Any:
     """A copy of `value` with the values of secret-looking keys replaced by "***"."""
     if isinstance(value, dict):
         return {
-            key: REDACTED if _is_secret(str(key)) and item is not None else redact(item)
+            key: REDACTED if is_secret_key(str(key)) and item is not None else redact(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -75,13 +75,6 @@ def build_bundle(
         archive.writestr("recent-events.json", _json(list(events)))
         archive.writestr("agent.log", "".join(line + "\n" for line in logs))
     return buffer.getvalue()
-
-
-def _is_secret(key: str) -> bool:
-    lowered = key.lower()
-    if lowered.endswith(("_file", "_path")):
-        return False  # where a secret lives is what support needs, and is no secret itself
-    return any(word in lowered for word in _SECRET_WORDS)
 
 
 def _json(value: Any) -> bytes:
