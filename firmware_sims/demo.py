@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from edge.technician import store_password
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import SimLock, lock_address
 from firmware_sims.ble_lock import default_scenario as lock_scenario
@@ -47,6 +48,7 @@ GATEWAY_ID = "demo-site-gw1"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
 LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
 LOCK_TICK = 1.0
+DIAGNOSTICS_PASSWORD = "tollgate-demo"  # the demo's only; a real gateway's is set at init/enroll
 MQTT_PREFIX = "demo-site"
 MQTT_TICK = 1.0
 DEMO_TIMING = Timing(poll_interval="200ms", batch_max_wait="1s")
@@ -90,6 +92,7 @@ class Demo:
             log_path=workdir / "collector.log",
         )
         self.agent = AgentProcess(config_path=workdir / "site.toml", log_path=workdir / "agent.log")
+        self.diagnostics_port = _port(8080)
         self.air = VirtualAir(port=0)
         self.locks: dict[str, SimLock] = {}
         self.mqtt_site = SimulatedMqttSite(MQTT_PREFIX)
@@ -138,7 +141,9 @@ class Demo:
             locks=SimulatedLocks(self.air.backend, tuple(LOCK_IDS.items())),
         )
         mqtt = render_broker(self.broker_url, GATEWAY_ID) + render_devices(self.mqtt_site)
-        self.agent.config_path.write_text(f"{site}\n{mqtt}")
+        page = f'[diagnostics]\nlisten = "127.0.0.1:{self.diagnostics_port}"\n'
+        self.agent.config_path.write_text(f"{site}\n{page}\n{mqtt}")
+        store_password(self.workdir / "edge", DIAGNOSTICS_PASSWORD)
         pem = self.workdir / "gateway.pub"
         pem.write_text(await self.agent.keygen())
         await self.collector.migrate()
@@ -161,6 +166,8 @@ class Demo:
             "Tollgate site-in-a-box",
             f"  collector  {url}  (API docs {url}/docs, events {url}/v1/events,"
             f" gateway {url}/v1/gateways/{GATEWAY_ID})",
+            f"  page       http://127.0.0.1:{self.diagnostics_port}/ (technician password "
+            f"{DIAGNOSTICS_PASSWORD!r})",
             f"  agent      tollgate-edge run --config {self.agent.config_path}"
             f"  (JSON log {self.agent.log_path})",
         ]
