@@ -12,7 +12,6 @@ gateways sending at once.
 
 import argparse
 import asyncio
-import socket
 import sqlite3
 import tempfile
 import time
@@ -29,6 +28,7 @@ from firmware_sims.processes import CollectorProcess
 from shared.events import EventDraft
 from shared.signing import public_key_pem
 from tests.support.batches import draft
+from tests.support.waiting import free_port
 
 GROUP = 5_000
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -67,12 +67,6 @@ def raw_sqlite_rate(source: Path, target: Path) -> float:
     elapsed = time.perf_counter() - start
     db.close()
     return len(rows) / elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def ingest_rate(db_url: str, work: Path, items: list[EventDraft], batch: int) -> float:

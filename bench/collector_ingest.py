@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from cloud.schema import migrate
 from cloud.settings import Settings
 from shared.signing import public_key_pem
 from tests.support.batches import batch_document, chain_events, draft
+from tests.support.waiting import free_port
 
 PG_ADMIN = os.environ.get("TOLLGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -91,7 +91,7 @@ async def asgi_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
 @contextlib.asynccontextmanager
 async def uvicorn_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
     """`tollgate-cloud serve` in a child process on a free loopback port."""
-    port = _free_port()
+    port = free_port()
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cloud.cli", "serve", "--db", url, "--port", str(port),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
@@ -115,12 +115,6 @@ async def _wait_healthy(client: httpx.AsyncClient, server: asyncio.subprocess.Pr
                 return
         await asyncio.sleep(0.05)
     raise RuntimeError("collector did not become healthy")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,6 @@ Both are end to end on real transports; the numbers include the virtual radio an
 import argparse
 import asyncio
 import logging
-import socket
 import sqlite3
 import tempfile
 import time
@@ -40,6 +39,7 @@ from firmware_sims.mqtt_device import (
     render_devices,
 )
 from firmware_sims.site import SimulatedLocks, render_site_config
+from tests.support.waiting import free_port
 
 BROKER = "mqtt://127.0.0.1:1883"
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -134,12 +134,6 @@ async def mqtt_rate(work: Path, messages: int) -> float:
         agent_done.set()
         await publisher
     return messages / (finished - started[0])
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def mqtt_backlog_rate(work: Path, messages: int, inflight: int) -> float:

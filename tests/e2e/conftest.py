@@ -1,8 +1,6 @@
 """A whole site on real parts: a Modbus panel simulator on TCP, `tollgate-edge run` as a child
 process, `tollgate-cloud serve` on SQLite or PostgreSQL (the `db_url` fixture)."""
 
-import asyncio
-import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +21,7 @@ from firmware_sims.processes import (
     fetch_events,
 )
 from firmware_sims.site import SimulatedPanel, Timing, render_site_config
+from tests.support.waiting import eventually, free_port
 
 GATEWAY_ID = "site-e2e-gw1"
 DEVICE_ID = "panel-1"
@@ -39,25 +38,6 @@ FAST = Timing(
     reconnect_initial="100ms",
     reconnect_max="500ms",
 )
-WAIT_SECONDS = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, what: str, limit: float = WAIT_SECONDS
-) -> None:
-    """Wait for a condition of the running system (a correctness wait, not a speed assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {limit}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

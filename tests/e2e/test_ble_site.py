@@ -23,7 +23,10 @@ from firmware_sims.processes import (
     fetch_events,
 )
 from firmware_sims.site import SimulatedLocks, render_site_config
-from tests.e2e.conftest import FAST, eventually, free_port
+from tests.e2e.conftest import (
+    FAST,
+)
+from tests.support.waiting import eventually, free_port
 
 GATEWAY_ID = "site-ble-gw1"
 LOCKS = 20

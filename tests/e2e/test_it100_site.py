@@ -12,7 +12,10 @@ import pytest
 from firmware_sims.it100_panel import Alarm, Arm, BadChecksum, Disarm, It100Panel, Step
 from firmware_sims.processes import BIN, AgentProcess, fetch_events, run_command
 from firmware_sims.site import SimulatedIt100, Timing, render_site_config
-from tests.e2e.conftest import eventually, running_site
+from tests.e2e.conftest import (
+    running_site,
+)
+from tests.support.waiting import eventually
 
 GATEWAY_ID = "site-serial-gw1"
 FAST = Timing(

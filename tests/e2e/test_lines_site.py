@@ -6,7 +6,11 @@ from typing import Any
 
 from firmware_sims.it100_panel import LinesPanel
 from firmware_sims.processes import fetch_events
-from tests.e2e.conftest import agent_status, eventually, running_site
+from tests.e2e.conftest import (
+    agent_status,
+    running_site,
+)
+from tests.support.waiting import eventually
 
 GATEWAY_ID = "site-printer-gw1"
 PATTERN = (

@@ -35,15 +35,17 @@ from firmware_sims.mqtt_device import (
     render_devices,
 )
 from firmware_sims.processes import AgentProcess, CollectorProcess, fetch_events
-from tests.e2e.conftest import agent_status, free_port
+from tests.e2e.conftest import (
+    agent_status,
+)
 from tests.support.mqtt import (
     PrivateMosquitto,
-    eventually,
     expected_summary,
     forget_session,
     stored_summary,
     unique,
 )
+from tests.support.waiting import eventually, free_port
 
 GATEWAY_ID = "site-mqtt-gw1"
 CAMERAS = ("camera-1", "camera-2")

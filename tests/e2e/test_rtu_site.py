@@ -11,7 +11,10 @@ import pytest
 
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter, SimGauge, SimState
 from firmware_sims.processes import AgentProcess, committed_counters, fetch_events
-from tests.e2e.conftest import eventually, running_site
+from tests.e2e.conftest import (
+    running_site,
+)
+from tests.support.waiting import eventually
 
 GATEWAY_ID = "site-rtu-gw1"
 SCENARIO = Scenario(

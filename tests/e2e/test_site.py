@@ -13,10 +13,9 @@ from tests.e2e.conftest import (
     DEVICE_ID,
     GATEWAY_ID,
     SiteFactory,
-    eventually,
-    free_port,
     query_cloud,
 )
+from tests.support.waiting import eventually, free_port
 
 
 def assert_contiguous(events: list[dict[str, object]]) -> None:

@@ -32,8 +32,8 @@ from firmware_sims.ble_lock import (
 )
 from firmware_sims.site import SimulatedLocks, Timing, render_site_config
 from tests.support.agent import running_agent
+from tests.support.waiting import eventually
 
-WAIT = 60.0
 TIMING = Timing(reconnect_initial="100ms", reconnect_max="500ms")
 
 
@@ -92,12 +92,6 @@ def stored(tmp_path: Path) -> list[dict[str, Any]]:
         return [orjson.loads(wire) for (wire,) in rows]
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not check():  # noqa: ASYNC110 (polling the running system for correctness)
-            await asyncio.sleep(0.05)
-
-
 def all_acked(locks: list[SimLock]) -> Callable[[], bool]:
     return lambda: all(lock.counter > 0 and lock.acked == lock.counter for lock in locks)
 
@@ -128,7 +122,7 @@ async def test_every_entry_is_committed_once_then_acknowledged(tmp_path: Path) -
         for lock in locks:
             await lock.play(pours(15))  # 30 entries: two pages of 22 and 8
         async with running_agent(site_config(tmp_path, air, 3)) as agent:
-            await until(all_acked(locks), "every lock acknowledged")
+            await eventually(all_acked(locks), what="every lock acknowledged")
             health = agent.health["lock-2"].as_dict()
     events = stored(tmp_path)
     for lock in locks:
@@ -147,7 +141,7 @@ async def test_a_drifted_lock_clock_is_measured_and_corrected(tmp_path: Path) ->
         lock = locks[0]
         await lock.play([StepClock(delta_ms=90_000), Open(badge=7), Close(badge=7)])
         async with running_agent(site_config(tmp_path, air, 1)):
-            await until(all_acked(locks), "the lock acknowledged")
+            await eventually(all_acked(locks), what="the lock acknowledged")
     events = stored(tmp_path)
     offset = events[0]["attrs"]["clock_offset_ms"]
     assert 85_000 < offset < 95_000  # the 90 s step, give or take the link's delay
@@ -181,7 +175,7 @@ async def test_twenty_locks_share_three_connections(tmp_path: Path) -> None:
         for lock in locks:
             await lock.play(pours(3))
         async with running_agent(site_config(tmp_path, air, 20, max_connections=3)):
-            await until(all_acked(locks), "all 20 locks acknowledged")
+            await eventually(all_acked(locks), what="all 20 locks acknowledged")
     events = stored(tmp_path)
     assert 1 <= CountedLinks.most <= 3  # never more than max_connections locks at once
     assert len(events) == 20 * 6
@@ -195,11 +189,13 @@ async def test_link_drop_mid_read_and_out_of_range_lose_nothing(tmp_path: Path) 
         await first.play([DropNextRead(after_first_segment=True), *pours(12)])
         await second.play([DropNextRead(), *pours(2), OutOfRange()])
         async with running_agent(site_config(tmp_path, air, 2)) as agent:
-            await until(lambda: first.acked == first.counter, "the first lock acknowledged")
+            await eventually(
+                lambda: first.acked == first.counter, what="the first lock acknowledged"
+            )
             await second.play([*pours(2)])  # logs while out of range
             assert second.acked < second.counter
             await second.play([BackInRange()])
-            await until(all_acked(locks), "both locks acknowledged")
+            await eventually(all_acked(locks), what="both locks acknowledged")
             failures = agent.health["lock-1"].errors
     events = stored(tmp_path)
     assert first.report.dropped_reads == 1 and second.report.dropped_reads == 1
@@ -215,10 +211,12 @@ async def test_a_factory_reset_lock_starts_its_seqs_again_and_nothing_is_skipped
         lock = locks[0]
         await lock.play(pours(3))
         async with running_agent(site_config(tmp_path, air, 1)) as agent:
-            await until(all_acked(locks), "the first six entries acknowledged")
+            await eventually(all_acked(locks), what="the first six entries acknowledged")
             await lock.play([FactoryReset(), *pours(2)])  # seqs 1..4 again
-            await until(lambda: len(stored(tmp_path)) == 10, "the entries after the reset")
-            await until(all_acked(locks), "the new entries acknowledged")
+            await eventually(
+                lambda: len(stored(tmp_path)) == 10, what="the entries after the reset"
+            )
+            await eventually(all_acked(locks), what="the new entries acknowledged")
             resets = agent.health["lock-1"].protocol["lock_reset"]
     assert lock.report.resets == 1 and lock.report.wiped == 0
     assert resets == 1
@@ -245,7 +243,7 @@ async def test_a_commit_whose_acknowledge_was_lost_is_not_stored_twice(tmp_path:
         lock = locks[0]
         await lock.play(pours(5))
         async with running_agent(site_config(tmp_path, air, 1)):
-            await until(all_acked(locks), "the lock acknowledged in the end")
+            await eventually(all_acked(locks), what="the lock acknowledged in the end")
     assert isinstance(lock, AckLost) and lock.lost == 1
     assert lock.report.connections >= 2  # the entries were read again after the lost ack
     assert entries_of(stored(tmp_path), "lock-1") == logged(lock)
@@ -259,12 +257,14 @@ async def test_a_restart_between_commit_and_ack_is_completed_once(tmp_path: Path
         await lock.play(pours(3))
         text = site_config(tmp_path, air, 1)
         async with running_agent(text):
-            await until(lambda: len(stored(tmp_path)) == 6 and lock.lost >= 2, "commit, lost ack")
+            await eventually(
+                lambda: len(stored(tmp_path)) == 6 and lock.lost >= 2, what="commit, lost ack"
+            )
         # The agent stopped; the lock still holds all six entries unacknowledged.
         assert lock.acked == 0 and len(lock.pending) == 6
         lock.lose = 0
         async with running_agent(text):
-            await until(all_acked(locks), "the restarted agent acknowledged")
+            await eventually(all_acked(locks), what="the restarted agent acknowledged")
     assert entries_of(stored(tmp_path), "lock-1") == logged(lock)
 
 
@@ -273,13 +273,15 @@ async def test_a_full_outbox_leaves_the_log_on_the_lock(tmp_path: Path) -> None:
         lock = locks[0]
         await lock.play(pours(200))  # 400 entries: more than 0.05 MB of outbox
         async with running_agent(site_config(tmp_path, air, 1, budget_mb=0.05)) as agent:
-            await until(lambda: agent.outbox_full, "the outbox alarm")
-            await until(lambda: agent.health["lock-1"].errors["OutboxFull"] > 0, "a refusal")
+            await eventually(lambda: agent.outbox_full, what="the outbox alarm")
+            await eventually(
+                lambda: agent.health["lock-1"].errors["OutboxFull"] > 0, what="a refusal"
+            )
         kept = len(stored(tmp_path))
         assert lock.acked == lock.report.logged[kept - 1].seq if kept else lock.acked == 0
         assert len(lock.pending) == 400 - lock.acked  # nothing acknowledged that is not stored
         async with running_agent(site_config(tmp_path, air, 1, budget_mb=64)):
-            await until(all_acked(locks), "the lock drained once there was room")
+            await eventually(all_acked(locks), what="the lock drained once there was room")
     assert entries_of(stored(tmp_path), "lock-1") == logged(lock)
 
 

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import gzip
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from edge.outbox import Outbox
 from shared.events import Batch
 from shared.signing import private_key_pem, public_key_pem, verify_batch
 from tests.support.batches import batch_body, chain_events, draft
+from tests.support.waiting import free_port
 
 SITE = "depot-7"
 BIN = Path(sys.executable).parent
@@ -55,19 +55,13 @@ class Cloud:
     db: str
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def cloud(db_url: str, tmp_path: Path) -> Iterator[Cloud]:
     """`tollgate-cloud serve` on a migrated database with one site."""
     db = db_url.replace("+aiosqlite", "").replace("+asyncpg", "")
     assert cloud_main(["migrate", "--db", db]) == 0
     assert cloud_main(["site", "add", "--id", SITE, "--name", "Depot 7", "--db", db]) == 0
-    port = _free_port()
+    port = free_port()
     with (tmp_path / "collector.log").open("ab") as log:
         process = subprocess.Popen(
             [BIN / "tollgate-cloud", "serve", "--db", db, "--port", str(port)],

@@ -25,7 +25,7 @@ from firmware_sims.it100_panel import It100Panel, LinesPanel
 from firmware_sims.modbus_panel import ModbusPanel
 from firmware_sims.processes import CollectorProcess
 from firmware_sims.site import SimulatedLocks, SimulatedPanel, Timing, render_site_config
-from tests.support.mqtt import free_port
+from tests.support.waiting import free_port
 
 DRIVER_SETS = [
     list(combo) for n in range(1, 6) for combo in itertools.combinations(DRIVER_ORDER, n)

@@ -45,7 +45,6 @@ from tests.support.agent import running_agent
 from tests.support.mqtt import (
     PrivateMosquitto,
     TcpProxy,
-    eventually,
     expected_summary,
     forget_session,
     make_tls_files,
@@ -54,6 +53,7 @@ from tests.support.mqtt import (
     unique,
     write_password_file,
 )
+from tests.support.waiting import eventually
 
 SITE = """\
 [gateway]

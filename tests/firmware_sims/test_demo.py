@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.conftest import free_port
+from tests.support.waiting import free_port
 
 BIN = Path(sys.executable).parent
 

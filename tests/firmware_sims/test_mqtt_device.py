@@ -23,7 +23,11 @@ from firmware_sims.mqtt_device import (
     StreamStop,
     default_scenario,
 )
-from tests.support.mqtt import PrivateMosquitto, eventually, unique
+from tests.support.mqtt import (
+    PrivateMosquitto,
+    unique,
+)
+from tests.support.waiting import eventually
 
 
 @asynccontextmanager

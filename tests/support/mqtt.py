@@ -13,7 +13,6 @@ import sqlite3
 import struct
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -26,38 +25,15 @@ import orjson
 import pytest
 
 from firmware_sims.mqtt_device import ExpectedEvent
+from tests.support.waiting import eventually, free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 IN_CI = os.environ.get("CI", "").lower() == "true"
-WAIT_SECONDS = 60.0
 
 
 def unique(label: str) -> str:
     """A name no other test (or earlier run) uses: client ids, topic prefixes."""
     return f"{label}-{uuid.uuid4().hex[:10]}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], *, what: str, limit: float = WAIT_SECONDS
-) -> None:
-    """Wait for a condition (a correctness wait with a generous limit, not a speed assertion)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {limit}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def forget_session(url: str, client_id: str) -> None:
