@@ -333,7 +333,8 @@ class Agent:
 
     async def _commit(self, group: list[Item], outbox: Outbox, forwarder: Forwarder) -> None:
         deliveries = [item for item in group if isinstance(item, Delivery)]
-        held = await outbox.delivered_keys(k for d in deliveries for k in d.keys)
+        keys = [key for delivery in deliveries for key in delivery.keys]
+        held = await outbox.delivered_keys(keys) if keys else set()  # no trip for plain polls
         batch = self._normalize(group, held)
         if not batch.drafts and not batch.values and not batch.keys:
             _resolve(batch.deliveries)
