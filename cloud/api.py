@@ -9,6 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from cloud.billing.api_keys import ADMIN_SCOPE, authenticate
+from cloud.billing.models import ApiKey
 from cloud.db import Database
 from cloud.settings import Settings
 
@@ -46,3 +48,20 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 DatabaseDep = Annotated[Database, Depends(request_database)]
 SettingsDep = Annotated[Settings, Depends(request_settings)]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The key of an `Authorization: Bearer KEY` header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def require_admin(request: Request) -> ApiKey:
+    """The request's admin API key (401 without a valid one, 403 with another scope)."""
+    database: Database = request.app.state.db
+    async with database.transaction() as session:
+        return await authenticate(session=session, secret=bearer_token(request), scope=ADMIN_SCOPE)
+
+
+AdminDep = Annotated[ApiKey, Depends(require_admin)]

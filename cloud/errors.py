@@ -22,6 +22,24 @@
      ├── EnrollmentCodeUnknown       404    enrollment_code_unknown  no such code (or mistyped)
      ├── EnrollmentCodeUsed          409    enrollment_code_used     a code enrolls one gateway
      ├── EnrollmentCodeExpired       410    enrollment_code_expired
+     ├── Unauthorized                401    unauthorized        no API key, or an unknown or
+     │                                                          revoked one
+     ├── Forbidden                   403    forbidden           the key's scope does not allow it
+     ├── InvalidBillingInput         422    invalid_billing_input  a billing document that cannot
+     │                                                          be used (time zone, currency, ...)
+     ├── BillingNotFound             404
+     │    ├── AccountNotFound        404    account_not_found
+     │    ├── ProfileNotFound        404    profile_not_found
+     │    ├── DeviceNotFound         404    device_not_found
+     │    ├── MetricNotFound         404    metric_not_found
+     │    ├── PlanNotFound           404    plan_not_found
+     │    ├── InvoiceNotFound        404    invoice_not_found
+     │    └── InvoiceLineNotFound    404    invoice_line_not_found
+     ├── BillingConflict             409
+     │    ├── AlreadyExists          409    already_exists      an account, profile, device,
+     │    │                                                     metric, plan or plan version
+     │    ├── BindingOverlap         409    binding_overlap     a device bound twice at once
+     │    └── InvoiceFinalized       409    invoice_finalized   finalized invoices never change
      └── InvalidSettings             -      -                   a database URL we cannot use
 
 Services raise these and never `HTTPException`; `cloud.app` maps them to their status with the body
@@ -185,6 +203,101 @@ class EnrollmentCodeExpired(CollectorError):
 
     status = 410
     code = "enrollment_code_expired"
+
+
+class Unauthorized(CollectorError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(CollectorError):
+    """The API key is valid but its scope does not allow this request."""
+
+    status = 403
+    code = "forbidden"
+
+
+class InvalidBillingInput(CollectorError):
+    """A billing document (account, plan, metric, binding, period) that cannot be used."""
+
+    status = 422
+    code = "invalid_billing_input"
+
+
+class BillingNotFound(CollectorError):
+    """A billing object that does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class AccountNotFound(BillingNotFound):
+    """No account with that id."""
+
+    code = "account_not_found"
+
+
+class ProfileNotFound(BillingNotFound):
+    """No device profile with that id."""
+
+    code = "profile_not_found"
+
+
+class DeviceNotFound(BillingNotFound):
+    """No device with that id."""
+
+    code = "device_not_found"
+
+
+class MetricNotFound(BillingNotFound):
+    """No metric with that id."""
+
+    code = "metric_not_found"
+
+
+class PlanNotFound(BillingNotFound):
+    """No plan with that id."""
+
+    code = "plan_not_found"
+
+
+class InvoiceNotFound(BillingNotFound):
+    """No invoice with that id."""
+
+    code = "invoice_not_found"
+
+
+class InvoiceLineNotFound(BillingNotFound):
+    """The invoice has no line with that number."""
+
+    code = "invoice_line_not_found"
+
+
+class BillingConflict(CollectorError):
+    """The request conflicts with what is stored."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExists(BillingConflict):
+    """An account, profile, device, metric, plan or plan version with that id exists."""
+
+    code = "already_exists"
+
+
+class BindingOverlap(BillingConflict):
+    """The new binding overlaps another binding of the same device."""
+
+    code = "binding_overlap"
+
+
+class InvoiceFinalized(BillingConflict):
+    """A finalized invoice is immutable: nothing may change it."""
+
+    code = "invoice_finalized"
 
 
 class InvalidSettings(CollectorError):

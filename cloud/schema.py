@@ -15,13 +15,23 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cloud.billing.models import BILLING_TABLES
 from cloud.db import Base
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.quality.models import Incident
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-TABLES = (Site, Gateway, GatewayKey, EnrollmentCode, ReceivedBatch, StoredEvent, Incident)
+TABLES = (
+    Site,
+    Gateway,
+    GatewayKey,
+    EnrollmentCode,
+    ReceivedBatch,
+    StoredEvent,
+    Incident,
+    *BILLING_TABLES,
+)
 
 
 def target_metadata() -> MetaData:

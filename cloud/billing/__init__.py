@@ -1,0 +1,1 @@
+"""Billing: bindings, sessions, metrics, plans, rating and invoices."""

@@ -1,0 +1,143 @@
+"""The plan version document: what the API accepts, what `plan_versions.terms` stores.
+
+    {"effective_from": "2026-11-01T00:00:00+01:00", "base_fee": "9.90", "minimum_amount": "0",
+     "charges": [{"metric": "stream_hours", "model": "graduated", "included_units": "10",
+                  "tiers": [{"up_to": "100", "unit_price": "0.50"},
+                            {"up_to": null, "unit_price": "0.40", "flat_fee": "0"}]}]}
+
+Amounts and quantities are decimal strings (or integers); floats are refused, because a float in
+a price is already wrong. `effective_from` must carry its UTC offset.
+"""
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import pairwise
+from typing import Annotated, Any, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic.functional_validators import BeforeValidator
+
+from cloud.billing.domain import Charge, PlanVersion, PriceModel, Tier
+
+
+def _exact_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('a float is not exact: write the amount as a string, e.g. "0.10"')
+    if isinstance(value, bool):
+        raise ValueError("expected a decimal number")
+    return value
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
+NonNegative = Annotated[ExactDecimal, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[ExactDecimal, Field(gt=0, allow_inf_nan=False)]
+
+
+class TierTerms(BaseModel):
+    """A tier: units up to `up_to` (inclusive; null for the last, unbounded tier)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    up_to: Positive | None
+    unit_price: NonNegative
+    flat_fee: NonNegative = Decimal(0)
+
+
+class ChargeTerms(BaseModel):
+    """One priced metric; which price fields are required depends on `model`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str = Field(min_length=1, max_length=64)
+    model: PriceModel
+    description: str = ""
+    included_units: NonNegative = Decimal(0)
+    unit_price: NonNegative | None = None
+    tiers: list[TierTerms] = Field(default_factory=list)
+    package_size: Positive | None = None
+    package_price: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_model(self) -> Self:
+        if self.model is PriceModel.STANDARD and self.unit_price is None:
+            raise ValueError("a standard charge needs unit_price")
+        if self.model is PriceModel.PACKAGE and (
+            self.package_size is None or self.package_price is None
+        ):
+            raise ValueError("a package charge needs package_size and package_price")
+        if self.model in (PriceModel.GRADUATED, PriceModel.VOLUME):
+            _check_tiers(self.tiers)
+        elif self.tiers:
+            raise ValueError(f"a {self.model} charge takes no tiers")
+        return self
+
+
+def _check_tiers(tiers: list[TierTerms]) -> None:
+    if not tiers:
+        raise ValueError("graduated and volume charges need at least one tier")
+    bounds = [tier.up_to for tier in tiers]
+    if bounds[-1] is not None:
+        raise ValueError("the last tier must be unbounded (up_to: null)")
+    if any(bound is None for bound in bounds[:-1]):
+        raise ValueError("only the last tier may be unbounded")
+    finite = [bound for bound in bounds[:-1] if bound is not None]
+    if any(a >= b for a, b in pairwise(finite)):
+        raise ValueError("tier up_to values must strictly increase")
+
+
+class PlanTerms(BaseModel):
+    """A plan version's terms, effective from `effective_from` until the next version's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    effective_from: AwareDatetime
+    base_fee: NonNegative = Decimal(0)
+    minimum_amount: NonNegative = Decimal(0)
+    charges: list[ChargeTerms] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_charge_per_metric(self) -> Self:
+        metrics = [charge.metric for charge in self.charges]
+        duplicates = sorted({m for m in metrics if metrics.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"each metric may be charged once per version: {duplicates}")
+        return self
+
+
+def plan_version(terms: PlanTerms, *, plan_id: str, version: int, currency: str) -> PlanVersion:
+    """The domain value of a validated document."""
+    return PlanVersion(
+        plan_id=plan_id,
+        version=version,
+        effective_from=terms.effective_from.astimezone(UTC),
+        currency=currency,
+        base_fee=terms.base_fee,
+        minimum_amount=terms.minimum_amount,
+        charges=tuple(_charge(charge) for charge in terms.charges),
+    )
+
+
+def _charge(terms: ChargeTerms) -> Charge:
+    return Charge(
+        metric=terms.metric,
+        model=terms.model,
+        description=terms.description,
+        included_units=terms.included_units,
+        unit_price=terms.unit_price,
+        tiers=tuple(
+            Tier(up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
+            for tier in terms.tiers
+        ),
+        package_size=terms.package_size,
+        package_price=terms.package_price,
+    )
+
+
+def stored_terms(terms: PlanTerms) -> dict[str, Any]:
+    """The JSON document kept in `plan_versions.terms` (decimals as strings, exact)."""
+    return terms.model_dump(mode="json")
+
+
+def load_stored_terms(document: dict[str, Any], *, effective_from: datetime) -> PlanTerms:
+    """A stored document back as terms (the row's `effective_from` is authoritative)."""
+    return PlanTerms.model_validate({**document, "effective_from": effective_from})
