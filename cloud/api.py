@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
-from cloud.billing.api_keys import ADMIN_SCOPE, authenticate
-from cloud.billing.models import ApiKey
+from cloud.auth.models import ApiKey
+from cloud.auth.service import ADMIN_SCOPE, authenticate
 from cloud.db import Database
 from cloud.settings import Settings
 

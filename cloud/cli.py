@@ -19,25 +19,25 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
+from cloud.catalog import cli as catalog_cli
+from cloud.cli_support import DB_HELP, CommandFailed
 from cloud.db import Database
 from cloud.errors import CollectorError
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import describe_gateway, register_gateway
+from cloud.invoices import cli as invoices_cli
 from cloud.schema import current_revision, head_revision, migrate
-from cloud.settings import DB_ENV, Settings
+from cloud.sessions import cli as sessions_cli
+from cloud.settings import Settings
 
 EXIT_USAGE = 2
-
-
-class CommandFailed(Exception):
-    """An expected failure of a command: its message is all the user needs."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `tollgate-cloud`."""
     parser = argparse.ArgumentParser(prog="tollgate-cloud", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    db_help = f"database URL (sqlite:///PATH or postgresql://HOST/DB); default ${DB_ENV}"
+    db_help = DB_HELP
 
     migrate_cmd = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate_cmd.add_argument("--db", help=db_help)
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     site_add.add_argument("--name", required=True)
     site_add.add_argument("--db", help=db_help)
     site_add.set_defaults(run=_site_add)
+
+    for module in (catalog_cli, sessions_cli, invoices_cli):
+        module.add_commands(commands)
     return parser
 
 

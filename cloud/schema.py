@@ -15,11 +15,22 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud.billing.models import BILLING_TABLES
+from cloud.auth.models import ApiKey
+from cloud.catalog.models import (
+    Account,
+    Binding,
+    Device,
+    DeviceProfile,
+    Metric,
+    Plan,
+    PlanVersionRow,
+)
 from cloud.db import Base
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
 from cloud.quality.models import Incident
+from cloud.sessions.models import SessionRow, SessionWork
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 TABLES = (
@@ -30,7 +41,20 @@ TABLES = (
     ReceivedBatch,
     StoredEvent,
     Incident,
-    *BILLING_TABLES,
+    ApiKey,
+    Plan,
+    Account,
+    DeviceProfile,
+    Device,
+    Binding,
+    Metric,
+    PlanVersionRow,
+    SessionRow,
+    SessionWork,
+    InvoiceSeries,
+    Invoice,
+    InvoiceLine,
+    InvoiceEvidence,
 )
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.functional_validators import BeforeValidator
 
-from cloud.billing.domain import Charge, PlanVersion, PriceModel, Tier
+from cloud.domain import Charge, PlanVersion, PriceModel, Tier
 
 
 def _exact_decimal(value: Any) -> Any:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.billing.models import ApiKey
+from cloud.auth.models import ApiKey
 from cloud.errors import Forbidden, Unauthorized
 
 KEY_PREFIX = "tg_"

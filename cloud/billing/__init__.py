@@ -1,1 +1,0 @@
-"""Billing: bindings, sessions, metrics, plans, rating and invoices."""

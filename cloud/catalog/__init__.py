@@ -1,0 +1,1 @@
+"""Accounts, device profiles, devices, bindings, metrics and plans."""

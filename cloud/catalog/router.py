@@ -1,0 +1,5 @@
+"""HTTP routes of this package (admin API key required)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["catalog"])

@@ -1,0 +1,1 @@
+"""Invoices: runs, finalization, adjustments, evidence and exports."""

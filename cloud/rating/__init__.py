@@ -1,0 +1,1 @@
+"""Rating: billing periods, money, metrics, price models and plan rating (pure)."""

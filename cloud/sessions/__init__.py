@@ -1,0 +1,1 @@
+"""Sessions: a pure sessionizer and its incremental store."""
