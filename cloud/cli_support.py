@@ -1,14 +1,18 @@
 """What every `tollgate-cloud` command module shares: the expected-failure error and options."""
 
 import argparse
+from typing import TYPE_CHECKING
 
 from cloud.settings import DB_ENV
 
 DB_HELP = f"database URL (sqlite:///PATH or postgresql://HOST/DB); default ${DB_ENV}"
 
-Commands = argparse._SubParsersAction[
-    argparse.ArgumentParser
-]  # the `add_subparsers()` object commands register on
+
+if TYPE_CHECKING:
+    Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+else:  # not subscriptable at run time
+    Commands = argparse._SubParsersAction
+"""The `add_subparsers()` object that command modules register their commands on."""
 
 
 class CommandFailed(Exception):
