@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.collector_ingest --gateways 4
 	$(BIN)/python -m bench.edge_sources
+	$(BIN)/python -m bench.billing
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

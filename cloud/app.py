@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from starlette.exceptions import HTTPException
 
+from cloud.analytics.router import router as analytics_router
 from cloud.api import DatabaseDep
 from cloud.catalog.router import router as catalog_router
 from cloud.db import Database
@@ -20,6 +21,7 @@ from cloud.errors import CollectorError, InvalidParameters, error_locations
 from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
+from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
 from cloud.sessions.router import router as sessions_router
 from cloud.settings import Settings
@@ -45,8 +47,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(gateways_router)
     app.include_router(enrollments_router)
-    app.include_router(catalog_router)
+    # Specific paths before catch-alls: the catalog's /v1/devices/{id:path} would swallow
+    # /v1/devices/{id}/sessions, and /v1/invoices/{id} would swallow /v1/invoices/{id}.html.
     app.include_router(sessions_router)
+    app.include_router(analytics_router)
+    app.include_router(catalog_router)
+    app.include_router(evidence_router)
     app.include_router(invoices_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     install_error_handlers(app)

@@ -26,6 +26,7 @@ from cloud.errors import CollectorError
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import describe_gateway, register_gateway
 from cloud.invoices import cli as invoices_cli
+from cloud.invoices import evidence_cli
 from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
 from cloud.settings import Settings
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     site_add.add_argument("--db", help=db_help)
     site_add.set_defaults(run=_site_add)
 
-    for module in (catalog_cli, sessions_cli, invoices_cli):
+    for module in (catalog_cli, sessions_cli, invoices_cli, evidence_cli):
         module.add_commands(commands)
     return parser
 

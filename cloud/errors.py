@@ -33,6 +33,7 @@
      │    ├── DeviceNotFound         404    device_not_found
      │    ├── MetricNotFound         404    metric_not_found
      │    ├── PlanNotFound           404    plan_not_found
+     │    ├── BindingNotFound        404    binding_not_found
      │    ├── InvoiceNotFound        404    invoice_not_found
      │    └── InvoiceLineNotFound    404    invoice_line_not_found
      ├── BillingConflict             409
@@ -261,6 +262,12 @@ class PlanNotFound(BillingNotFound):
     """No plan with that id."""
 
     code = "plan_not_found"
+
+
+class BindingNotFound(BillingNotFound):
+    """No binding with that id."""
+
+    code = "binding_not_found"
 
 
 class InvoiceNotFound(BillingNotFound):

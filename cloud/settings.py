@@ -1,11 +1,16 @@
 """Collector settings: where the database is and how much one request may carry."""
 
 import os
+import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from cloud.errors import InvalidSettings
 
 DB_ENV = "TOLLGATE_DB"
+INVOICE_GRACE_ENV = "TOLLGATE_INVOICE_GRACE"
+DEFAULT_INVOICE_GRACE = timedelta(days=5)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_DB_URL = "sqlite+aiosqlite:///./tollgate-cloud.sqlite"
 MIB = 1024 * 1024
 
@@ -30,6 +35,16 @@ def normalize_db_url(url: str) -> str:
     )
 
 
+def parse_duration(text: str, *, what: str = "duration") -> timedelta:
+    """`"5d"`, `"36h"`, `"30m"`, `"0s"` as a timedelta (zero allowed); `InvalidSettings` else."""
+    match = re.fullmatch(r"(\d{1,9})\s*([smhd])", text.strip())
+    if match is None:
+        raise InvalidSettings(
+            f"{what} {text!r}: use a whole number and s, m, h or d (e.g. 5d or 36h)"
+        )
+    return timedelta(seconds=int(match[1]) * _DURATION_UNITS[match[2]])
+
+
 @dataclass(frozen=True)
 class Limits:
     """How much one ingest request may carry."""
@@ -50,12 +65,22 @@ class Settings:
 
     db_url: str = DEFAULT_DB_URL
     limits: Limits = field(default_factory=Limits)
+    invoice_grace: timedelta = DEFAULT_INVOICE_GRACE  # drafts stay open this long after the month
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
+        if self.invoice_grace < timedelta(0):
+            raise InvalidSettings("invoice_grace must not be negative")
 
     @classmethod
     def load(cls, *, db: str | None = None, limits: Limits | None = None) -> "Settings":
-        """Settings from `--db`, else `$TOLLGATE_DB`, else the local SQLite default."""
+        """Settings from `--db`, else `$TOLLGATE_DB`, else the local SQLite default; the invoice
+        grace period from `$TOLLGATE_INVOICE_GRACE` ("5d", "36h"), else 5 days."""
         url = db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
-        return cls(db_url=url, limits=limits or Limits())
+        grace_text = os.environ.get(INVOICE_GRACE_ENV)
+        grace = (
+            DEFAULT_INVOICE_GRACE
+            if not grace_text
+            else parse_duration(grace_text, what=f"${INVOICE_GRACE_ENV}")
+        )
+        return cls(db_url=url, limits=limits or Limits(), invoice_grace=grace)

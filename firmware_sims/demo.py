@@ -13,17 +13,20 @@ really published.
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import socket
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from cloud.rating.periods import period_of
 from edge.technician import store_password
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import SimLock, lock_address
@@ -45,6 +48,12 @@ from firmware_sims.processes import (
 from firmware_sims.site import SimulatedLocks, SimulatedPanel, Timing, render_site_config
 
 GATEWAY_ID = "demo-site-gw1"
+CATALOG = Path(__file__).with_name("demo_catalog.toml")
+DEMO_ACCOUNTS = {  # account -> its devices whose sessions the invoice printout lists
+    "weber-household": ("camera-1", "home-1", "door-lock-1"),
+    "nordlicht-facility": ("waste-lock-1",),
+}
+BILLING_TIME_ZONE = "Europe/Berlin"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
 LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
 LOCK_TICK = 1.0
@@ -148,6 +157,7 @@ class Demo:
         pem.write_text(await self.agent.keygen())
         await self.collector.migrate()
         await self.collector.add_gateway(GATEWAY_ID, pem)
+        await self.collector.admin("catalog", "load", str(CATALOG))
 
     async def wait_for_baselines(self) -> None:
         """Scenarios start once the agent has read every counter once (so nothing goes unseen)."""
@@ -315,5 +325,40 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
         f"gateway {GATEWAY_ID}: last seq {gateway.get('last_seq')}, "
         f"missing ranges {gateway.get('missing_ranges')}, incidents {gateway.get('incidents')}"
     )
+    await print_invoices(demo.collector)
     print(f"state kept in {demo.workdir}")
     return 0 if balanced else 1
+
+
+async def print_invoices(collector: CollectorProcess) -> None:
+    """Run this month's invoices and print each demo account's draft with its sessions."""
+    period = period_of(datetime.now(UTC), BILLING_TIME_ZONE).label
+    print(f"\nBilling period {period}: tollgate-cloud invoice run --period {period}")
+    print(await collector.admin("invoice", "run", "--period", period))
+    listed = json.loads(await collector.admin("invoice", "list", "--period", period, "--json"))
+    invoice_of = {invoice["account_id"]: invoice["id"] for invoice in listed}
+    for account, devices in DEMO_ACCOUNTS.items():
+        if account not in invoice_of:
+            print(f"{account}: no invoice for {period}")
+            continue
+        print(await collector.admin("invoice", "show", str(invoice_of[account])))
+        print("  sessions behind it:")
+        for device in devices:
+            sessions = json.loads(await collector.admin("sessions", "list", "--device", device))
+            for session in sessions:
+                print("   ", session_line(session))
+
+
+def session_line(session: dict[str, Any]) -> str:
+    """One session as a line: device/channel, start, duration, close reason, event count."""
+    start = datetime.fromisoformat(session["started_at"])
+    where = session["device_id"] + (f"/{session['channel']}" if session["channel"] else "")
+    if session["ended_at"] is None:
+        lasted = "open"
+    else:
+        seconds = (datetime.fromisoformat(session["ended_at"]) - start).total_seconds()
+        lasted = f"{seconds:6.1f} s"
+    return (
+        f"{where:20} {start:%H:%M:%S} UTC  {lasted:>8}  {session['close_reason']:11} "
+        f"{len(session['events'])} events"
+    )

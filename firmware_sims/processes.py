@@ -136,6 +136,12 @@ class CollectorProcess(_Child):
             log_path=self.log_path,
         )
 
+    async def admin(self, *args: str) -> str:
+        """Run `tollgate-cloud ARGS --db URL` (an admin command on this collector's database);
+        its stdout."""
+        command = (str(BIN / "tollgate-cloud"), *args, "--db", self.db_url)
+        return await run_command(*command, log_path=self.log_path)
+
     async def start(self) -> None:
         """Serve, and wait until /healthz answers."""
         await self.spawn()

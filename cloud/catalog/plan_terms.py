@@ -34,11 +34,12 @@ Positive = Annotated[ExactDecimal, Field(gt=0, allow_inf_nan=False)]
 
 
 class TierTerms(BaseModel):
-    """A tier: units up to `up_to` (inclusive; null for the last, unbounded tier)."""
+    """A tier: units up to `up_to` (inclusive; null or omitted for the last, unbounded tier,
+    since TOML has no null)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    up_to: Positive | None
+    up_to: Positive | None = None
     unit_price: NonNegative
     flat_fee: NonNegative = Decimal(0)
 

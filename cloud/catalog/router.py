@@ -1,5 +1,358 @@
-"""HTTP routes of this package (admin API key required)."""
+"""HTTP routes of the catalog: accounts, profiles, devices, bindings, metrics, plans, unbilled
+usage. Every route needs an admin API key (`Authorization: Bearer KEY`)."""
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated
 
-router = APIRouter(tags=["catalog"])
+from fastapi import APIRouter, Query
+
+from cloud.api import AdminDep, DatabaseDep, error_responses
+from cloud.catalog import accounts, bindings, devices, metrics, plans
+from cloud.catalog.models import Plan, PlanVersionRow
+from cloud.catalog.plan_terms import PlanTerms
+from cloud.catalog.schemas import (
+    AccountCreate,
+    AccountOut,
+    AccountUpdate,
+    BindingCreate,
+    BindingOut,
+    BindingUpdate,
+    DeviceCreate,
+    DeviceOut,
+    DeviceUpdate,
+    MetricCreate,
+    MetricOut,
+    Page,
+    PlanCreate,
+    PlanOut,
+    PlanVersionOut,
+    ProfileCreate,
+    ProfileOut,
+    ProfileRule,
+    UnbilledDeviceOut,
+)
+from cloud.catalog.unbilled import unbilled_usage
+
+router = APIRouter(prefix="/v1", tags=["catalog"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+After = Annotated[str | None, Query(description="the previous page's next_after")]
+AUTH = (401, 403)
+
+
+@router.post("/accounts", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
+async def post_account(body: AccountCreate, db: DatabaseDep, _: AdminDep) -> AccountOut:
+    """Create an account (its plan must exist and bill in its currency)."""
+    async with db.transaction(write=True) as session:
+        row = await accounts.create_account(
+            session=session,
+            account_id=body.id,
+            name=body.name,
+            kind=body.kind,
+            currency=body.currency,
+            time_zone=body.time_zone,
+            plan_id=body.plan_id,
+            invoice_series=body.invoice_series,
+        )
+        return AccountOut.model_validate(row)
+
+
+@router.get("/accounts", responses=error_responses(*AUTH, 422))
+async def get_accounts(
+    db: DatabaseDep, _: AdminDep, limit: Limit = 100, after: After = None
+) -> Page[AccountOut]:
+    """Accounts in id order, one page at a time."""
+    async with db.transaction() as session:
+        rows = await accounts.list_accounts(session=session, limit=limit, after=after)
+    items = [AccountOut.model_validate(row) for row in rows]
+    return Page(items=items, next_after=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/accounts/{account_id}", responses=error_responses(*AUTH, 404))
+async def get_account(account_id: str, db: DatabaseDep, _: AdminDep) -> AccountOut:
+    """One account."""
+    async with db.transaction() as session:
+        row = await accounts.get_account(session=session, account_id=account_id)
+        return AccountOut.model_validate(row)
+
+
+@router.patch("/accounts/{account_id}", responses=error_responses(*AUTH, 404, 422))
+async def patch_account(
+    account_id: str, body: AccountUpdate, db: DatabaseDep, _: AdminDep
+) -> AccountOut:
+    """Rename an account or change its plan (`plan_id: null` takes it off its plan)."""
+    async with db.transaction(write=True) as session:
+        row = await accounts.get_account(session=session, account_id=account_id)
+        if body.name is not None:
+            row = await accounts.rename_account(
+                session=session, account_id=account_id, name=body.name
+            )
+        if "plan_id" in body.model_fields_set:
+            row = await accounts.set_account_plan(
+                session=session, account_id=account_id, plan_id=body.plan_id
+            )
+        return AccountOut.model_validate(row)
+
+
+@router.get("/accounts/{account_id}/bindings", responses=error_responses(*AUTH, 404))
+async def get_account_bindings(account_id: str, db: DatabaseDep, _: AdminDep) -> list[BindingOut]:
+    """The account's bindings by device, then time."""
+    async with db.transaction() as session:
+        rows = await bindings.account_bindings(session=session, account_id=account_id)
+        return [BindingOut.model_validate(row) for row in rows]
+
+
+@router.post("/profiles", status_code=201, responses=error_responses(*AUTH, 409, 422))
+async def post_profile(body: ProfileCreate, db: DatabaseDep, _: AdminDep) -> ProfileOut:
+    """Create a device profile with its session rule."""
+    async with db.transaction(write=True) as session:
+        row = await devices.create_profile(
+            session=session,
+            profile_id=body.id,
+            name=body.name,
+            start_on=body.start_on,
+            end_on=body.end_on,
+            timeout_seconds=body.timeout_seconds,
+        )
+        return ProfileOut.model_validate(row)
+
+
+@router.get("/profiles", responses=error_responses(*AUTH))
+async def get_profiles(db: DatabaseDep, _: AdminDep) -> list[ProfileOut]:
+    """Every device profile."""
+    async with db.transaction() as session:
+        return [
+            ProfileOut.model_validate(row) for row in await devices.list_profiles(session=session)
+        ]
+
+
+@router.get("/profiles/{profile_id}", responses=error_responses(*AUTH, 404))
+async def get_profile(profile_id: str, db: DatabaseDep, _: AdminDep) -> ProfileOut:
+    """One device profile."""
+    async with db.transaction() as session:
+        row = await devices.get_profile(session=session, profile_id=profile_id)
+        return ProfileOut.model_validate(row)
+
+
+@router.put("/profiles/{profile_id}/rule", responses=error_responses(*AUTH, 404, 422))
+async def put_profile_rule(
+    profile_id: str, body: ProfileRule, db: DatabaseDep, _: AdminDep
+) -> ProfileOut:
+    """Replace the profile's session rule; its devices' sessions are recomputed."""
+    async with db.transaction(write=True) as session:
+        row = await devices.set_profile_rule(
+            session=session,
+            profile_id=profile_id,
+            start_on=body.start_on,
+            end_on=body.end_on,
+            timeout_seconds=body.timeout_seconds,
+        )
+        return ProfileOut.model_validate(row)
+
+
+@router.post("/devices", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
+async def post_device(body: DeviceCreate, db: DatabaseDep, _: AdminDep) -> DeviceOut:
+    """Register a device under a profile (and a site)."""
+    async with db.transaction(write=True) as session:
+        row = await devices.create_device(
+            session=session,
+            device_id=body.id,
+            name=body.name,
+            profile_id=body.profile_id,
+            site_id=body.site_id,
+        )
+        return DeviceOut.model_validate(row)
+
+
+@router.get("/devices", responses=error_responses(*AUTH, 422))
+async def get_devices(
+    db: DatabaseDep,
+    _: AdminDep,
+    site_id: str | None = None,
+    profile_id: str | None = None,
+    limit: Limit = 100,
+    after: After = None,
+) -> Page[DeviceOut]:
+    """Devices in id order, optionally of one site and/or profile, one page at a time."""
+    async with db.transaction() as session:
+        rows = await devices.list_devices(
+            session=session, site_id=site_id, profile_id=profile_id, limit=limit, after=after
+        )
+    items = [DeviceOut.model_validate(row) for row in rows]
+    return Page(items=items, next_after=items[-1].id if len(items) == limit else None)
+
+
+# Device ids may hold '/', so the bindings routes come before the plain device routes.
+@router.post(
+    "/devices/{device_id:path}/bindings",
+    status_code=201,
+    responses=error_responses(*AUTH, 404, 409, 422),
+)
+async def post_binding(
+    device_id: str, body: BindingCreate, db: DatabaseDep, _: AdminDep
+) -> BindingOut:
+    """Bind the device to an account; `move: true` ends its open binding at `valid_from`."""
+    async with db.transaction(write=True) as session:
+        row = await bindings.create_binding(
+            session=session,
+            device_id=device_id,
+            account_id=body.account_id,
+            valid_from=body.valid_from,
+            valid_to=body.valid_to,
+            move=body.move,
+        )
+        return BindingOut.model_validate(row)
+
+
+@router.get("/devices/{device_id:path}/bindings", responses=error_responses(*AUTH, 404))
+async def get_device_bindings(device_id: str, db: DatabaseDep, _: AdminDep) -> list[BindingOut]:
+    """The device's bindings in time order."""
+    async with db.transaction() as session:
+        rows = await bindings.device_bindings(session=session, device_id=device_id)
+        return [BindingOut.model_validate(row) for row in rows]
+
+
+@router.get("/devices/{device_id:path}", responses=error_responses(*AUTH, 404))
+async def get_device(device_id: str, db: DatabaseDep, _: AdminDep) -> DeviceOut:
+    """One device."""
+    async with db.transaction() as session:
+        row = await devices.get_device(session=session, device_id=device_id)
+        return DeviceOut.model_validate(row)
+
+
+@router.patch("/devices/{device_id:path}", responses=error_responses(*AUTH, 404, 422))
+async def patch_device(
+    device_id: str, body: DeviceUpdate, db: DatabaseDep, _: AdminDep
+) -> DeviceOut:
+    """Rename a device, move it to another profile (recomputing its sessions) or site."""
+    async with db.transaction(write=True) as session:
+        row = await devices.update_device(
+            session=session, device_id=device_id, name=body.name, profile_id=body.profile_id
+        )
+        if "site_id" in body.model_fields_set:
+            row = await devices.set_device_site(
+                session=session, device_id=device_id, site_id=body.site_id
+            )
+        return DeviceOut.model_validate(row)
+
+
+@router.patch("/bindings/{binding_id}", responses=error_responses(*AUTH, 404, 409, 422))
+async def patch_binding(
+    binding_id: int, body: BindingUpdate, db: DatabaseDep, _: AdminDep
+) -> BindingOut:
+    """End a binding (or change its end); it may not come to overlap another binding."""
+    async with db.transaction(write=True) as session:
+        row = await bindings.end_binding(
+            session=session, binding_id=binding_id, valid_to=body.valid_to
+        )
+        return BindingOut.model_validate(row)
+
+
+@router.post("/metrics", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
+async def post_metric(body: MetricCreate, db: DatabaseDep, _: AdminDep) -> MetricOut:
+    """Create a metric."""
+    async with db.transaction(write=True) as session:
+        row = await metrics.create_metric(
+            session=session,
+            metric_id=body.id,
+            name=body.name,
+            source=body.source,
+            aggregation=body.aggregation,
+            field=body.field,
+            profiles=body.profiles,
+            names=body.names,
+            unit=body.unit,
+            duration_unit=body.duration_unit,
+        )
+        return MetricOut.model_validate(row)
+
+
+@router.get("/metrics", responses=error_responses(*AUTH))
+async def get_metrics(db: DatabaseDep, _: AdminDep) -> list[MetricOut]:
+    """Every metric."""
+    async with db.transaction() as session:
+        return [
+            MetricOut.model_validate(row) for row in await metrics.list_metrics(session=session)
+        ]
+
+
+@router.get("/metrics/{metric_id}", responses=error_responses(*AUTH, 404))
+async def get_metric(metric_id: str, db: DatabaseDep, _: AdminDep) -> MetricOut:
+    """One metric."""
+    async with db.transaction() as session:
+        row = await metrics.get_metric(session=session, metric_id=metric_id)
+        return MetricOut.model_validate(row)
+
+
+@router.post("/plans", status_code=201, responses=error_responses(*AUTH, 409, 422))
+async def post_plan(body: PlanCreate, db: DatabaseDep, _: AdminDep) -> PlanOut:
+    """Create a plan (without versions)."""
+    async with db.transaction(write=True) as session:
+        row = await plans.create_plan(
+            session=session, plan_id=body.id, name=body.name, currency=body.currency
+        )
+        return _plan_out(row, [])
+
+
+@router.get("/plans", responses=error_responses(*AUTH))
+async def get_plans(db: DatabaseDep, _: AdminDep) -> list[PlanOut]:
+    """Every plan with its versions."""
+    async with db.transaction() as session:
+        return [
+            _plan_out(row, await plans.version_rows(session=session, plan_id=row.id))
+            for row in await plans.list_plans(session=session)
+        ]
+
+
+@router.get("/plans/{plan_id}", responses=error_responses(*AUTH, 404))
+async def get_plan(plan_id: str, db: DatabaseDep, _: AdminDep) -> PlanOut:
+    """One plan with its versions, by `effective_from`."""
+    async with db.transaction() as session:
+        row = await plans.get_plan(session=session, plan_id=plan_id)
+        return _plan_out(row, await plans.version_rows(session=session, plan_id=plan_id))
+
+
+@router.post(
+    "/plans/{plan_id}/versions",
+    status_code=201,
+    responses=error_responses(*AUTH, 404, 409, 422),
+)
+async def post_plan_version(
+    plan_id: str, body: PlanTerms, db: DatabaseDep, _: AdminDep
+) -> PlanVersionOut:
+    """Append a version of the plan's terms (versions never change once made)."""
+    async with db.transaction(write=True) as session:
+        row = await plans.create_plan_version(session=session, plan_id=plan_id, terms=body)
+        return _version_out(row)
+
+
+@router.get("/unbilled", responses=error_responses(*AUTH, 422))
+async def get_unbilled(
+    db: DatabaseDep,
+    _: AdminDep,
+    start: Annotated[datetime | None, Query(description="from (inclusive), with offset")] = None,
+    end: Annotated[datetime | None, Query(description="until (exclusive), with offset")] = None,
+) -> list[UnbilledDeviceOut]:
+    """Per device, the events no binding covers (devices unknown to the catalog included)."""
+    async with db.transaction() as session:
+        found = await unbilled_usage(session=session, start=start, end=end)
+    return [UnbilledDeviceOut.model_validate(item) for item in found]
+
+
+def _plan_out(row: Plan, versions: list[PlanVersionRow]) -> PlanOut:
+    return PlanOut(
+        id=row.id,
+        name=row.name,
+        currency=row.currency,
+        created_at=row.created_at,
+        versions=[_version_out(version) for version in versions],
+    )
+
+
+def _version_out(row: PlanVersionRow) -> PlanVersionOut:
+    return PlanVersionOut(
+        version=row.version,
+        effective_from=row.effective_from,
+        terms=plans.version_terms(row),
+        created_at=row.created_at,
+    )

@@ -19,6 +19,7 @@ from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.schemas import IngestReceipt
 from cloud.quality.models import IncidentKind
 from cloud.quality.service import add_incident
+from cloud.sessions.service import note_events
 from shared.events import GENESIS_HASH, Batch, UsageEvent
 
 MAX_REPORTED_SEQS = 20
@@ -135,6 +136,7 @@ def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> N
     )
     assert batch_id is not None
     insert_events(session=session, events=events, batch_id=batch_id, received_at=received_at)
+    note_events(session, ((e.device_id, e.channel, e.occurred_at) for e in events))
 
 
 def unknown_gateway(gateway_id: str) -> UnknownGateway:

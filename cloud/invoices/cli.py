@@ -1,7 +1,227 @@
-"""`tollgate-cloud` invoice commands: invoice run | finalize | show | export, verify-invoice."""
+"""`tollgate-cloud invoice` commands: run | finalize | list | show."""
 
-from cloud.cli_support import Commands
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TextIO
+
+from cloud.cli_support import DB_HELP, CommandFailed, Commands
+from cloud.db import Database
+from cloud.errors import InvalidSettings
+from cloud.invoices.finalization import finalize_due, finalize_invoice, invoice_number
+from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.invoices.service import RunReport, get_invoice, list_invoices, run_invoices
+from cloud.rating.money import round_money
+from cloud.settings import Settings, parse_duration
+
+BAR_WIDTH = 30
 
 
 def add_commands(commands: Commands) -> None:
-    """Register this package's subcommands (each sets `run(args, settings)`)."""
+    """Register `invoice run | finalize | list | show` (each sets `run(args, settings)`)."""
+    invoice = commands.add_parser("invoice", help="run, finalize and inspect invoices")
+    actions = invoice.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="draft (or re-draft) a billing period's invoices")
+    run.add_argument("--period", required=True, help="billing month, e.g. 2026-11")
+    run.add_argument("--account", dest="account_id", help="only this account")
+    run.add_argument("--now", help="ISO time with offset to run as of (default: now)")
+    run.add_argument("--grace", help='grace period, e.g. "5d", "36h" (default: settings)')
+    run.add_argument("--db", help=DB_HELP)
+    run.set_defaults(run=_run)
+    finalize = actions.add_parser("finalize", help="finalize one draft, or every draft due")
+    which = finalize.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, dest="invoice_id", help="finalize this draft now")
+    which.add_argument("--due", action="store_true", help="finalize drafts past their grace")
+    finalize.add_argument("--now", help="ISO time with offset (default: now)")
+    finalize.add_argument("--db", help=DB_HELP)
+    finalize.set_defaults(run=_finalize)
+    listing = actions.add_parser("list", help="list invoices")
+    listing.add_argument("--account", dest="account_id")
+    listing.add_argument("--period")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--db", help=DB_HELP)
+    listing.set_defaults(run=_list)
+    show = actions.add_parser("show", help="print an invoice and its lines")
+    show.add_argument("invoice_id", type=int, metavar="ID")
+    show.add_argument("--db", help=DB_HELP)
+    show.set_defaults(run=_show)
+
+
+class ProgressBar:
+    """A progress bar on a stream: redrawn in place on a terminal, a line per 10% otherwise."""
+
+    def __init__(self, stream: TextIO, *, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.tty = stream.isatty()
+        self._last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        """Show `done` of `total`."""
+        fraction = 1.0 if total == 0 else done / total
+        if self.tty:
+            filled = int(fraction * BAR_WIDTH)
+            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+            end = "\n" if done >= total else ""
+            text = f"\r{self.label} [{bar}] {fraction:4.0%} {done}/{total}"
+            print(text, end=end, file=self.stream, flush=True)
+            return
+        tenth = int(fraction * 10)
+        if tenth > self._last_tenth:
+            self._last_tenth = tenth
+            print(f"{self.label}: {fraction:.0%} ({done}/{total})", file=self.stream, flush=True)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    now = _parse_now(args.now)
+    grace = settings.invoice_grace if args.grace is None else _parse_grace(args.grace)
+
+    async def run() -> RunReport:
+        async with Database(settings.db_url) as db:
+            return await run_invoices(
+                db=db,
+                period=args.period,
+                now=now,
+                grace=grace,
+                account_id=args.account_id,
+                progress=ProgressBar(sys.stderr, label="accounts"),
+            )
+
+    report = asyncio.run(run())
+    rows = [
+        [
+            r.account_id,
+            r.outcome,
+            _text(r.invoice_id),
+            _text(r.total),
+            str(r.lines),
+            str(r.adjustments),
+            r.error or "",
+        ]
+        for r in report.accounts
+    ]
+    print(table(["account", "outcome", "invoice", "total", "lines", "adjustments", "error"], rows))
+    print(report)
+
+
+def _finalize(args: argparse.Namespace, settings: Settings) -> None:
+    now = _parse_now(args.now)
+
+    async def run() -> list[str]:
+        async with Database(settings.db_url) as db:
+            if args.due:
+                ids = await finalize_due(db=db, now=now)
+                async with db.transaction() as session:
+                    return [_described(await session.get_one(Invoice, i)) for i in ids]
+            invoice = await finalize_invoice(db=db, invoice_id=args.invoice_id, now=now)
+            return [_described(invoice)]
+
+    finalized = asyncio.run(run())
+    for line in finalized:
+        print(line)
+    print(f"{len(finalized)} invoice(s) finalized")
+
+
+def _described(invoice: Invoice) -> str:
+    number = invoice_number(invoice.series, invoice.number)
+    return f"invoice {invoice.id} ({invoice.account_id} {invoice.period}) finalized as {number}"
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> None:
+    async def run() -> list[Invoice]:
+        async with Database(settings.db_url) as db, db.transaction() as session:
+            return await list_invoices(
+                session=session, account_id=args.account_id, period=args.period
+            )
+
+    invoices = asyncio.run(run())
+    if args.json:
+        print(json.dumps([_listed(invoice) for invoice in invoices], indent=2))
+        return
+    rows = [
+        [
+            str(i.id),
+            i.account_id,
+            i.period,
+            i.status,
+            invoice_number(i.series, i.number) or "",
+            f"{round_money(i.total, i.currency)} {i.currency}",
+        ]
+        for i in invoices
+    ]
+    print(table(["id", "account", "period", "status", "number", "total"], rows))
+
+
+def _listed(invoice: Invoice) -> dict[str, object]:
+    return {
+        "id": invoice.id,
+        "account_id": invoice.account_id,
+        "period": invoice.period,
+        "status": invoice.status,
+        "number": invoice_number(invoice.series, invoice.number),
+        "total": str(round_money(invoice.total, invoice.currency)),
+        "currency": invoice.currency,
+    }
+
+
+def _show(args: argparse.Namespace, settings: Settings) -> None:
+    async def run() -> tuple[Invoice, list[InvoiceLine]]:
+        async with Database(settings.db_url) as db, db.transaction() as session:
+            return await get_invoice(session=session, invoice_id=args.invoice_id)
+
+    invoice, lines = asyncio.run(run())
+    number = invoice_number(invoice.series, invoice.number) or "(draft, no number yet)"
+    print(f"invoice {invoice.id} {number}: account {invoice.account_id}, period {invoice.period}")
+    print(
+        f"status {invoice.status}, computed {invoice.computed_at.isoformat()}, "
+        f"grace until {invoice.grace_until.isoformat()}"
+    )
+    rows = [
+        [
+            str(line.n),
+            line.kind,
+            line.description,
+            _text(line.quantity),
+            str(round_money(line.amount, invoice.currency)),
+        ]
+        for line in lines
+    ]
+    total = round_money(invoice.total, invoice.currency)
+    rows.append(["", "", "total", "", f"{total} {invoice.currency}"])
+    print(table(["n", "kind", "description", "quantity", "amount"], rows))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table with columns padded to their widest cell."""
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _parse_now(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandFailed(f"--now {text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise CommandFailed(f"--now {text!r} needs an offset, e.g. 2026-12-02T00:00:00+00:00")
+    return value.astimezone(UTC)
+
+
+def _parse_grace(text: str) -> timedelta:
+    try:
+        return parse_duration(text, what="--grace")
+    except InvalidSettings as exc:
+        raise CommandFailed(str(exc)) from None

@@ -1,5 +1,74 @@
-"""HTTP routes of this package (admin API key required)."""
+"""HTTP routes of invoicing: runs, invoices, finalization, discarding a draft (admin API key)."""
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated
 
-router = APIRouter(tags=["invoices"])
+from fastapi import APIRouter, Query
+
+from cloud.api import AdminDep, DatabaseDep, SettingsDep, error_responses
+from cloud.invoices.finalization import discard_invoice, finalize_invoice
+from cloud.invoices.schemas import (
+    PERIOD_PATTERN,
+    InvoiceDetailOut,
+    InvoiceOut,
+    InvoiceRunRequest,
+    RunReportOut,
+)
+from cloud.invoices.service import get_invoice, list_invoices, run_invoices
+
+router = APIRouter(prefix="/v1", tags=["invoices"])
+AUTH = (401, 403)
+
+
+@router.post("/invoice-runs", responses=error_responses(*AUTH, 404, 422))
+async def post_invoice_run(
+    body: InvoiceRunRequest, db: DatabaseDep, settings: SettingsDep, _: AdminDep
+) -> RunReportOut:
+    """Draft (or re-draft) the period's invoices now; finalized ones are never changed."""
+    report = await run_invoices(
+        db=db,
+        period=body.period,
+        now=datetime.now(UTC),
+        grace=settings.invoice_grace,
+        account_id=body.account_id,
+    )
+    return RunReportOut.of(report)
+
+
+@router.get("/invoices", responses=error_responses(*AUTH, 422))
+async def get_invoices(
+    db: DatabaseDep,
+    _: AdminDep,
+    account_id: str | None = None,
+    period: Annotated[str | None, Query(pattern=PERIOD_PATTERN)] = None,
+    status: Annotated[str | None, Query(pattern="^(draft|finalized)$")] = None,
+) -> list[InvoiceOut]:
+    """Invoices, newest period first, filtered by account, period and status."""
+    async with db.transaction() as session:
+        rows = await list_invoices(
+            session=session, account_id=account_id, period=period, status=status
+        )
+        return [InvoiceOut.of(row) for row in rows]
+
+
+@router.get("/invoices/{invoice_id}", responses=error_responses(*AUTH, 404))
+async def get_one_invoice(invoice_id: int, db: DatabaseDep, _: AdminDep) -> InvoiceDetailOut:
+    """An invoice with its lines."""
+    async with db.transaction() as session:
+        invoice, lines = await get_invoice(session=session, invoice_id=invoice_id)
+        return InvoiceDetailOut.with_lines(invoice, lines)
+
+
+@router.post("/invoices/{invoice_id}/finalize", responses=error_responses(*AUTH, 404, 409))
+async def post_finalize(invoice_id: int, db: DatabaseDep, _: AdminDep) -> InvoiceOut:
+    """Finalize a draft now (also during its grace period): it gets its number, gap-free."""
+    invoice = await finalize_invoice(db=db, invoice_id=invoice_id, now=datetime.now(UTC))
+    return InvoiceOut.of(invoice)
+
+
+@router.delete(
+    "/invoices/{invoice_id}", status_code=204, responses=error_responses(*AUTH, 404, 409)
+)
+async def delete_invoice(invoice_id: int, db: DatabaseDep, _: AdminDep) -> None:
+    """Discard a draft with its lines and evidence (409 for a finalized invoice)."""
+    await discard_invoice(db=db, invoice_id=invoice_id)

@@ -8,6 +8,7 @@ broker, for a short duration: every source (Modbus panels, BLE locks, MQTT devic
 import asyncio
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from tests.support.waiting import free_port
@@ -36,3 +37,24 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert any(line.startswith("panel-1.") for line in lines)
     assert "MISMATCH" not in summary
     assert "missing ranges []" in summary
+
+    billing = summary.split("Billing period ")[1]
+    assert "2 drafted, 0 updated" in billing
+    for account in ("weber-household", "nordlicht-facility"):
+        block = billing.split(f"account {account}, period")[1].split("sessions behind it:")[0]
+        assert_total_is_sum_of_lines(block)
+    sessions = billing.split("sessions behind it:")[1:]
+    assert all("deactivated" in listed for listed in sessions)
+
+
+def assert_total_is_sum_of_lines(block: str) -> None:
+    """The printed total of an invoice equals the sum of its printed line amounts."""
+    amounts, total = [], None
+    for line in block.splitlines():
+        words = line.split()
+        if words and words[0].isdigit() and words[1] in {"base_fee", "usage", "minimum"}:
+            amounts.append(Decimal(words[-1]))
+        elif words[:1] == ["total"]:
+            total = Decimal(words[1])
+    assert amounts and total is not None, block
+    assert sum(amounts) == total, block

@@ -1,0 +1,1 @@
+"""Usage analytics: an account's metric per local day, hour or month."""

@@ -1,0 +1,234 @@
+"""Invoice exports: the invoice as one JSON document, and as CSV rows (one per line).
+
+`invoice_document` reads an invoice with its account and lines; everything after it is pure and
+works on that document. Decimals are strings (exact), times ISO 8601 in UTC, and the document
+names the account's time zone so a reader can show local dates.
+"""
+
+import csv
+import enum
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.analytics.service import UsagePoint, account_usage
+from cloud.catalog.models import Account
+from cloud.domain import LineKind
+from cloud.errors import InvalidParameters, InvoiceNotFound
+from cloud.invoices.finalization import invoice_number
+from cloud.invoices.html import invoice_html
+from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.rating.money import round_money
+
+CSV_COLUMNS = (
+    "invoice_number",
+    "account",
+    "period",
+    "line",
+    "kind",
+    "description",
+    "metric",
+    "quantity",
+    "billable",
+    "amount",
+    "currency",
+    "part_start",
+    "part_end",
+    "corrects",
+)
+
+
+class ExportFormat(enum.StrEnum):
+    """The formats an invoice exports to."""
+
+    JSON = "json"
+    CSV = "csv"
+    HTML = "html"
+
+
+MEDIA_TYPES = {
+    ExportFormat.JSON: "application/json",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+    ExportFormat.HTML: "text/html; charset=utf-8",
+}
+
+
+def check_format(name: str) -> ExportFormat:
+    """`json`, `csv` or `html`; `InvalidParameters` otherwise."""
+    try:
+        return ExportFormat(name)
+    except ValueError:
+        raise InvalidParameters(
+            f"format {name!r}: one of json, csv, html", detail={"format": name}
+        ) from None
+
+
+async def export_invoice(
+    *, session: AsyncSession, invoice_id: int, export_format: str, as_of: datetime
+) -> tuple[bytes, str]:
+    """The invoice in `export_format` and its media type; `InvoiceNotFound`, `InvalidParameters`."""
+    chosen = check_format(export_format)
+    document = await invoice_document(session=session, invoice_id=invoice_id)
+    if chosen is ExportFormat.JSON:
+        body = invoice_json(document)
+    elif chosen is ExportFormat.CSV:
+        body = invoice_csv(document).encode("utf-8")
+    else:
+        charts = await daily_usage(session=session, document=document, as_of=as_of)
+        body = invoice_html(document, charts=charts).encode("utf-8")
+    return body, MEDIA_TYPES[chosen]
+
+
+async def daily_usage(
+    *, session: AsyncSession, document: dict[str, Any], as_of: datetime
+) -> dict[int, list[UsagePoint]]:
+    """Each usage line's metric per local day of its part (for the page's charts)."""
+    charts = {}
+    for line in _lines(document):
+        if line["kind"] != LineKind.USAGE or line["metric"] is None:
+            continue
+        series = await account_usage(
+            session=session,
+            account_id=document["account_id"],
+            metric_id=line["metric"],
+            granularity="day",
+            start=datetime.fromisoformat(line["part_start"]),
+            end=datetime.fromisoformat(line["part_end"]),
+            as_of=as_of,
+        )
+        charts[int(line["n"])] = series.points
+    return charts
+
+
+async def invoice_document(*, session: AsyncSession, invoice_id: int) -> dict[str, Any]:
+    """The invoice with its account and every line as a JSON-ready document; `InvoiceNotFound`."""
+    invoice = await session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise InvoiceNotFound(f"no invoice {invoice_id}", detail={"invoice_id": invoice_id})
+    account = await session.get(Account, invoice.account_id)
+    assert account is not None  # a foreign key
+    lines = await session.scalars(
+        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.n)
+    )
+    return {
+        **invoice_header(invoice, account),
+        "lines": [line_document(line, currency=invoice.currency) for line in lines],
+    }
+
+
+def invoice_header(invoice: Invoice, account: Account) -> dict[str, Any]:
+    """An invoice's own fields and its account, JSON-ready."""
+    return {
+        "id": invoice.id,
+        "series": invoice.series,
+        "number": invoice.number,
+        "printed_number": invoice_number(invoice.series, invoice.number),
+        "status": invoice.status,
+        "account_id": invoice.account_id,
+        "account": {
+            "id": account.id,
+            "name": account.name,
+            "kind": account.kind,
+            "time_zone": account.time_zone,
+        },
+        "time_zone": account.time_zone,
+        "period": invoice.period,
+        "period_start": format_utc(invoice.period_start),
+        "period_end": format_utc(invoice.period_end),
+        "currency": invoice.currency,
+        "total": money_text(invoice.total, invoice.currency),
+        "computed_at": format_utc(invoice.computed_at),
+        "grace_until": format_utc(invoice.grace_until),
+        "finalized_at": format_utc(invoice.finalized_at),
+    }
+
+
+def line_document(line: InvoiceLine, *, currency: str) -> dict[str, Any]:
+    """Every field of an invoice line, JSON-ready (the amount with the currency's decimals)."""
+    return {
+        "n": line.n,
+        "kind": line.kind,
+        "description": line.description,
+        "plan_id": line.plan_id,
+        "plan_version": line.plan_version,
+        "metric": line.metric,
+        "part_start": format_utc(line.part_start),
+        "part_end": format_utc(line.part_end),
+        "quantity": decimal_text(line.quantity),
+        "billable": decimal_text(line.billable),
+        "amount": money_text(line.amount, currency),
+        "detail": line.detail,
+        "corrects_invoice_id": line.corrects_invoice_id,
+        "corrects_line": line.corrects_line,
+    }
+
+
+def invoice_json(document: dict[str, Any]) -> bytes:
+    """The invoice document as indented UTF-8 JSON."""
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+
+def invoice_csv(document: dict[str, Any]) -> str:
+    """The invoice lines as RFC 4180 CSV (CRLF line ends, a header row, one row per line)."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(csv_rows(document))
+    return out.getvalue()
+
+
+def csv_rows(document: dict[str, Any]) -> list[list[str]]:
+    """One CSV row per line, in `CSV_COLUMNS` order; empty cells for missing values."""
+    printed = document["printed_number"] or ""
+    return [
+        [
+            printed,
+            document["account_id"],
+            document["period"],
+            str(line["n"]),
+            line["kind"],
+            line["description"],
+            line["metric"] or "",
+            line["quantity"] or "",
+            line["billable"] or "",
+            line["amount"],
+            document["currency"],
+            line["part_start"],
+            line["part_end"],
+            corrects_text(line),
+        ]
+        for line in _lines(document)
+    ]
+
+
+def corrects_text(line: dict[str, Any]) -> str:
+    """`INVOICE_ID/LINE` of the line an adjustment corrects, or an empty string."""
+    if line.get("corrects_invoice_id") is None:
+        return ""
+    return f"{line['corrects_invoice_id']}/{line['corrects_line']}"
+
+
+def format_utc(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC (`+00:00`), or None."""
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def money_text(amount: Decimal, currency: str) -> str:
+    """An amount with exactly the currency's minor-unit decimals ("1.60", "125" for JPY)."""
+    return str(round_money(amount, currency))
+
+
+def decimal_text(value: Decimal | None) -> str | None:
+    """A decimal as its exact string, or None."""
+    return None if value is None else str(value)
+
+
+def _lines(document: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    lines: Sequence[dict[str, Any]] = document["lines"]
+    return lines

@@ -1,0 +1,165 @@
+"""What the invoice API accepts and answers (money as decimal strings)."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.invoices.finalization import invoice_number
+from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.invoices.service import AccountResult, RunReport
+from cloud.rating.money import round_money
+
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class InvoiceRunRequest(BaseModel):
+    """Run one billing period, for every account or for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    period: str = Field(pattern=PERIOD_PATTERN, examples=["2026-11"])
+    account_id: str | None = Field(default=None, max_length=64)
+
+
+class AccountResultOut(BaseModel):
+    """What the run did for one account (drafted, updated, finalized, skipped, failed)."""
+
+    account_id: str
+    outcome: str
+    invoice_id: int | None
+    total: Decimal | None
+    lines: int
+    adjustments: int
+    error: str | None
+
+    @classmethod
+    def of(cls, result: AccountResult) -> "AccountResultOut":
+        """From the service's value."""
+        return cls(
+            account_id=result.account_id,
+            outcome=result.outcome,
+            invoice_id=result.invoice_id,
+            total=result.total,
+            lines=result.lines,
+            adjustments=result.adjustments,
+            error=result.error,
+        )
+
+
+class RunReportOut(BaseModel):
+    """The counts of an invoice run and each account's result."""
+
+    period: str
+    drafted: int
+    updated: int
+    unchanged_finalized: int
+    skipped: int
+    failed: int
+    finalized_due: list[int]
+    accounts: list[AccountResultOut]
+
+    @classmethod
+    def of(cls, report: RunReport) -> "RunReportOut":
+        """From the service's value."""
+        return cls(
+            period=report.period,
+            drafted=report.drafted,
+            updated=report.updated,
+            unchanged_finalized=report.unchanged_finalized,
+            skipped=report.skipped,
+            failed=report.failed,
+            finalized_due=report.finalized_due,
+            accounts=[AccountResultOut.of(result) for result in report.accounts],
+        )
+
+
+class InvoiceOut(BaseModel):
+    """An invoice header; `number` (e.g. "INV-000012") only once finalized."""
+
+    id: int
+    account_id: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    status: str
+    series: str
+    number: str | None
+    total: Decimal
+    computed_at: datetime
+    grace_until: datetime
+    finalized_at: datetime | None
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> "InvoiceOut":
+        """From the stored row."""
+        return cls(
+            id=invoice.id,
+            account_id=invoice.account_id,
+            period=invoice.period,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            currency=invoice.currency,
+            status=invoice.status,
+            series=invoice.series,
+            number=invoice_number(invoice.series, invoice.number),
+            total=round_money(invoice.total, invoice.currency),  # SQLite drops trailing zeros
+            computed_at=invoice.computed_at,
+            grace_until=invoice.grace_until,
+            finalized_at=invoice.finalized_at,
+        )
+
+
+class InvoiceLineOut(BaseModel):
+    """A line; an adjustment names the invoice (`corrects_invoice_id`) and line it corrects."""
+
+    n: int
+    kind: str
+    description: str
+    plan_id: str | None
+    plan_version: int | None
+    metric: str | None
+    part_start: datetime
+    part_end: datetime
+    quantity: Decimal | None
+    billable: Decimal | None
+    amount: Decimal
+    detail: dict[str, Any]
+    corrects_invoice_id: int | None
+    corrects_line: int | None
+
+    @classmethod
+    def of(cls, line: InvoiceLine, *, currency: str) -> "InvoiceLineOut":
+        """From the stored row; the amount shown with the currency's minor unit."""
+        return cls(
+            n=line.n,
+            kind=line.kind,
+            description=line.description,
+            plan_id=line.plan_id,
+            plan_version=line.plan_version,
+            metric=line.metric,
+            part_start=line.part_start,
+            part_end=line.part_end,
+            quantity=line.quantity,
+            billable=line.billable,
+            amount=round_money(line.amount, currency),
+            detail=line.detail,
+            corrects_invoice_id=line.corrects_invoice_id,
+            corrects_line=line.corrects_line,
+        )
+
+
+class InvoiceDetailOut(InvoiceOut):
+    """An invoice header with its lines."""
+
+    lines: list[InvoiceLineOut]
+
+    @classmethod
+    def with_lines(cls, invoice: Invoice, lines: list[InvoiceLine]) -> "InvoiceDetailOut":
+        """From the stored rows."""
+        header = InvoiceOut.of(invoice).model_dump()
+        return cls(
+            **header, lines=[InvoiceLineOut.of(line, currency=invoice.currency) for line in lines]
+        )

@@ -1,0 +1,314 @@
+"""verify_invoice re-checks an invoice from its evidence alone, and names what was tampered with.
+
+Evidence comes from the real API over the scenario of `test_evidence` (total 12.85 EUR); each
+tampering test changes one thing in a copy and expects the matching problem. The CLI test runs
+`tollgate-cloud verify-invoice` against a real uvicorn server.
+"""
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
+
+from cloud.app import create_app
+from cloud.cli import main
+from cloud.db import Database
+from cloud.invoices.finalization import finalize_invoice
+from cloud.invoices.service import run_invoices
+from cloud.invoices.verify import Problem, verify_invoice
+from cloud.settings import Settings
+from shared.events import EventKind
+from shared.signing import public_key_pem
+from tests.cloud.invoices.test_evidence import (
+    GRACE,
+    NOW,
+    Billed,
+    at,
+    billed_invoice,
+    fetch_documents,
+    line_of,
+)
+from tests.support.usage import usage
+from tests.support.waiting import eventually, free_port
+
+Documents = tuple[dict[str, Any], list[dict[str, Any]]]
+
+
+async def documents(client: httpx.AsyncClient, db: Database) -> tuple[Billed, Documents]:
+    """The scenario's invoice and evidence, fetched over the API."""
+    billed = await billed_invoice(db)
+    return billed, await fetch_documents(client, billed)
+
+
+def evidence_of(docs: Documents, metric: str) -> dict[str, Any]:
+    """The evidence document of the usage line of `metric`."""
+    invoice, evidence = docs
+    n = line_of(invoice, "usage", metric)["n"]
+    (document,) = [doc for doc in evidence if doc["line"]["n"] == n]
+    return document
+
+
+def whats(problems: list[Problem]) -> list[tuple[int | None, str]]:
+    """(line, what) of each problem, without the batch names."""
+    return [(p.line, p.what.split(": ")[-1]) for p in problems]
+
+
+async def test_real_evidence_verifies(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    billed, (invoice, evidence) = await documents(client, db)
+    assert len(evidence) == 3  # base fee, stream_hours, water
+    assert verify_invoice(invoice, evidence) == []
+    # The invoice as GET /v1/invoices/{id} gives it (other time and number spellings) works too.
+    shown = await client.get(f"/v1/invoices/{billed.invoice_id}", headers=billed.headers)
+    assert verify_invoice(shown.json(), evidence) == []
+
+
+async def test_altered_event_quantity_breaks_the_chain_and_the_amount(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    tampered = copy.deepcopy(docs)
+    water = evidence_of(tampered, "water")
+    # meter-1's 60 l become 6 l everywhere they appear (billed events and batch 1).
+    for event in [*water["events"], *water["batches"][0]["events"]]:
+        if event["quantity"] == "60":
+            event["quantity"] = "6"
+    problems = verify_invoice(*tampered)
+    n = water["line"]["n"]
+    assert whats(problems) == [
+        (n, "chain recomputes"),
+        (n, "all 2 billed events are signed batch events, unchanged"),
+        (n, "quantity and amount recompute from the evidence"),
+    ]
+    assert "hashes to" in problems[0].detail
+    # 6 + 70 = 76 l: 0.76 instead of 1.60
+    assert "quantity 76 (stored 130)" in problems[2].detail
+    assert "amount 0.76 (stored 1.60)" in problems[2].detail
+
+
+async def test_altered_signature_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    tampered = copy.deepcopy(docs)
+    stream = evidence_of(tampered, "stream_hours")
+    batch = stream["batches"][1]
+    signature = batch["signature"]
+    batch["signature"] = ("B" if signature[0] == "A" else "A") + signature[1:]
+    problems = verify_invoice(*tampered)
+    n = stream["line"]["n"]
+    # The batch fails, so its billed events are no longer backed by a verified batch.
+    assert whats(problems) == [
+        (n, "signature verifies"),
+        (n, "all 4 billed events are signed batch events, unchanged"),
+    ]
+    assert problems[0].what.startswith("batch gw-billing 5..7")
+
+
+async def test_event_removed_from_a_batch_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    tampered = copy.deepcopy(docs)
+    water = evidence_of(tampered, "water")
+    del water["batches"][0]["events"][3]  # the stray event: not billed, still signed over
+    problems = verify_invoice(*tampered)
+    assert whats(problems)[0] == (water["line"]["n"], "chain recomputes")
+    assert "seq" in problems[0].detail
+
+
+async def test_altered_line_amount_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    invoice, evidence = copy.deepcopy(docs)
+    # A consistent lie: 1.60 -> 0.60 in the invoice, the evidence line and the total.
+    line = line_of(invoice, "usage", "water")
+    line["amount"] = "0.60"
+    evidence_of((invoice, evidence), "water")["line"]["amount"] = "0.60"
+    invoice["total"] = "11.85"
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [(line["n"], "quantity and amount recompute from the evidence")]
+    assert "amount 1.60 (stored 0.60)" in problems[0].detail
+
+
+async def test_stretched_session_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    invoice, evidence = copy.deepcopy(docs)
+    stream = evidence_of((invoice, evidence), "stream_hours")
+    # A consistent lie: the 1 h session "lasted" 2 h, so 4.5 h, 3.5 billable, 1.75 EUR.
+    session = stream["sessions"][1]
+    session["ended_at"] = session["piece_end"] = "2026-11-10T22:00:00+00:00"
+    for line in (stream["line"], line_of(invoice, "usage", "stream_hours")):
+        line.update(quantity="4.5", billable="3.5", amount="1.75")
+    invoice["total"] = "13.35"
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [
+        (stream["line"]["n"], "each session starts (and ends) at its events' times")
+    ]
+    assert problems[0].detail == f"sessions: {session['id']}"
+
+
+async def test_altered_total_fails(app: FastAPI, client: httpx.AsyncClient, db: Database) -> None:
+    _, docs = await documents(client, db)
+    invoice, evidence = copy.deepcopy(docs)
+    invoice["total"] = "12.86"
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [(None, "total equals the sum of the line amounts")]
+    assert problems[0].detail == "total 12.86, lines sum to 12.85"
+
+
+async def test_evidence_event_in_no_batch_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    _, docs = await documents(client, db)
+    tampered = copy.deepcopy(docs)
+    water = evidence_of(tampered, "water")
+    del water["batches"][1]  # the batch holding the 70 l event
+    problems = verify_invoice(*tampered)
+    assert whats(problems) == [
+        (water["line"]["n"], "all 2 billed events are signed batch events, unchanged")
+    ]
+    assert "gw-billing/5" in problems[0].detail
+
+
+async def test_pinned_key_of_another_gateway_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database, gateway_key: Ed25519PrivateKey
+) -> None:
+    _, docs = await documents(client, db)
+    other = public_key_pem(gateway_key.public_key())  # a real key, not this gateway's
+    problems = verify_invoice(*docs, trusted_keys={"gw-billing": other})
+    assert {p.what.split(": ")[-1] for p in problems} >= {"signature verifies"}
+
+
+@contextlib.asynccontextmanager
+async def serving(db_url: str) -> AsyncIterator[str]:
+    """A real collector (uvicorn) on a free port over the test's database; its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(Settings(db_url=db_url)), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: server.started, what="uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def cli(*argv: str) -> int:
+    """`tollgate-cloud ARGV` in a thread (it makes blocking HTTP calls); its exit status."""
+
+    def run() -> int:
+        try:
+            return main(list(argv))
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+    return await asyncio.to_thread(run)
+
+
+async def test_cli_verifies_against_a_real_server_and_fails_on_a_tampered_copy(
+    app: FastAPI, client: httpx.AsyncClient, db: Database, db_url: str, tmp_path: Path, capsys: Any
+) -> None:
+    billed = await billed_invoice(db)
+    key_file = tmp_path / "admin.key"
+    key_file.write_text(billed.api_key + "\n")
+    saved = tmp_path / "evidence"
+    invoice_id = str(billed.invoice_id)
+    async with serving(db_url) as url:
+        source = ("--url", url, "--api-key-file", str(key_file))
+        assert await cli("verify-invoice", invoice_id, *source) == 0
+        assert await cli("invoice", "evidence", invoice_id, "--out", str(saved), *source) == 0
+        unknown = await cli("verify-invoice", "999999", *source)
+    out = capsys.readouterr()
+    assert "✓ invoice: total equals the sum of the line amounts" in out.out
+    assert "✗" not in out.out.split("invoice 999999")[0]
+    assert unknown == 2 and "invoice_not_found" not in out.err  # one readable line instead
+    assert "no invoice 999999" in out.err
+
+    assert await cli("verify-invoice", invoice_id, "--from-dir", str(saved)) == 0
+    right, wrong = tmp_path / "right.pem", tmp_path / "wrong.pem"
+    right.write_text(public_key_pem(billed.feed.key.public_key()))
+    wrong.write_text(public_key_pem(Ed25519PrivateKey.generate().public_key()))
+    offline = ("verify-invoice", invoice_id, "--from-dir", str(saved))
+    assert await cli(*offline, "--trust-key", f"gw-billing={right}") == 0
+    assert await cli(*offline, "--trust-key", f"gw-billing={wrong}") == 1
+    assert await cli(*offline, "--trust-key", "gw-billing") == 2  # not GATEWAY=FILE
+    line_file = sorted(saved.glob("line-*.json"))[-1]
+    document = orjson.loads(line_file.read_bytes())
+    document["line"]["amount"] = "0.01"
+    line_file.write_bytes(orjson.dumps(document))
+    capsys.readouterr()
+    assert await cli("verify-invoice", invoice_id, "--from-dir", str(saved)) == 1
+    assert "✗ line" in capsys.readouterr().out
+
+
+async def test_cli_refuses_unreachable_server_and_missing_files(tmp_path: Path) -> None:
+    key_file = tmp_path / "admin.key"
+    key_file.write_text("tg_whatever")
+    url = f"http://127.0.0.1:{free_port()}"
+    assert await cli("verify-invoice", "1", "--url", url, "--api-key-file", str(key_file)) == 2
+    assert await cli("verify-invoice", "1", "--from-dir", str(tmp_path / "nothing")) == 2
+    assert await cli("verify-invoice", "1", "--url", url) == 2  # no key file
+
+
+async def test_adjustment_for_a_late_event_after_finalization_verifies(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    # November is finalized at 12.85; a late 10 l for 11-20 arrives; the December run adds an
+    # adjustment naming November's water line: 140 l = 1.00 + 40 x 0.02 = 1.80, so +0.20.
+    # Late means received after the invoice was computed: the run uses the real clock here.
+    computed = datetime.now(UTC)
+    billed = await billed_invoice(db, now=computed)
+    november = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=computed)
+    await billed.feed.send(
+        db,
+        [
+            usage("meter-1", "water", at("11-20 10:00"), kind=EventKind.MEASUREMENT,
+                  quantity="10", unit="l"),
+        ],
+    )  # fmt: skip
+    later = max(computed, NOW) + timedelta(days=31)
+    report = await run_invoices(db=db, period="2026-12", now=later, grace=GRACE, account_id="acme")
+    december = report.accounts[0].invoice_id
+    assert december is not None
+    docs = await fetch_documents(client, Billed(december, billed.api_key, billed.feed, []))
+    invoice, evidence = docs
+    (adjustment,) = [line for line in invoice["lines"] if line["kind"] == "adjustment"]
+    assert adjustment["amount"] == "0.20"
+    assert (adjustment["corrects_invoice_id"], adjustment["corrects_line"]) == (november.id, 3)
+    document = evidence_of_line(docs, adjustment["n"])
+    assert document["corrects"]["number"] == november.number
+    assert document["corrects"]["line"]["amount"] == "1.60"
+    assert len(document["line_events"]) == 3  # 60 + 70 + the late 10
+    assert verify_invoice(invoice, evidence) == []
+
+    # The adjustment claiming more than new minus previous is caught.
+    adjustment["amount"] = "0.30"
+    document["line"]["amount"] = "0.30"
+    invoice["total"] = str(Decimal(invoice["total"]) + Decimal("0.10"))
+    assert whats(verify_invoice(invoice, evidence)) == [
+        (adjustment["n"], "adjustment is the new amount minus the amount billed before")
+    ]
+
+
+def evidence_of_line(docs: Documents, n: int) -> dict[str, Any]:
+    """The evidence document of line `n`."""
+    (document,) = [doc for doc in docs[1] if doc["line"]["n"] == n]
+    return document
