@@ -33,10 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from cloud.invoices.service import run_invoices
-from cloud.rating.rating import AccountUsage, rate_period
-from cloud.sessions.service import refresh_sessions
-from cloud.sessions.sessionizer import sessionize
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -64,8 +60,12 @@ from cloud.domain import (
 )
 from cloud.gateways.models import Gateway
 from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.invoices.service import run_invoices
+from cloud.rating.rating import AccountUsage, rate_period
 from cloud.schema import migrate
 from cloud.sessions.models import SessionWork
+from cloud.sessions.service import refresh_sessions
+from cloud.sessions.sessionizer import sessionize
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PERIOD = "2026-11"
@@ -168,7 +168,7 @@ def _devices(accounts: int) -> Iterator[tuple[str, str, str]]:
 def generate(accounts: int, events: int, seed: int = 5) -> Site:
     """About `events` events over the month for 3 devices per account."""
     rng = random.Random(seed)
-    per_device = max(2, events // (accounts * len(PROFILES)))
+    per_device = max(2, -(-events // (accounts * len(PROFILES))))  # ceil: at least `events`
     site = Site(defaultdict(list), {}, {})
     seq = 0
     for device, profile, account in _devices(accounts):

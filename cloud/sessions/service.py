@@ -162,6 +162,7 @@ async def refresh_sessions(
     total = len(queued)
     done = 0
     report = RefreshReport(0, 0, 0, 0)
+    unanalyzed = 0
     for offset in range(0, len(devices), CHUNK_DEVICES):
         chunk = devices[offset : offset + CHUNK_DEVICES]
         part = await db.run_write(functools.partial(refresh_chunk, chunk=chunk, as_of=as_of))
@@ -171,6 +172,12 @@ async def refresh_sessions(
             report.written + part.written,
             report.retired + part.retired,
         )
+        unanalyzed += part.written
+        if db.dialect == "postgresql" and unanalyzed > STALE_MINIMUM:
+            # A big refresh grows `sessions` from nothing: without fresh statistics the planner
+            # keeps scanning it whole for every chunk (70 s of 83 s at 1M events).
+            await db.run_write(analyze_sessions)
+            unanalyzed = 0
         done += sum(pairs_of[device_id] for device_id in chunk)
         if progress is not None:
             progress(min(done, total), total)
@@ -199,6 +206,11 @@ def analyze_if_stale(session: Session) -> None:
     ).all()
     for table in sorted(stale):  # names from the fixed list above
         session.execute(text(f"ANALYZE {table}"))
+
+
+def analyze_sessions(session: Session) -> None:
+    """PostgreSQL: refresh the planner's statistics of `sessions`."""
+    session.execute(text("ANALYZE sessions"))
 
 
 def enqueue_expired(session: Session, *, as_of: datetime) -> int:
