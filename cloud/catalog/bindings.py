@@ -49,6 +49,7 @@ async def create_binding(
     overlapping = await _overlapping(session, device_id=device_id, start=start, end=end)
     if overlapping and move and _movable(overlapping, start):
         overlapping[0].valid_to = start
+        overlapping[0].changed_at = datetime.now(UTC)
         await session.flush()
     elif overlapping:
         raise _overlap_error(device_id, start, end, overlapping, move=move)
@@ -77,6 +78,7 @@ async def end_binding(
     if others:
         raise _overlap_error(binding.device_id, start, end, others, move=False)
     binding.valid_to = end
+    binding.changed_at = datetime.now(UTC)
     await session.flush()
     return binding
 

@@ -65,6 +65,9 @@ class Binding(Base):
     valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
     valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When valid_to last changed (ended, or closed by a move); None: never since created.
+    # Invoicing re-checks finalized invoices of an account whose bindings changed after them.
+    changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Metric(Base):

@@ -269,6 +269,10 @@ def _inputs_changed() -> Any:
         _overlaps_invoice(other),
         other.created_at > Invoice.computed_at,
     )
+    # An ended binding may no longer overlap the period it was billed in: any change counts.
+    changed_binding = exists().where(
+        other.account_id == Invoice.account_id, other.changed_at > Invoice.computed_at
+    )
     new_version = exists().where(
         or_(
             PlanVersionRow.plan_id.in_(
@@ -289,7 +293,7 @@ def _inputs_changed() -> Any:
         SessionRow.started_at < Invoice.period_end,
         or_(SessionRow.ended_at.is_(None), SessionRow.ended_at >= Invoice.period_start),
     )
-    return or_(late_event, new_binding, new_version, new_session)
+    return or_(late_event, new_binding, changed_binding, new_version, new_session)
 
 
 async def _invoice_plans(*, session: AsyncSession, invoice_ids: list[int]) -> dict[int, str]:

@@ -124,6 +124,25 @@ async def test_a_device_moved_away_after_finalization_is_credited(billing: Billi
     assert october.total == D("8.40")
 
 
+async def test_a_binding_ended_after_finalization_is_credited(billing: Billing) -> None:
+    september_id = await finalized_september(billing)
+    # the meter was really returned on September 5th; only the binding's end changes (no new
+    # binding, no new event), and the binding no longer overlaps the 8 kWh of September 10th
+    async with billing.db.transaction(write=True) as session:
+        (binding,) = await device_bindings(session=session, device_id="meter-l")
+        await end_binding(session=session, binding_id=binding.id, valid_to=utc(2026, 9, 5))
+
+    await billing.run("2026-10", account_id="late")
+
+    october = await billing.invoice("late", "2026-10")
+    assert october is not None
+    adjustments = [ln for ln in await billing.lines(october.id) if ln.kind == "adjustment"]
+    # kwh 8 -> 0: 0.00 against 1.60 billed, a credit of 1.60; the base fee is unchanged
+    assert [(a.amount, a.corrects_invoice_id, a.corrects_line) for a in adjustments] == [
+        (D("-1.60"), september_id, 3)
+    ]
+
+
 async def test_nothing_changed_means_no_adjustment(billing: Billing) -> None:
     await finalized_september(billing)
 
