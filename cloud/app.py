@@ -17,6 +17,7 @@ from cloud.analytics.router import router as analytics_router
 from cloud.api import DatabaseDep
 from cloud.catalog.router import router as catalog_router
 from cloud.db import Database
+from cloud.direct.router import router as direct_router
 from cloud.errors import CollectorError, InvalidParameters, error_locations
 from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(ingest_router)
+    app.include_router(direct_router)
     app.include_router(gateways_router)
     app.include_router(enrollments_router)
     # Specific paths before catch-alls: the catalog's /v1/devices/{id:path} would swallow

@@ -22,6 +22,7 @@ from cloud.app import create_app
 from cloud.catalog import cli as catalog_cli
 from cloud.cli_support import DB_HELP, CommandFailed
 from cloud.db import Database
+from cloud.direct import cli as direct_cli
 from cloud.errors import CollectorError
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import describe_gateway, register_gateway
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     site_add.add_argument("--db", help=db_help)
     site_add.set_defaults(run=_site_add)
 
-    for module in (catalog_cli, sessions_cli, invoices_cli, evidence_cli):
+    for module in (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli):
         module.add_commands(commands)
     return parser
 
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = Settings.load(db=args.db)
-        args.run(args, settings)
+        status = args.run(args, settings)  # a command may return its own exit status
     except (CommandFailed, CollectorError) as exc:
         print(f"tollgate-cloud: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"tollgate-cloud: error: database unavailable: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:

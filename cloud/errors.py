@@ -41,6 +41,16 @@
      │    │                                                     metric, plan or plan version
      │    ├── BindingOverlap         409    binding_overlap     a device bound twice at once
      │    └── InvoiceFinalized       409    invoice_finalized   finalized invoices never change
+     ├── UnsupportedMediaType        415    unsupported_media_type  a Content-Type this route
+     │                                                          does not take (CloudEvents binary)
+     ├── InvalidEvent                422    invalid_event       a structured CloudEvent that
+     │                                                          cannot be stored (detail names why)
+     ├── InvalidImport               422    invalid_import      a file that cannot be imported at
+     │                                                          all (missing column, bad header)
+     ├── InvalidSource               422    invalid_source      a source id or mapping we cannot use
+     ├── SourceNotFound              404    source_not_found
+     ├── SourceExists                409    source_exists       the id or a CloudEvents source URI
+     │                                                          is taken
      └── InvalidSettings             -      -                   a database URL we cannot use
 
 Services raise these and never `HTTPException`; `cloud.app` maps them to their status with the body
@@ -305,6 +315,48 @@ class InvoiceFinalized(BillingConflict):
     """A finalized invoice is immutable: nothing may change it."""
 
     code = "invoice_finalized"
+
+
+class UnsupportedMediaType(CollectorError):
+    """The request's Content-Type is not one this route accepts."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class InvalidEvent(CollectorError):
+    """A single structured CloudEvent that cannot be stored; `detail` has the field and reason."""
+
+    status = 422
+    code = "invalid_event"
+
+
+class InvalidImport(CollectorError):
+    """A file that cannot be imported at all: unknown format, unreadable header, missing column."""
+
+    status = 422
+    code = "invalid_import"
+
+
+class InvalidSource(CollectorError):
+    """A direct source's id or mapping that cannot be used."""
+
+    status = 422
+    code = "invalid_source"
+
+
+class SourceNotFound(CollectorError):
+    """No direct source with that id."""
+
+    status = 404
+    code = "source_not_found"
+
+
+class SourceExists(CollectorError):
+    """A direct source with that id, or another source owning that CloudEvents URI, exists."""
+
+    status = 409
+    code = "source_exists"
 
 
 class InvalidSettings(CollectorError):

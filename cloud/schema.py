@@ -26,6 +26,7 @@ from cloud.catalog.models import (
     PlanVersionRow,
 )
 from cloud.db import Base
+from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
@@ -55,6 +56,10 @@ TABLES = (
     Invoice,
     InvoiceLine,
     InvoiceEvidence,
+    Source,
+    SourceUri,
+    DirectEventKey,
+    ImportRun,
 )
 
 

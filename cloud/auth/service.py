@@ -1,4 +1,5 @@
-"""Admin API keys: made once, shown once, stored as their SHA-256 only.
+"""API keys (admin keys, and ingest keys scoped to one direct source): made once, shown once,
+stored as their SHA-256 only.
 
 A key reads `tg_` followed by 43 URL-safe base64 characters (32 random bytes). The database keeps
 its SHA-256 and its first 11 characters (`prefix`, to tell keys apart in listings); a leaked
@@ -18,6 +19,7 @@ from cloud.errors import Forbidden, Unauthorized
 
 KEY_PREFIX = "tg_"
 ADMIN_SCOPE = "admin"
+INGEST_SCOPE_PREFIX = "ingest:"  # + a direct source id: may send that source's events
 _PREFIX_CHARS = 11
 
 
@@ -66,11 +68,22 @@ async def revoke_api_key(*, session: AsyncSession, prefix: str) -> int:
 
 async def authenticate(*, session: AsyncSession, secret: str | None, scope: str) -> ApiKey:
     """The live key behind `secret`, if its scope is `scope`; else Unauthorized or Forbidden."""
+    row = await live_key(session=session, secret=secret)
+    if row.scope != scope:
+        raise Forbidden(f"API key {row.prefix}… has scope {row.scope!r}, this needs {scope!r}")
+    return row
+
+
+async def live_key(*, session: AsyncSession, secret: str | None) -> ApiKey:
+    """The live key behind `secret`, whatever its scope; else Unauthorized."""
     if not secret:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
     if row is None or row.revoked_at is not None:
         raise Unauthorized("unknown or revoked API key")
-    if row.scope != scope:
-        raise Forbidden(f"API key {row.prefix}… has scope {row.scope!r}, this needs {scope!r}")
     return row
+
+
+def ingest_scope(source_id: str) -> str:
+    """The scope of a key that may send events for the direct source `source_id`."""
+    return INGEST_SCOPE_PREFIX + source_id

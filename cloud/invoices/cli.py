@@ -6,9 +6,8 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
 
-from cloud.cli_support import DB_HELP, CommandFailed, Commands
+from cloud.cli_support import DB_HELP, CommandFailed, Commands, ProgressBar
 from cloud.db import Database
 from cloud.errors import InvalidSettings
 from cloud.invoices.finalization import finalize_due, finalize_invoice, invoice_number
@@ -16,8 +15,6 @@ from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.service import RunReport, get_invoice, list_invoices, run_invoices
 from cloud.rating.money import round_money
 from cloud.settings import Settings, parse_duration
-
-BAR_WIDTH = 30
 
 
 def add_commands(commands: Commands) -> None:
@@ -48,31 +45,6 @@ def add_commands(commands: Commands) -> None:
     show.add_argument("invoice_id", type=int, metavar="ID")
     show.add_argument("--db", help=DB_HELP)
     show.set_defaults(run=_show)
-
-
-class ProgressBar:
-    """A progress bar on a stream: redrawn in place on a terminal, a line per 10% otherwise."""
-
-    def __init__(self, stream: TextIO, *, label: str) -> None:
-        self.stream = stream
-        self.label = label
-        self.tty = stream.isatty()
-        self._last_tenth = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        """Show `done` of `total`."""
-        fraction = 1.0 if total == 0 else done / total
-        if self.tty:
-            filled = int(fraction * BAR_WIDTH)
-            bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-            end = "\n" if done >= total else ""
-            text = f"\r{self.label} [{bar}] {fraction:4.0%} {done}/{total}"
-            print(text, end=end, file=self.stream, flush=True)
-            return
-        tenth = int(fraction * 10)
-        if tenth > self._last_tenth:
-            self._last_tenth = tenth
-            print(f"{self.label}: {fraction:.0%} ({done}/{total})", file=self.stream, flush=True)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:

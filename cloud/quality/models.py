@@ -1,4 +1,5 @@
-"""The `incidents` table: every refused batch and every re-sent one, per gateway."""
+"""The `incidents` table: every refused batch and every re-sent one, per gateway; for direct
+sources (gateway `source:<id>`) also late arrivals, unknown devices and rejected records."""
 
 import enum
 from datetime import datetime
@@ -20,6 +21,9 @@ class IncidentKind(enum.StrEnum):
     KEY_RETIRED = "key_retired"
     DUPLICATE_DELIVERY = "duplicate_delivery"
     MALFORMED_BATCH = "malformed_batch"
+    LATE_ARRIVAL = "late_arrival"
+    UNKNOWN_DEVICE = "unknown_device"
+    REJECTED_EVENT = "rejected_event"
 
 
 class Incident(Base):

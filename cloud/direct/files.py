@@ -1,0 +1,142 @@
+"""Reading legacy files into records: CSV (with a header row) and JSON Lines. Pure, no I/O.
+
+Rows are numbered as a person looking at the file counts them: in a CSV the header is row 1 and
+the first record row 2; in JSON Lines row N is line N. A file that cannot be read at all (unknown
+format, no header, a mapped column missing) raises `InvalidImport` before any row is read; a bad
+row (bytes that are not UTF-8, a line that is not a JSON object) becomes a `RowError` for that row
+only, so the good rows of the file are still stored.
+"""
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+from cloud.direct.mapping import FileColumns, RowError, SourceMapping
+from cloud.errors import InvalidImport
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a non-UTF-8 byte
+
+
+class FileFormat(StrEnum):
+    """The file formats `import` reads."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+class FileRow(NamedTuple):
+    """One row of a file: its number and its record, or why it cannot be read."""
+
+    row: int
+    record: dict[str, Any] | None
+    error: RowError | None
+
+
+def guess_format(filename: str) -> FileFormat:
+    """The format a file name's extension suggests; `InvalidImport` if it suggests none."""
+    lowered = filename.lower()
+    if lowered.endswith(".csv"):
+        return FileFormat.CSV
+    if lowered.endswith((".jsonl", ".ndjson")):
+        return FileFormat.JSONL
+    raise InvalidImport(
+        f"cannot tell the format of {filename!r}: name it .csv or .jsonl, or give the format",
+        detail={"formats": [f.value for f in FileFormat]},
+    )
+
+
+def file_columns(mapping: SourceMapping) -> FileColumns:
+    """The mapping's file columns; `InvalidImport` if the source takes no files."""
+    if mapping.files is None:
+        raise InvalidImport("this source's mapping has no [files] section: it takes no files")
+    return mapping.files
+
+
+def mapped_columns(mapping: SourceMapping) -> list[str]:
+    """Every column the mapping reads from a row."""
+    columns = file_columns(mapping)
+    wanted = [columns.device, columns.time, columns.type, columns.id]
+    for rule in mapping.types:
+        wanted += [rule.quantity, rule.channel]
+    return list(dict.fromkeys(name for name in wanted if name is not None))
+
+
+def read_rows(data: bytes, file_format: FileFormat, mapping: SourceMapping) -> Iterator[FileRow]:
+    """The file's rows in order; `InvalidImport` at once if the file cannot be read at all."""
+    text = data.decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    if file_format is FileFormat.CSV:
+        return _csv_rows(text, mapping)
+    return _jsonl_rows(text)
+
+
+def _csv_rows(text: str, mapping: SourceMapping) -> Iterator[FileRow]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if header is None:
+        raise InvalidImport("the file is empty: a CSV import needs a header row")
+    header = [name.strip() for name in header]
+    if bad := [name for name in header if _UNDECODABLE.search(name)]:
+        raise InvalidImport(
+            f"the header row is not valid UTF-8 ({len(bad)} column name(s))",
+            detail={"row": 1},
+        )
+    required = [name for name in mapped_columns(mapping) if name in _required(mapping)]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise InvalidImport(
+            f"the file has no column {missing[0]!r} (the mapping needs {', '.join(required)})",
+            detail={"missing_columns": missing, "columns": header},
+        )
+    return _csv_records(reader, header)
+
+
+def _required(mapping: SourceMapping) -> set[str]:
+    # Quantity and channel columns may be absent when only some types use them.
+    columns = file_columns(mapping)
+    return {name for name in (columns.device, columns.time, columns.type, columns.id) if name}
+
+
+def _csv_records(reader: Any, header: list[str]) -> Iterator[FileRow]:
+    row = 1
+    for values in reader:
+        row += 1
+        if not values or all(not value.strip() for value in values):
+            continue
+        if len(values) != len(header):
+            error = RowError("row", f"has {len(values)} fields, the header has {len(header)}")
+            yield FileRow(row, None, error)
+            continue
+        record = {name: value.strip() or None for name, value in zip(header, values, strict=True)}
+        yield _checked(row, record)
+
+
+def _checked(row: int, record: dict[str, Any]) -> FileRow:
+    for name, value in record.items():
+        if isinstance(value, str) and (found := _UNDECODABLE.search(value)):
+            byte = ord(found.group()) - 0xDC00
+            return FileRow(row, None, RowError(name, f"is not valid UTF-8 (byte 0x{byte:02X})"))
+    return FileRow(row, record, None)
+
+
+def _jsonl_rows(text: str) -> Iterator[FileRow]:
+    for row, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is JSON
+        if not line.strip():
+            continue
+        if found := _UNDECODABLE.search(line):
+            byte = ord(found.group()) - 0xDC00
+            yield FileRow(row, None, RowError("line", f"is not valid UTF-8 (byte 0x{byte:02X})"))
+            continue
+        try:
+            record = json.loads(line, parse_float=Decimal)
+        except ValueError as exc:
+            yield FileRow(row, None, RowError("line", f"is not valid JSON: {exc}"))
+            continue
+        if not isinstance(record, dict):
+            yield FileRow(row, None, RowError("line", "must be a JSON object"))
+            continue
+        yield FileRow(row, record, None)

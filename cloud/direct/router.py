@@ -1,0 +1,164 @@
+"""HTTP routes of direct ingestion.
+
+`POST /v1/events` and `POST /v1/imports` take an ingest key (scope `ingest:<source>`); imports
+also take an admin key. Creating and inspecting sources and their keys needs an admin key.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from cloud.api import AdminDep, DatabaseDep, SettingsDep, bearer_token, error_responses
+from cloud.auth.service import ADMIN_SCOPE, INGEST_SCOPE_PREFIX, ingest_scope, live_key
+from cloud.db import Database
+from cloud.direct import cloudevents
+from cloud.direct.files import FileFormat, guess_format
+from cloud.direct.schemas import (
+    EventsReceipt,
+    ImportReport,
+    IssuedIngestKey,
+    SourceCreate,
+    SourceView,
+)
+from cloud.direct.service import (
+    add_source,
+    create_ingest_key,
+    describe_source,
+    import_file,
+    ingest_cloudevents,
+    list_sources,
+)
+from cloud.errors import Forbidden
+from cloud.ingest.body import read_body
+
+router = APIRouter(prefix="/v1", tags=["direct ingestion"])
+AUTH = (401, 403)
+
+CLOUDEVENTS_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One CloudEvent (structured mode) or a JSON array of them (batch mode); "
+        "`subject` names the device, `type` and `data` are mapped by the source's mapping.",
+        "content": {
+            cloudevents.STRUCTURED: {"schema": {"type": "object"}},
+            cloudevents.BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+        },
+    }
+}
+IMPORT_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The file itself (CSV with a header row, or JSON Lines); may be gzipped.",
+        "content": {"text/csv": {}, "application/x-ndjson": {}},
+    }
+}
+
+
+async def key_scope(request: Request) -> str:
+    """The scope of the request's live API key (401 without one)."""
+    database: Database = request.app.state.db
+    async with database.transaction() as session:
+        key = await live_key(session=session, secret=bearer_token(request))
+        return key.scope
+
+
+ScopeDep = Annotated[str, Depends(key_scope)]
+
+
+@router.post(
+    "/events",
+    openapi_extra=CLOUDEVENTS_REQUEST_BODY,
+    responses=error_responses(400, *AUTH, 404, 413, 415, 422),
+)
+async def post_events(
+    request: Request, db: DatabaseDep, settings: SettingsDep, scope: ScopeDep
+) -> EventsReceipt:
+    """Store CloudEvents 1.0 (structured or batch JSON), idempotent by `(source, id)`."""
+    if not scope.startswith(INGEST_SCOPE_PREFIX):
+        raise Forbidden(f"a key of scope {scope!r} cannot send events: use an ingest key")
+    body = await read_body(request, limits=settings.limits)
+    return await ingest_cloudevents(
+        db=db,
+        source_id=scope.removeprefix(INGEST_SCOPE_PREFIX),
+        content_type=request.headers.get("content-type"),
+        body=body,
+        limits=settings.limits,
+    )
+
+
+@router.post(
+    "/imports",
+    openapi_extra=IMPORT_REQUEST_BODY,
+    responses=error_responses(400, *AUTH, 404, 413, 422),
+)
+async def post_import(
+    request: Request,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    scope: ScopeDep,
+    source: Annotated[str, Query(max_length=64, description="the source the file belongs to")],
+    filename: Annotated[str, Query(min_length=1, max_length=255)] = "upload.csv",
+    file_format: Annotated[FileFormat | None, Query(alias="format")] = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import a CSV or JSON Lines file: good rows stored once, each bad row reported."""
+    if scope not in (ADMIN_SCOPE, ingest_scope(source)):
+        raise Forbidden(f"a key of scope {scope!r} cannot import for source {source!r}")
+    body = await read_body(request, limits=settings.limits)
+    return await import_file(
+        db=db,
+        source_id=source,
+        data=body,
+        filename=filename,
+        file_format=file_format or guess_format(filename),
+        dry_run=dry_run,
+    )
+
+
+@router.post("/sources", status_code=201, responses=error_responses(*AUTH, 409, 422))
+async def post_source(body: SourceCreate, db: DatabaseDep, _: AdminDep) -> SourceView:
+    """Create a direct source with its mapping (and its sealing key)."""
+    async with db.transaction(write=True) as session:
+        await add_source(session=session, spec=body)
+    async with db.transaction() as session:
+        return await describe_source(session=session, source_id=body.id)
+
+
+@router.get("/sources", responses=error_responses(*AUTH))
+async def get_sources(db: DatabaseDep, _: AdminDep) -> list[SourceView]:
+    """Every direct source with its data quality."""
+    async with db.transaction() as session:
+        return [
+            await describe_source(session=session, source_id=source_id)
+            for source_id in await list_sources(session=session)
+        ]
+
+
+@router.get("/sources/{source_id}", responses=error_responses(*AUTH, 404))
+async def get_source(source_id: str, db: DatabaseDep, _: AdminDep) -> SourceView:
+    """A direct source, its stored events and its data-quality incidents by kind."""
+    async with db.transaction() as session:
+        return await describe_source(session=session, source_id=source_id)
+
+
+class KeyRequest(BaseModel):
+    """Who the new ingest key is for."""
+
+    name: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/sources/{source_id}/keys", status_code=201, responses=error_responses(*AUTH, 404))
+async def post_source_key(
+    source_id: str, body: KeyRequest, db: DatabaseDep, _: AdminDep
+) -> IssuedIngestKey:
+    """An ingest key for this source; its secret is in this answer only."""
+    async with db.transaction(write=True) as session:
+        issued = await create_ingest_key(session=session, source_id=source_id, name=body.name)
+    return IssuedIngestKey(
+        id=issued.id,
+        name=issued.name,
+        scope=issued.scope,
+        prefix=issued.prefix,
+        secret=issued.secret,
+    )
