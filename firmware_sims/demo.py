@@ -31,6 +31,7 @@ from edge.technician import store_password
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import SimLock, lock_address
 from firmware_sims.ble_lock import default_scenario as lock_scenario
+from firmware_sims.demo_direct import DEVICE, feed_direct_source, register_source
 from firmware_sims.embedded_broker import broker_url
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
 from firmware_sims.mqtt_device import (
@@ -51,7 +52,7 @@ GATEWAY_ID = "demo-site-gw1"
 CATALOG = Path(__file__).with_name("demo_catalog.toml")
 DEMO_ACCOUNTS = {  # account -> its devices whose sessions the invoice printout lists
     "weber-household": ("camera-1", "home-1", "door-lock-1"),
-    "nordlicht-facility": ("waste-lock-1",),
+    "nordlicht-facility": ("waste-lock-1", DEVICE),  # DEVICE: the direct source's bin
 }
 BILLING_TIME_ZONE = "Europe/Berlin"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
@@ -107,6 +108,7 @@ class Demo:
         self.mqtt_site = SimulatedMqttSite(MQTT_PREFIX)
         self.broker_url = ""
         self.mqtt: MqttDevice | None = None
+        self.source_key = ""  # the direct source's ingest key, made by prepare()
 
     async def open_mqtt(self, stack: contextlib.AsyncExitStack, broker: str | None) -> None:
         """The broker (embedded unless one is given) and the publishing camera and home hub."""
@@ -158,6 +160,7 @@ class Demo:
         await self.collector.migrate()
         await self.collector.add_gateway(GATEWAY_ID, pem)
         await self.collector.admin("catalog", "load", str(CATALOG))
+        self.source_key = await register_source(self.collector)
 
     async def wait_for_baselines(self) -> None:
         """Scenarios start once the agent has read every counter once (so nothing goes unseen)."""
@@ -325,6 +328,7 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
         f"gateway {GATEWAY_ID}: last seq {gateway.get('last_seq')}, "
         f"missing ranges {gateway.get('missing_ranges')}, incidents {gateway.get('incidents')}"
     )
+    await feed_direct_source(demo.collector, client, key=demo.source_key, workdir=demo.workdir)
     await print_invoices(demo.collector)
     print(f"state kept in {demo.workdir}")
     return 0 if balanced else 1

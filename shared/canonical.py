@@ -30,8 +30,15 @@ def format_decimal(value: Decimal) -> str:
         text = str(value)
     else:
         # normalize() rounds to the context precision (28 digits by default): never lose one.
-        text = format(value.normalize(Context(prec=max(len(digits), 1))), "f")
-    return "0" if text in ("-0", "0") else text
+        try:
+            text = format(value.normalize(Context(prec=max(len(digits), 1))), "f")
+        except ArithmeticError as exc:  # an exponent beyond the context's (1e1000000)
+            raise ValueError(f"decimal {value} is out of range") from exc
+    if text in ("-0", "0"):
+        if any(digits):  # a non-zero value below the context's smallest (1e-1000000)
+            raise ValueError(f"decimal {value} is out of range")
+        return "0"
+    return text
 
 
 def dump_canonical(document: Mapping[str, Any]) -> bytes:

@@ -76,7 +76,8 @@ def read_mapping(source_id: str, path: Path) -> SourceCreate:
     except ValidationError as exc:
         first = error_locations(exc.errors(include_url=False))[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise CommandFailed(f"{path}: {where}: {first['msg']}") from exc
+        reason = first["msg"].removeprefix("Value error, ")
+        raise CommandFailed(f"{path}: {where}: {reason}") from exc
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:

@@ -50,6 +50,17 @@ def guess_format(filename: str) -> FileFormat:
     )
 
 
+def parse_format(name: str) -> FileFormat:
+    """A format by name; `InvalidImport` for one we do not read."""
+    try:
+        return FileFormat(name.lower())
+    except ValueError:
+        raise InvalidImport(
+            f"format {name!r} is not supported: use csv or jsonl",
+            detail={"formats": [f.value for f in FileFormat]},
+        ) from None
+
+
 def file_columns(mapping: SourceMapping) -> FileColumns:
     """The mapping's file columns; `InvalidImport` if the source takes no files."""
     if mapping.files is None:
@@ -96,9 +107,13 @@ def _csv_rows(text: str, mapping: SourceMapping) -> Iterator[FileRow]:
 
 
 def _required(mapping: SourceMapping) -> set[str]:
-    # Quantity and channel columns may be absent when only some types use them.
+    # A quantity column every rule reads is required; one only some types read may be absent.
     columns = file_columns(mapping)
-    return {name for name in (columns.device, columns.time, columns.type, columns.id) if name}
+    required = {name for name in (columns.device, columns.time, columns.type, columns.id) if name}
+    quantities = {rule.quantity for rule in mapping.types}
+    if len(quantities) == 1 and None not in quantities:
+        required |= {name for name in quantities if name is not None}
+    return required
 
 
 def _csv_records(reader: Any, header: list[str]) -> Iterator[FileRow]:

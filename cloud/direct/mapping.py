@@ -10,6 +10,7 @@ contract a gateway's normalizer produces) or a `RowError` naming the source fiel
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -17,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.events import ClockState, EventDraft, EventKind, Label
 
+IMPORT_ORIGIN_PREFIX = "import:"  # + source id: the idempotency origin of imported rows
+MAX_QUANTITY_DIGITS = 30  # digits before, and decimal places after, the point of a quantity
 SourceText = Annotated[str, Field(min_length=1, max_length=255)]
 FieldPath = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -82,6 +85,8 @@ class SourceMapping(BaseModel):
             raise ValueError("each type may have one rule only")
         if len(set(self.ce_sources)) != len(self.ce_sources):
             raise ValueError("ce_sources lists a URI twice")
+        if any(uri.startswith(IMPORT_ORIGIN_PREFIX) for uri in self.ce_sources):
+            raise ValueError(f"a CloudEvents source may not start with {IMPORT_ORIGIN_PREFIX!r}")
         if self.files is not None and self.files.type is None and len(self.types) != 1:
             raise ValueError("files.type is required when there is more than one type rule")
         return self
@@ -117,7 +122,9 @@ def lookup(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def parse_time(value: Any, *, field: str, zone: ZoneInfo | None = None) -> datetime:
+def parse_time(
+    value: Any, *, field: str, zone: ZoneInfo | None = None, naive_hint: str = "add Z or an offset"
+) -> datetime:
     """An RFC 3339 / ISO 8601 time; a time without an offset needs `zone`."""
     if isinstance(value, datetime):
         moment = value
@@ -130,7 +137,7 @@ def parse_time(value: Any, *, field: str, zone: ZoneInfo | None = None) -> datet
         raise RowError(field, "a time is required")
     if moment.tzinfo is None:
         if zone is None:
-            raise RowError(field, f"{value!r} has no UTC offset (set files.time_zone)")
+            raise RowError(field, f"{value!r} has no UTC offset ({naive_hint})")
         moment = moment.replace(tzinfo=zone)
     return moment
 
@@ -155,6 +162,7 @@ def make_draft(
         quantity = lookup(record, rule.quantity)
         if quantity is None or quantity == "":
             raise RowError(rule.quantity, "a quantity is required for type " + repr(rule.type))
+        check_magnitude(quantity, field=rule.quantity)
     channel = None if rule.channel is None else lookup(record, rule.channel)
     if channel is not None and not isinstance(channel, str):
         channel = str(channel)
@@ -182,4 +190,21 @@ def make_draft(
             "quantity": rule.quantity or "quantity",
             "channel": rule.channel or "channel",
         }.get(where, _DRAFT_FIELDS.get(where, where))
-        raise RowError(source_field, error["msg"]) from None
+        raise RowError(source_field, error["msg"].removeprefix("Value error, ")) from None
+
+
+def check_magnitude(quantity: Any, *, field: str) -> None:
+    """Refuse a quantity a sender can blow up (`1e99999` is 100,000 digits once written out)."""
+    try:
+        number = Decimal(quantity) if isinstance(quantity, str | int | Decimal) else None
+    except InvalidOperation:
+        return  # not a number at all: the event contract names that
+    if number is None or not number.is_finite() or number.is_zero():
+        return
+    places = -int(number.as_tuple().exponent)
+    if number.adjusted() >= MAX_QUANTITY_DIGITS or places > MAX_QUANTITY_DIGITS:
+        raise RowError(
+            field,
+            f"quantity {quantity} is out of range: at most {MAX_QUANTITY_DIGITS} digits before "
+            f"and {MAX_QUANTITY_DIGITS} after the decimal point",
+        )

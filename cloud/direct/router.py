@@ -13,7 +13,7 @@ from cloud.api import AdminDep, DatabaseDep, SettingsDep, bearer_token, error_re
 from cloud.auth.service import ADMIN_SCOPE, INGEST_SCOPE_PREFIX, ingest_scope, live_key
 from cloud.db import Database
 from cloud.direct import cloudevents
-from cloud.direct.files import FileFormat, guess_format
+from cloud.direct.files import guess_format, parse_format
 from cloud.direct.schemas import (
     EventsReceipt,
     ImportReport,
@@ -99,7 +99,7 @@ async def post_import(
     scope: ScopeDep,
     source: Annotated[str, Query(max_length=64, description="the source the file belongs to")],
     filename: Annotated[str, Query(min_length=1, max_length=255)] = "upload.csv",
-    file_format: Annotated[FileFormat | None, Query(alias="format")] = None,
+    file_format: Annotated[str | None, Query(alias="format", description="csv or jsonl")] = None,
     dry_run: bool = False,
 ) -> ImportReport:
     """Import a CSV or JSON Lines file: good rows stored once, each bad row reported."""
@@ -111,7 +111,7 @@ async def post_import(
         source_id=source,
         data=body,
         filename=filename,
-        file_format=file_format or guess_format(filename),
+        file_format=guess_format(filename) if file_format is None else parse_format(file_format),
         dry_run=dry_run,
     )
 

@@ -26,6 +26,7 @@ from cloud.direct import cloudevents
 from cloud.direct.cloudevents import CloudEventEnvelope
 from cloud.direct.files import FileFormat, FileRow, file_columns, read_rows
 from cloud.direct.mapping import (
+    IMPORT_ORIGIN_PREFIX,
     FileColumns,
     Origin,
     RowError,
@@ -60,6 +61,8 @@ from shared.events import EventDraft
 from shared.signing import private_key_pem, public_key_pem
 
 GATEWAY_PREFIX = "source:"
+CE_NAIVE_TIME = "RFC 3339 needs Z or an offset"
+FILE_NAIVE_TIME = "set files.time_zone in the mapping"
 IMPORT_CHUNK_ROWS = 5_000  # rows per write transaction of an import
 MAX_REPORTED_ROWS = 1_000  # rejected rows listed in an import report
 
@@ -223,7 +226,7 @@ def keyed_cloudevent(document: Any, *, mapping: SourceMapping, received_at: date
         rule=mapping.rule_for(envelope.type),
         record=envelope.data or {},
         device_id=envelope.subject,
-        occurred_at=parse_time(envelope.time, field="time"),
+        occurred_at=parse_time(envelope.time, field="time", naive_hint=CE_NAIVE_TIME),
         observed_at=received_at,
         clock=mapping.clock,
         origin=_ce_origin(envelope),
@@ -269,7 +272,7 @@ async def import_file(
     seal_with, mapping = await _load(db, source_id)
     rows = read_rows(data, file_format, mapping)  # checks the header before anything is stored
     total = max(1, data.count(b"\n"))
-    origin = f"import:{source_id}"
+    origin = IMPORT_ORIGIN_PREFIX + source_id
     tally = _Tally()
     seen: set[tuple[str, str]] = set()
     for chunk in _chunks(rows, IMPORT_CHUNK_ROWS):
@@ -408,7 +411,9 @@ def keyed_row(
         rule=rule,
         record=record,
         device_id=_text(record, columns.device, "a device id is required"),
-        occurred_at=parse_time(lookup(record, columns.time), field=columns.time, zone=zone),
+        occurred_at=parse_time(
+            lookup(record, columns.time), field=columns.time, zone=zone, naive_hint=FILE_NAIVE_TIME
+        ),
         observed_at=received_at,
         clock=mapping.clock,
         origin=Origin("import", row_id or "", {"import_file": filename, "import_row": row.row}),

@@ -38,6 +38,12 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert "MISMATCH" not in summary
     assert "missing ranges []" in summary
 
+    direct = summary.split("Direct source yard-bins: POST /v1/events")[1].split("Billing period")[0]
+    assert "sent: 4 events, stored 4, 0 already stored, 0 rejected" in direct
+    assert "re-sent: 4 events, stored 0, 4 already stored, 0 rejected" in direct
+    assert "2 rows, stored 2, 0 already stored, 0 rejected" in direct
+    assert "2 rows, stored 0, 2 already stored, 0 rejected" in direct
+
     billing = summary.split("Billing period ")[1]
     assert "2 drafted, 0 updated" in billing
     for account in ("weber-household", "nordlicht-facility"):
@@ -45,6 +51,10 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
         assert_total_is_sum_of_lines(block)
     sessions = billing.split("sessions behind it:")[1:]
     assert all("deactivated" in listed for listed in sessions)
+    direct_sessions = [
+        line for line in billing.splitlines() if line.strip().startswith("yard-bin-2")
+    ]
+    assert len(direct_sessions) == 3 and all("deactivated 2 events" in s for s in direct_sessions)
 
 
 def assert_total_is_sum_of_lines(block: str) -> None:

@@ -207,3 +207,20 @@ def test_batch_must_be_a_contiguous_run_of_one_gateway() -> None:
     del document["events"][1]  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="carries 4"):
         Batch.model_validate(document)
+
+
+@pytest.mark.parametrize("bad", ["1e1000000", "-1e1000000", "1e-1000000"])
+def test_quantity_beyond_the_decimal_context_is_refused_not_crashed_or_zeroed(bad: str) -> None:
+    """Too large overflowed (a 500 at ingest) and too small became "0"; both are refused."""
+    with pytest.raises(ValueError, match="out of range"):
+        format_decimal(Decimal(bad))
+    with pytest.raises(ValidationError, match="out of range"):
+        EventDraft(
+            device_id="d",
+            name="n",
+            kind="activity",
+            quantity=bad,
+            occurred_at=datetime.now(UTC),
+            observed_at=datetime.now(UTC),
+            clock="synced",
+        )
