@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.collector_ingest --gateways 4
 	$(BIN)/python -m bench.edge_sources
 	$(BIN)/python -m bench.billing
+	$(BIN)/python -m bench.direct_ingest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -32,12 +32,27 @@ def canonical_bytes(event: UsageEvent) -> bytes:
 def seal(draft: EventDraft, *, gateway_id: str, seq: int, prev_hash: str) -> UsageEvent:
     """Place a validated draft at `seq` after `prev_hash` and compute its hash."""
     content = event_content(draft, gateway_id=gateway_id, seq=seq)
-    fields = dict(draft)
+    fields = dict(draft.__dict__)  # the field values (pydantic keeps them there; no iteration)
     fields.update(
         gateway_id=gateway_id, seq=seq, prev_hash=prev_hash, hash=link_hash(prev_hash, content)
     )
     # The draft was validated when built; the added fields are produced here, so skip re-validation.
-    return UsageEvent.model_construct(**fields)
+    return _construct(fields)
+
+
+def _construct(fields: dict[str, Any]) -> UsageEvent:
+    """`UsageEvent.model_construct(**fields)` for a complete set of fields, without its per-field
+    alias and default search (a third of the cost of sealing an event; UsageEvent has no aliases,
+    no private attributes and no post-init). Tests compare it with the validated model."""
+    event = UsageEvent.__new__(UsageEvent)
+    object.__setattr__(event, "__dict__", fields)
+    object.__setattr__(event, "__pydantic_fields_set__", set(_USAGE_FIELDS))
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+_USAGE_FIELDS = frozenset(UsageEvent.model_fields)
 
 
 def verify_chain(events: Sequence[UsageEvent], *, prev_hash: str) -> str:

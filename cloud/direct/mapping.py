@@ -195,11 +195,20 @@ def make_draft(
 
 def check_magnitude(quantity: Any, *, field: str) -> None:
     """Refuse a quantity a sender can blow up (`1e99999` is 100,000 digits once written out)."""
-    try:
-        number = Decimal(quantity) if isinstance(quantity, str | int | Decimal) else None
-    except InvalidOperation:
-        return  # not a number at all: the event contract names that
-    if number is None or not number.is_finite() or number.is_zero():
+    if isinstance(quantity, str):
+        if len(quantity) <= MAX_QUANTITY_DIGITS and "e" not in quantity and "E" not in quantity:
+            return  # too short to hold more digits than allowed: the common case, no parsing
+        try:
+            number = Decimal(quantity)
+        except InvalidOperation:
+            return  # not a number at all: the event contract names that
+    elif isinstance(quantity, Decimal):
+        number = quantity
+    elif isinstance(quantity, int) and not isinstance(quantity, bool):
+        number = Decimal(quantity)
+    else:
+        return
+    if not number.is_finite() or number.is_zero():
         return
     places = -int(number.as_tuple().exponent)
     if number.adjusted() >= MAX_QUANTITY_DIGITS or places > MAX_QUANTITY_DIGITS:

@@ -43,6 +43,8 @@ class DirectEventKey(Base):
     """
 
     __tablename__ = "direct_event_keys"
+    # SQLite: the rows live in the primary key's b-tree; one insert per key instead of two.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     origin: Mapped[str] = mapped_column(String(255), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(255), primary_key=True)

@@ -184,15 +184,7 @@ async def ingest_cloudevents(
         except RowError as error:
             event_id = document.get("id") if isinstance(document, dict) else None
             rejected.append(Rejected(index, event_id if isinstance(event_id, str) else None, error))
-    outcome = await db.run_write(
-        functools.partial(
-            store_direct,
-            seal_with=seal_with,
-            items=items,
-            rejected=rejected,
-            received_at=received_at,
-        )
-    )
+    outcome = await _store(db, seal_with, items, rejected, received_at)
     if mode == cloudevents.STRUCTURED and rejected:
         refused = rejected[0]
         raise InvalidEvent(
@@ -213,6 +205,20 @@ async def ingest_cloudevents(
         first_seq=outcome.first_seq,
         last_seq=outcome.last_seq,
     )
+
+
+async def _store(
+    db: Database,
+    seal_with: SourceSeal,
+    items: Sequence[Keyed],
+    rejected: Sequence[Rejected],
+    received_at: datetime,
+) -> DirectOutcome:
+    """`store_direct` in one write transaction."""
+    work = functools.partial(
+        store_direct, seal_with=seal_with, items=items, rejected=rejected, received_at=received_at
+    )
+    return await db.run_write(work)
 
 
 def keyed_cloudevent(document: Any, *, mapping: SourceMapping, received_at: datetime) -> Keyed:
@@ -283,15 +289,7 @@ async def import_file(
         if dry_run:
             outcome = await _dry_run(db, items=items, seen=seen)
         else:
-            outcome = await db.run_write(
-                functools.partial(
-                    store_direct,
-                    seal_with=seal_with,
-                    items=items,
-                    rejected=rejected,
-                    received_at=received_at,
-                )
-            )
+            outcome = await _store(db, seal_with, items, rejected, received_at)
         tally.add(rows=len(chunk), outcome=outcome, rejected=rejected)
         if progress is not None:
             progress(min(chunk[-1].row, total), total)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from shared.canonical import format_decimal, format_time
 from shared.chain import canonical_bytes, seal, verify_chain
 from shared.errors import ChainBroken, InvalidSignature
-from shared.events import GENESIS_HASH, Batch, ClockState, EventDraft, EventKind
+from shared.events import GENESIS_HASH, Batch, ClockState, EventDraft, EventKind, UsageEvent
 from shared.signing import load_public_key, public_key_pem, verify_batch
 from tests.support.batches import batch_document, chain_events, draft
 
@@ -104,15 +104,20 @@ def test_times_are_utc_with_microseconds() -> None:
 @pytest.mark.parametrize("bad", [1.5, "abc", "NaN", "Infinity", True])
 def test_quantity_refuses_floats_and_non_numbers(bad: object) -> None:
     with pytest.raises(ValidationError, match="quantity"):
-        EventDraft(
-            device_id="d",
-            name="n",
-            kind="activity",
-            quantity=bad,
-            occurred_at=datetime.now(UTC),
-            observed_at=datetime.now(UTC),
-            clock="synced",
-        )
+        draft_with_quantity(bad)
+
+
+def draft_with_quantity(quantity: object) -> EventDraft:
+    """A draft that differs from a valid one only by its quantity."""
+    return EventDraft(
+        device_id="d",
+        name="n",
+        kind="activity",
+        quantity=quantity,
+        occurred_at=datetime.now(UTC),
+        observed_at=datetime.now(UTC),
+        clock="synced",
+    )
 
 
 def test_naive_times_are_refused() -> None:
@@ -215,12 +220,15 @@ def test_quantity_beyond_the_decimal_context_is_refused_not_crashed_or_zeroed(ba
     with pytest.raises(ValueError, match="out of range"):
         format_decimal(Decimal(bad))
     with pytest.raises(ValidationError, match="out of range"):
-        EventDraft(
-            device_id="d",
-            name="n",
-            kind="activity",
-            quantity=bad,
-            occurred_at=datetime.now(UTC),
-            observed_at=datetime.now(UTC),
-            clock="synced",
-        )
+        draft_with_quantity(bad)
+
+
+def test_a_sealed_event_is_the_model_validation_would_build() -> None:
+    """seal() builds the event without validation; it equals the validated model in every way."""
+    event = seal(known_draft(), gateway_id="site-042-gw1", seq=7, prev_hash=GENESIS_HASH)
+    validated = UsageEvent.model_validate(event.model_dump())
+    assert event == validated
+    assert event.model_dump() == validated.model_dump()
+    assert list(event.__dict__) == list(validated.__dict__)
+    assert event.model_fields_set == validated.model_fields_set
+    assert event.model_copy(update={"seq": 8}).seq == 8

@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("gateway_id", sa.String(128), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("origin", "event_id", name="pk_direct_event_keys"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "imports",
