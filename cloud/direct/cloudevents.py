@@ -3,13 +3,14 @@
 Pure: bytes and a Content-Type in, envelopes out. The envelope is checked by a pydantic model of
 the spec's context attributes (the official SDK is the client in the tests; on the server one
 pydantic-core call per event is several times faster than the SDK's event objects and gives our
-error locations). Numbers in `data` are read as `Decimal`, never as binary floats.
+error locations). Numbers in `data` are read exactly (`Decimal`), never as binary floats.
 """
 
 import json
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cloud.direct.mapping import RowError
@@ -67,10 +68,7 @@ def _charset(parameters: str) -> str | None:
 
 def read_documents(body: bytes, *, mode: str, max_events: int) -> list[Any]:
     """The request's event documents (one for structured mode), not yet checked one by one."""
-    try:
-        document = json.loads(body, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJson(f"body is not valid JSON: {exc}") from exc
+    document = parse_json(body)
     if mode == STRUCTURED:
         return [document]
     if not isinstance(document, list):
@@ -81,6 +79,38 @@ def read_documents(body: bytes, *, mode: str, max_events: int) -> list[Any]:
             detail={"events": len(document), "limit_events": max_events},
         )
     return document
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON, every number exact: floats as `Decimal`, integers of any size.
+
+    orjson first (several times faster); the standard library, with `parse_float=Decimal`, when
+    the document holds a float (orjson would have made it binary) or orjson refuses it (integers
+    beyond 64 bits, UTF-16).
+    """
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        document = _EXACT
+    if document is _EXACT or _holds_float(document):
+        try:
+            document = json.loads(body, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedJson(f"body is not valid JSON: {exc}") from exc
+    return document
+
+
+_EXACT = object()  # marks "parse again with the standard library"
+
+
+def _holds_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_float(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_float(item) for item in value)
+    return False
 
 
 def read_envelope(document: Any) -> CloudEventEnvelope:

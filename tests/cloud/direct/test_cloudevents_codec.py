@@ -1,11 +1,19 @@
 """The pure CloudEvents codec: Content-Type, request documents, one event's envelope."""
 
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from cloud.direct.cloudevents import BATCH, STRUCTURED, media_type, read_documents, read_envelope
+from cloud.direct.cloudevents import (
+    BATCH,
+    STRUCTURED,
+    media_type,
+    parse_json,
+    read_documents,
+    read_envelope,
+)
 from cloud.direct.mapping import RowError
 from cloud.errors import BodyTooLarge, MalformedJson, UnsupportedMediaType
 
@@ -211,3 +219,33 @@ def test_json_data_content_types_are_accepted(content_type: str) -> None:
     """Any JSON datacontenttype (including +json suffixes) is accepted."""
     envelope = read_envelope(envelope_document(datacontenttype=content_type))
     assert envelope.data == {"kg": "12.5"}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"kg": 12.5}', {"kg": Decimal("12.5")}),
+        (b'{"kg": 0.1, "n": 3}', {"kg": Decimal("0.1"), "n": 3}),
+        (b'[{"data": {"w": {"kg": 1e-3}}}]', [{"data": {"w": {"kg": Decimal("0.001")}}}]),
+        (b'{"big": 123456789012345678901234567890}', {"big": 123456789012345678901234567890}),
+        (b'{"kg": 7, "s": "x"}', {"kg": 7, "s": "x"}),
+        ('{"kg": 2.5}'.encode("utf-16"), {"kg": Decimal("2.5")}),
+    ],
+)
+def test_parse_json_keeps_every_number_exact(body: bytes, expected: object) -> None:
+    """Floats anywhere, integers beyond 64 bits and UTF-16 bodies all come back exact."""
+    parsed = parse_json(body)
+    assert parsed == expected
+    assert not list(floats_in(parsed))
+
+
+def floats_in(value: object) -> Iterator[float]:
+    """Every float anywhere in a parsed JSON document."""
+    if isinstance(value, float):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from floats_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from floats_in(item)
