@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.edge_sources
 	$(BIN)/python -m bench.billing
 	$(BIN)/python -m bench.direct_ingest
+	$(BIN)/python -m bench.direct_ingest --batch-size 5000 --rows 20000
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

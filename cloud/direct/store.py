@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import String, Table, any_, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,7 @@ from shared.signing import batch_header, load_private_key, sign
 
 LATE_AFTER = timedelta(hours=24)  # an event received later than this after it occurred is late
 LOOKUP_CHUNK = 500  # keys per IN (...) lookup
+KEY_COLUMNS = ("event_id", "origin", "gateway_id", "seq")  # the compiled key insert's order
 MAX_NAMED = 20  # device ids or reasons named in one incident's detail
 
 
@@ -111,13 +113,18 @@ def stored_keys(session: Session, *, keys: Sequence[tuple[str, str]]) -> set[tup
     for origin, event_id in dict.fromkeys(keys):
         ids_of.setdefault(origin, []).append(event_id)
     found: set[tuple[str, str]] = set()
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for origin, event_ids in ids_of.items():
         for start in range(0, len(event_ids), LOOKUP_CHUNK):
             chunk = event_ids[start : start + LOOKUP_CHUNK]
+            # PostgreSQL: one array parameter rather than an IN list of 500 parameters.
+            matches = (
+                DirectEventKey.event_id == any_(bindparam("event_ids", chunk, type_=ARRAY(String)))
+                if postgresql
+                else DirectEventKey.event_id.in_(chunk)
+            )
             rows = session.scalars(
-                select(DirectEventKey.event_id).where(
-                    DirectEventKey.origin == origin, DirectEventKey.event_id.in_(chunk)
-                )
+                select(DirectEventKey.event_id).where(DirectEventKey.origin == origin, matches)
             )
             found.update((origin, event_id) for event_id in rows)
     return found
@@ -174,7 +181,7 @@ def insert_keys(session: Session, *, items: Sequence[Keyed], events: Sequence[Us
     """Remember each stored record's key, in one executemany of a compiled INSERT."""
     connection = session.connection()
     rows = [
-        (item.origin, item.event_id, event.gateway_id, event.seq)
+        (item.event_id, item.origin, event.gateway_id, event.seq)
         for item, event in zip(items, events, strict=True)
     ]
     connection.exec_driver_sql(_compiled_key_insert(connection.dialect), rows)
@@ -186,11 +193,9 @@ def _compiled_key_insert(dialect: Dialect) -> str:
     # the insert itself at import sizes (same reasoning as cloud.ingest.bulk_insert).
     table = DirectEventKey.__table__
     assert isinstance(table, Table)
-    statement = insert(table).values(
-        {name: bindparam(name) for name in ("origin", "event_id", "gateway_id", "seq")}
-    )
+    statement = insert(table).values({name: bindparam(name) for name in KEY_COLUMNS})
     compiled = statement.compile(dialect=dialect)
-    assert tuple(compiled.positiontup or ()) == ("origin", "event_id", "gateway_id", "seq")
+    assert tuple(compiled.positiontup or ()) == KEY_COLUMNS
     return compiled.string
 
 

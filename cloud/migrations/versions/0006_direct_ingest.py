@@ -39,11 +39,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "direct_event_keys",
-        sa.Column("origin", sa.String(255), nullable=False),
         sa.Column("event_id", sa.String(255), nullable=False),
+        sa.Column("origin", sa.String(255), nullable=False),
         sa.Column("gateway_id", sa.String(128), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("origin", "event_id", name="pk_direct_event_keys"),
+        sa.PrimaryKeyConstraint("event_id", "origin", name="pk_direct_event_keys"),
         sqlite_with_rowid=False,
     )
     op.create_table(
