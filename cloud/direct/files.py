@@ -29,6 +29,9 @@ class FileFormat(StrEnum):
     JSONL = "jsonl"
 
 
+FORMATS = {"formats": [f.value for f in FileFormat]}  # the detail of a refused format
+
+
 class FileRow(NamedTuple):
     """One row of a file: its number and its record, or why it cannot be read."""
 
@@ -46,7 +49,7 @@ def guess_format(filename: str) -> FileFormat:
         return FileFormat.JSONL
     raise InvalidImport(
         f"cannot tell the format of {filename!r}: name it .csv or .jsonl, or give the format",
-        detail={"formats": [f.value for f in FileFormat]},
+        detail=FORMATS,
     )
 
 
@@ -57,7 +60,7 @@ def parse_format(name: str) -> FileFormat:
     except ValueError:
         raise InvalidImport(
             f"format {name!r} is not supported: use csv or jsonl",
-            detail={"formats": [f.value for f in FileFormat]},
+            detail=FORMATS,
         ) from None
 
 
@@ -66,15 +69,6 @@ def file_columns(mapping: SourceMapping) -> FileColumns:
     if mapping.files is None:
         raise InvalidImport("this source's mapping has no [files] section: it takes no files")
     return mapping.files
-
-
-def mapped_columns(mapping: SourceMapping) -> list[str]:
-    """Every column the mapping reads from a row."""
-    columns = file_columns(mapping)
-    wanted = [columns.device, columns.time, columns.type, columns.id]
-    for rule in mapping.types:
-        wanted += [rule.quantity, rule.channel]
-    return list(dict.fromkeys(name for name in wanted if name is not None))
 
 
 def read_rows(data: bytes, file_format: FileFormat, mapping: SourceMapping) -> Iterator[FileRow]:
@@ -96,7 +90,7 @@ def _csv_rows(text: str, mapping: SourceMapping) -> Iterator[FileRow]:
             f"the header row is not valid UTF-8 ({len(bad)} column name(s))",
             detail={"row": 1},
         )
-    required = [name for name in mapped_columns(mapping) if name in _required(mapping)]
+    required = required_columns(mapping)
     missing = [name for name in required if name not in header]
     if missing:
         raise InvalidImport(
@@ -106,14 +100,14 @@ def _csv_rows(text: str, mapping: SourceMapping) -> Iterator[FileRow]:
     return _csv_records(reader, header)
 
 
-def _required(mapping: SourceMapping) -> set[str]:
-    # A quantity column every rule reads is required; one only some types read may be absent.
+def required_columns(mapping: SourceMapping) -> list[str]:
+    """The columns a file must have: device, time, type, id, and a quantity every rule reads
+    (one that only some types read may be absent: their rows name it when it is missing)."""
     columns = file_columns(mapping)
-    required = {name for name in (columns.device, columns.time, columns.type, columns.id) if name}
     quantities = {rule.quantity for rule in mapping.types}
-    if len(quantities) == 1 and None not in quantities:
-        required |= {name for name in quantities if name is not None}
-    return required
+    shared_quantity = quantities.pop() if len(quantities) == 1 else None
+    wanted = (columns.device, columns.time, columns.type, columns.id, shared_quantity)
+    return list(dict.fromkeys(name for name in wanted if name is not None))
 
 
 def _csv_records(reader: Any, header: list[str]) -> Iterator[FileRow]:

@@ -8,7 +8,7 @@ invoices and evidence treat it exactly like a gateway's.
 
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -328,7 +328,7 @@ class _Tally:
         self.errors += [record_error(r) for r in rejected[: max(0, room)]]
 
 
-def _chunks(rows: Any, size: int) -> Any:
+def _chunks(rows: Iterable[FileRow], size: int) -> Iterator[list[FileRow]]:
     chunk: list[FileRow] = []
     for row in rows:
         chunk.append(row)

@@ -35,6 +35,11 @@ class StoredLink(NamedTuple):
 def store_batch(session: Session, *, batch: Batch) -> IngestReceipt:
     """Store a verified batch's new events once, in the session's (write) transaction."""
     lock_gateway(session, gateway_id=batch.gateway_id)
+    return store_locked_batch(session, batch=batch)
+
+
+def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
+    """`store_batch` for a caller already holding the gateway's lock in this transaction."""
     links = stored_links(session, batch=batch)
     fresh = new_events(batch, links)  # a rewritten stored seq is a conflict before a broken link
     check_links(batch, links)
