@@ -3,6 +3,7 @@
 See DESIGN.md "Site config". Durations are strings such as "250ms", "5s", "2m", "1h".
 """
 
+import ipaddress
 import re
 import tomllib
 from collections.abc import Callable
@@ -96,12 +97,57 @@ class ForwarderConfig(Section):
     request_timeout: Duration = 10.0
     retry_initial: Duration = 0.5
     retry_max: Duration = 30.0
+    max_server_errors: Annotated[int, Field(ge=1, le=1000)] = 5
+    """500 answers for one batch before it is dead-lettered (other 5xx are retried forever)."""
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+_LISTEN_EXAMPLE = '"127.0.0.1:8080", "0.0.0.0:8080" or "[::1]:8080"'
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets, `[::1]:8080`) -> (host, port); ValueError otherwise.
+
+    Port 0 asks the system for a free port (the bound address is logged; tests use it).
+    """
+    host, sep, port = listen.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not sep or not host or not port.isascii() or not port.isdigit():
+        raise ValueError(
+            f"{listen!r} is not host:port like {_LISTEN_EXAMPLE}; "
+            "to turn the page off, set enabled = false"
+        )
+    if int(port) > 65535:
+        raise ValueError(f"{listen!r}: port {int(port)} is not 1..65535 (or 0: any free port)")
+    if bracketed and not (_is_ip(host) and ":" in host):
+        raise ValueError(f"{listen!r}: only an IPv6 address goes in brackets, like [::1]:8080")
+    if ":" in host and not bracketed:
+        raise ValueError(f"{listen!r}: write an IPv6 address in brackets, like [::1]:8080")
+    if not bracketed and not (_is_ip(host) or _HOSTNAME.match(host)):
+        raise ValueError(f"{listen!r}: {host!r} is not an IP address or host name")
+    return host, int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_listen(listen: str) -> str:
+    parse_listen(listen)
+    return listen
 
 
 class DiagnosticsConfig(Section):
-    """The local diagnostics page."""
+    """The local diagnostics page: `listen` is host:port; `enabled = false` turns it off."""
 
-    listen: str = "127.0.0.1:8080"
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:8080"
 
 
 _BIT_TABLES = frozenset({"coil", "discrete"})

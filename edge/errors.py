@@ -6,12 +6,16 @@
      │    ├── DeviceUnreachable   no connection to the device
      │    ├── DeviceTimeout       the device did not answer in time
      │    └── FrameError          the device answered with something we cannot decode
+     ├── BadReading             a reading the normalizer cannot turn into an event (counted)
      ├── OutboxError            the outbox database failed
      │    ├── OutboxFull          the disk budget is reached (DESIGN guarantee 3)
      │    └── OutboxCorrupt       the database file is damaged (it gets quarantined)
      └── ForwardError           a batch could not be delivered
-          ├── TransientForwardError   worth retrying (network, 5xx, 429)
-          └── BatchRejected           the collector refused it (4xx): dead-lettered, not retried
+          ├── TransientForwardError   worth retrying (network, 502/503/504, 429)
+          │    └── ServerFault          the collector failed on it (500): retried a bounded
+          │                             number of times, then dead-lettered
+          └── BatchRejected           the collector refused it (4xx about the batch, or 500
+                                      too often): dead-lettered, not retried
 
 Third-party exceptions (pymodbus, sqlite3, httpx) are caught at the boundary and re-raised as
 one of these with `raise ... from exc`.
@@ -42,6 +46,10 @@ class FrameError(DriverError):
     """The device answered with something that cannot be decoded."""
 
 
+class BadReading(GatewayError):
+    """A reading the normalizer cannot turn into an event: counted in the device's health."""
+
+
 class OutboxError(GatewayError):
     """The outbox database failed."""
 
@@ -62,8 +70,17 @@ class TransientForwardError(ForwardError):
     """A delivery failure worth retrying (network error, 5xx, 429)."""
 
 
+class ServerFault(TransientForwardError):
+    """The collector failed on the batch (500): retried `max_server_errors` times at most."""
+
+    def __init__(self, message: str, *, status: int, body: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
 class BatchRejected(ForwardError):
-    """The collector refused the batch (4xx); it goes to the dead-letter table."""
+    """The collector refused the batch (or failed on it too often); it is dead-lettered."""
 
     def __init__(self, message: str, *, status: int, body: str) -> None:
         super().__init__(message)

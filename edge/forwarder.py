@@ -1,12 +1,22 @@
 """The forwarder: leases runs from the outbox and delivers them as signed, gzipped batches.
 
 A batch goes out when `batch_max_events` are waiting or the oldest waiting event is
-`batch_max_wait` old. Transient failures (network, 5xx, 408, 429) are retried with tenacity's
-exponential backoff between `retry_initial` and `retry_max`, forever: the outbox keeps the events.
-A batch the collector refuses (other 4xx) goes to the dead-letter table with the collector's
-reason and the forwarder moves on. A refusal of the gateway itself (401 bad signature key, 403
-unknown gateway) would refuse every batch alike, so those are retried slowly instead of
-dead-lettering the whole backlog; the error shows in the logs and the health.
+`batch_max_wait` old. What the collector's answer means decides what happens to the batch:
+
+- about the link or the server's state (network errors, 408, 425, 429, 502, 503, 504 and any
+  other 5xx but 500): retried with tenacity's exponential backoff between `retry_initial` and
+  `retry_max`, forever: the outbox keeps the events;
+- about the gateway or the endpoint, not the batch (401 and 403: unknown gateway, revoked, bad
+  or retired key; 404, 405, 407, 421: not the collector's batch endpoint): they would refuse
+  every batch alike, so they are retried the same way instead of dead-lettering the whole
+  backlog; the error shows in the logs and the health;
+- 500 (the collector failed on this batch; its body says `internal_error` with an `error_id`):
+  retried with backoff until the batch has had `max_server_errors` of them, then dead-lettered
+  with the last answer: a batch whose content breaks the collector must not stop the gateway;
+- any other 4xx (400, 409, 413, 415, 422, ...) is about the batch: dead-lettered at once.
+
+A dead-lettered batch keeps its events and the collector's answer (`Outbox.dead_letter`), and
+forwarding goes on with the next batch; the cloud shows the gap in `missing_ranges`.
 
 Given `key_path`, the forwarder reloads the gateway key when the file changes (its mtime and
 inode, checked before each batch is signed and before each retry), so a `tollgate-edge
@@ -29,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from edge.config import ForwarderConfig
-from edge.errors import BatchRejected, ConfigError, TransientForwardError
+from edge.errors import BatchRejected, ConfigError, ServerFault, TransientForwardError
 from edge.keys import load_gateway_key
 from edge.outbox import Lease, Outbox
 from shared.events import GENESIS_HASH
@@ -37,7 +47,9 @@ from shared.signing import batch_header, sign
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = frozenset({401, 403, 408, 425, 429})
+# Answers about the link, the server's state, the gateway or the endpoint: never the batch.
+RETRYABLE_STATUS = frozenset({401, 403, 404, 405, 407, 408, 421, 425, 429})
+SERVER_ERROR_STATUS = 500  # the collector failed on this batch: retried `max_server_errors` times
 BATCHES_PATH = "/v1/batches"
 GZIP_LEVEL = 6
 
@@ -52,6 +64,7 @@ class LinkHealth:
     batches_sent: int = 0
     events_sent: int = 0
     dead_lettered: int = 0
+    last_dead_letter: str | None = None
     consecutive_failures: int = 0
     refusals: dict[int, int] = field(default_factory=dict)
 
@@ -212,31 +225,49 @@ class Forwarder:
             ),
             reraise=True,
         )
+        server_errors = 0
         try:
             async for attempt in retrying:
                 with attempt:
                     if self.reload_key():  # rotated while this batch waited: sign it anew
                         body = await self._encode(lease)
-                    await self._deliver(body)
+                    try:
+                        await self._deliver(body)
+                    except ServerFault as exc:
+                        server_errors += 1
+                        if server_errors >= self._config.max_server_errors:
+                            raise BatchRejected(
+                                f"collector failed on the batch {server_errors} times",
+                                status=exc.status,
+                                body=exc.body,
+                            ) from exc
+                        raise
         except BatchRejected as exc:
-            await self._outbox.dead_letter(lease, status=exc.status, reason=exc.body)
-            self.health.dead_lettered += 1
-            log.error(
-                "collector refused a batch; dead-lettered",
-                extra={
-                    "fields": {
-                        "first_seq": lease.first_seq,
-                        "last_seq": lease.last_seq,
-                        "status": exc.status,
-                        "reason": exc.body,
-                    }
-                },
-            )
+            await self._dead_letter(lease, exc, attempts=server_errors)
             return
         await self._outbox.ack(lease)
         self._record_success(lease)
         if self._on_ack is not None:
             await self._on_ack()
+
+    async def _dead_letter(self, lease: Lease, refusal: BatchRejected, *, attempts: int) -> None:
+        await self._outbox.dead_letter(lease, status=refusal.status, reason=refusal.body)
+        self.health.dead_lettered += 1
+        self.health.last_dead_letter = (
+            f"seq {lease.first_seq}..{lease.last_seq}: HTTP {refusal.status}: {refusal.body[:200]}"
+        )
+        log.error(
+            "collector refused a batch; dead-lettered, forwarding goes on",
+            extra={
+                "fields": {
+                    "first_seq": lease.first_seq,
+                    "last_seq": lease.last_seq,
+                    "status": refusal.status,
+                    "server_errors": attempts,
+                    "reason": refusal.body,
+                }
+            },
+        )
 
     async def _deliver(self, body: bytes) -> None:
         try:
@@ -257,6 +288,12 @@ class Forwarder:
             return
         self._record_failure(f"HTTP {status}: {response.text[:500]}")
         self.health.refusals[status] = self.health.refusals.get(status, 0) + 1
+        if status == SERVER_ERROR_STATUS:
+            raise ServerFault(
+                f"collector failed on the batch ({status}): {response.text[:500]}",
+                status=status,
+                body=response.text[:4000],
+            )
         if status >= 500 or status in RETRYABLE_STATUS:
             raise TransientForwardError(f"collector answered {status}: {response.text[:500]}")
         raise BatchRejected(

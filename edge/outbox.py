@@ -406,15 +406,27 @@ class Outbox:
             raise OutboxError(f"outbox ack failed: {exc}") from exc
 
     async def dead_letters(self) -> list[dict[str, Any]]:
-        """Every dead-lettered run with the collector's reason."""
+        """Every dead-lettered run with the collector's reason (events: `dead_letter_events`)."""
         rows = await self._run(
             lambda: self._conn.execute(
-                "SELECT first_seq, last_seq, status, reason, created_at FROM dead_letters "
+                "SELECT id, first_seq, last_seq, status, reason, created_at FROM dead_letters "
                 "ORDER BY id"
             ).fetchall()
         )
-        keys = ("first_seq", "last_seq", "status", "reason", "created_at")
+        keys = ("id", "first_seq", "last_seq", "status", "reason", "created_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    async def dead_letter_events(self, letter_id: int) -> list[dict[str, Any]]:
+        """The events of one dead letter, as they were sent (sealed, with their hashes)."""
+        row = await self._run(
+            lambda: self._conn.execute(
+                "SELECT events FROM dead_letters WHERE id = ?", (letter_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise LookupError(f"no dead letter {letter_id}")
+        events: list[dict[str, Any]] = orjson.loads(row[0])
+        return events
 
     # -- chain position in the cloud -------------------------------------------------------
 

@@ -96,6 +96,14 @@ def format_status(document: dict[str, Any]) -> str:
         f"{outbox['budget_bytes']} budget bytes, {outbox['dead_letters']} dead letters",
         f"cloud: last success {link['last_success'] or 'never'}, "
         f"last error {link['last_error'] or 'none'}",
+    ]
+    if outbox["dead_letters"]:
+        last = link.get("last_dead_letter") or "before this start"
+        lines.append(
+            f"dead letters: {outbox['dead_letters']} batches the collector refused, "
+            f"kept in the outbox with its answer (last: {last})"
+        )
+    lines += [
         f"{'device':16} {'driver':7} {'state':22} {'failures':>8}  errors / protocol",
     ]
     for device in document["devices"]:
@@ -105,4 +113,6 @@ def format_status(document: dict[str, Any]) -> str:
             f"{device['device_id']:16} {device['driver']:7} {device['state']:22} "
             f"{device['consecutive_failures']:>8}  {shown}"
         )
+        if device.get("bad_readings"):
+            lines.append(f"{'':16} last bad reading: {device['last_bad_reading']}")
     return "\n".join(lines)

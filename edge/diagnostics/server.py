@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from edge import config
 from edge.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -23,12 +24,15 @@ GRACEFUL_SECONDS = 1
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:8080`) -> (host, port); a clear ConfigError otherwise."""
-    host, sep, port = listen.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"[diagnostics] listen = {listen!r}: expected host:port")
-    return host, int(port)
+    """`host:port` (IPv6 as `[::1]:8080`) -> (host, port); a clear ConfigError otherwise.
+
+    A loaded config has checked it already (`edge.config.parse_listen`); this is for callers
+    that build a server from a bare string.
+    """
+    try:
+        return config.parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"[diagnostics] listen: {exc}") from None
 
 
 class _AgentServer(uvicorn.Server):
