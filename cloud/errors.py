@@ -26,7 +26,9 @@
      │                                                          revoked one
      ├── Forbidden                   403    forbidden           the key's scope does not allow it
      ├── InvalidBillingInput         422    invalid_billing_input  a billing document that cannot
-     │                                                          be used (time zone, currency, ...)
+     │    │                                                     be used (time zone, currency, ...)
+     │    └── RatingOutOfBounds      422    rating_out_of_bounds  a price, quantity or amount
+     │                                                          beyond the rating bounds
      ├── BillingNotFound             404
      │    ├── AccountNotFound        404    account_not_found
      │    ├── ProfileNotFound        404    profile_not_found
@@ -235,6 +237,13 @@ class InvalidBillingInput(CollectorError):
 
     status = 422
     code = "invalid_billing_input"
+
+
+class RatingOutOfBounds(InvalidBillingInput):
+    """A price, quantity or amount too large (or too precise) to be rated exactly; `detail` names
+    the account, plan, version and charge where known."""
+
+    code = "rating_out_of_bounds"
 
 
 class BillingNotFound(CollectorError):

@@ -6,8 +6,10 @@ aggregates. The result names exactly the items behind the number, in a fixed ord
 (piece_start, session_id), events by their total order), so an invoice line can show its evidence.
 
 Durations are summed as exact integer microseconds, converted once to the metric's unit and
-quantized to 6 decimal places with ROUND_HALF_UP (a microsecond of an hour is 2.8e-10 h, so six
-places keep every second visible and the value short).
+rounded to 6 decimal places half-up, in integers (a microsecond of an hour is 2.8e-10 h, so six
+places keep every second visible and the value short). Quantities are summed in the exact
+context of `cloud.rating.arithmetic`: a sum is exact or it is `RatingOutOfBounds`, never rounded
+to 28 digits (`1e17 + 1e-18` keeps its small part).
 
 This runs once per charge per account and part, over every item, so it avoids per-item overhead:
 filters are plain comprehensions, each input is sorted at most once.
@@ -15,7 +17,7 @@ filters are plain comprehensions, each input is sorted at most once.
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from operator import attrgetter
 
 from cloud.domain import (
@@ -29,13 +31,14 @@ from cloud.domain import (
     SessionPiece,
 )
 from cloud.errors import InvalidBillingInput
+from cloud.rating.arithmetic import EXACT, divide_half_up, exact
 
 ZERO = Decimal(0)
-_SIX_PLACES = Decimal("0.000001")
+_PLACES = 6
 _MICROSECONDS = {
-    DurationUnit.SECOND: Decimal(1_000_000),
-    DurationUnit.MINUTE: Decimal(60_000_000),
-    DurationUnit.HOUR: Decimal(3_600_000_000),
+    DurationUnit.SECOND: 1_000_000,
+    DurationUnit.MINUTE: 60_000_000,
+    DurationUnit.HOUR: 3_600_000_000,
 }
 _PIECE_ORDER = attrgetter("piece_start", "session_id")
 _EVENT_ORDER = attrgetter("occurred_at", "gateway_id", "seq")  # BillableEvent.order
@@ -72,9 +75,10 @@ def measure(
 ) -> Measurement:
     """The metric's value over the given pieces or events, with the items that made it."""
     check_metric(spec)
-    if spec.source is MetricSource.SESSIONS:
-        return _measure_pieces(spec, _matching_pieces(spec, pieces))
-    return _measure_events(spec, _matching_events(spec, events, profile_of))
+    with exact({"metric": spec.id}):
+        if spec.source is MetricSource.SESSIONS:
+            return _measure_pieces(spec, _matching_pieces(spec, pieces))
+        return _measure_events(spec, _matching_events(spec, events, profile_of))
 
 
 def clip_piece(piece: SessionPiece, start: datetime, end: datetime) -> SessionPiece | None:
@@ -115,7 +119,8 @@ def clip_piece(piece: SessionPiece, start: datetime, end: datetime) -> SessionPi
 
 def duration_value(duration: timedelta, unit: DurationUnit) -> Decimal:
     """A duration in the unit, exact to the microsecond, then 6 places half-up."""
-    return _in_unit(_microseconds(duration), unit)
+    with exact():
+        return _in_unit(_microseconds(duration), unit)
 
 
 def _microseconds(duration: timedelta) -> int:
@@ -123,8 +128,8 @@ def _microseconds(duration: timedelta) -> int:
 
 
 def _in_unit(microseconds: int, unit: DurationUnit) -> Decimal:
-    value = Decimal(microseconds) / _MICROSECONDS[unit]
-    return value.quantize(_SIX_PLACES, rounding=ROUND_HALF_UP)
+    millionths = divide_half_up(microseconds * 10**_PLACES, _MICROSECONDS[unit])
+    return Decimal(millionths).scaleb(-_PLACES, context=EXACT)
 
 
 # --- sessions ---------------------------------------------------------------------------------

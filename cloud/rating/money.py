@@ -4,11 +4,18 @@ Rounding is ROUND_HALF_UP as the `decimal` module defines it: a tie goes away fr
 credits as well as debits (0.125 -> 0.13, -0.125 -> -0.13), so a correction line is the exact
 mirror of the line it corrects. Each invoice line is rounded once; the total is the sum of the
 rounded lines and is never rounded again.
+
+Rounding is the rule here, so it runs in its own contexts (`cloud.rating.arithmetic`), never in
+the ambient one: `round_money` quantizes in `ROUNDING` (160 digits, so 1e26 rounds exactly; an
+amount whose rounded form would need more digits is `RatingOutOfBounds`), and `prorate` takes
+amount x part / period in `PRORATION`, whose ROUND_05UP keeps the one half-up rounding exact.
 """
 
-from decimal import ROUND_HALF_UP, Decimal
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal, DecimalException
 
-from cloud.errors import InvalidBillingInput
+from cloud.errors import InvalidBillingInput, RatingOutOfBounds
+from cloud.rating.arithmetic import EXACT, PRECISION, PRORATION, ROUNDING, exact
 
 # Written as words for reading; split once at import.
 _ZERO_DECIMALS = frozenset(
@@ -51,5 +58,42 @@ def minor_units(currency: str) -> int:
 def round_money(amount: Decimal, currency: str) -> Decimal:
     """The amount quantized to the currency's minor unit, ties away from zero (ROUND_HALF_UP)."""
     check_currency(currency)
-    rounded = amount.quantize(_QUANTUM[currency], rounding=ROUND_HALF_UP)
-    return rounded if rounded else abs(rounded)  # -0.00 (a tiny credit) reads as 0.00
+    if not amount.is_finite():
+        raise _unroundable(amount, currency, "it is not a finite number")
+    try:
+        rounded = amount.quantize(_QUANTUM[currency], rounding=ROUND_HALF_UP, context=ROUNDING)
+    except DecimalException as exc:
+        reason = f"the rounded amount needs more than {PRECISION} digits"
+        raise _unroundable(amount, currency, reason) from exc
+    return rounded.copy_abs() if rounded.is_zero() else rounded  # -0.00 reads as 0.00
+
+
+def prorate(amount: Decimal, part: int, period: int, currency: str) -> Decimal:
+    """amount x part / period (microseconds), rounded once half-up to the minor unit.
+
+    The product is exact (`EXACT`); the quotient is taken in `PRORATION` (ROUND_05UP to 160
+    digits), so the half-up rounding that follows is that of the exact rational value.
+    """
+    if not 0 <= part <= period or period <= 0:
+        raise InvalidBillingInput(
+            f"a prorated part must lie within its period ({part} of {period} microseconds)",
+            detail={"part": part, "period": period},
+        )
+    with exact({"currency": currency}):
+        product = EXACT.multiply(amount, part)
+    return round_money(PRORATION.divide(product, period), currency)
+
+
+def add_amounts(amounts: Iterable[Decimal]) -> Decimal:
+    """The exact sum of amounts (an invoice total), never rounded; `RatingOutOfBounds` if the sum
+    needs more than 160 digits."""
+    with exact():
+        return sum(amounts, Decimal(0))
+
+
+def _unroundable(amount: Decimal, currency: str, reason: str) -> RatingOutOfBounds:
+    shown = f"{amount:.6E}"
+    return RatingOutOfBounds(
+        f"amount {shown} cannot be rounded to {currency}: {reason}",
+        detail={"amount": shown, "currency": currency, "precision": PRECISION},
+    )

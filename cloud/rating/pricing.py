@@ -9,16 +9,20 @@
                 flat fee
     package     ceil(billable / package_size) x package_price (a started package counts whole)
 
-No billable units cost nothing in every model (no flat fee either). Amounts here are exact; the
-caller rounds each line once with `cloud.rating.money.round_money`. Quantities may be fractional.
+No billable units cost nothing in every model (no flat fee either). Amounts here are exact: they
+are computed in the exact context of `cloud.rating.arithmetic` (what cannot be exact is
+`RatingOutOfBounds`), and the package count is an integer division with its remainder, not a
+rounded quotient. The caller rounds each line once with `cloud.rating.money.round_money`.
+Quantities may be fractional.
 """
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from itertools import pairwise
 
 from cloud.domain import Charge, PriceModel, Tier
 from cloud.errors import InvalidBillingInput
+from cloud.rating.arithmetic import exact
 
 ZERO = Decimal(0)
 
@@ -40,6 +44,11 @@ class Priced:
 
 def price(charge: Charge, quantity: Decimal) -> Priced:
     """The exact amount the charge asks for `quantity` units of its metric."""
+    with exact({"metric": charge.metric}):
+        return _price(charge, quantity)
+
+
+def _price(charge: Charge, quantity: Decimal) -> Priced:
     billable = max(ZERO, quantity - charge.included_units)
     detail: dict[str, object] = {
         "model": str(charge.model),
@@ -102,7 +111,8 @@ def _package(charge: Charge, billable: Decimal, detail: dict[str, object]) -> De
     size, package_price = charge.package_size, charge.package_price
     if size is None or package_price is None or size <= ZERO:
         raise _bad_charge(charge, "a package charge needs a positive package_size and a price")
-    packages = (billable / size).to_integral_value(rounding=ROUND_CEILING)
+    whole, rest = divmod(billable, size)  # billable >= 0, size > 0: whole is the floor
+    packages = whole + 1 if rest else whole  # a started package counts whole
     detail.update(packages=str(packages), package_size=str(size), package_price=str(package_price))
     return packages * package_price
 

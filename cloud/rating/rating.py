@@ -6,6 +6,13 @@ by 743 hours), one usage line per charge in plan order (also when zero: the cust
 and a minimum line topping the part up to its prorated minimum amount. Every line is rounded to
 the currency's minor unit once; the invoice total is the sum of the lines.
 
+Exact: everything runs in the exact context of `cloud.rating.arithmetic`. Every number of a plan
+(fees, prices, included units, tier bounds, package sizes) must have at most 30 digits each
+side of the point, and every line's exact amount must lie inside +-10^18; anything beyond, and
+anything that cannot be computed exactly, is `RatingOutOfBounds` naming the account, plan,
+version and charge. The base fee and minimum are prorated with `prorate`, the one documented
+rounding besides `round_money`.
+
 Pure: the caller loads the usage (pieces clipped to the period and each device's binding, events
 inside the period and bound to the account) and writes the lines.
 """
@@ -13,8 +20,8 @@ inside the period and bound to the account) and writes the lines.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import cast
+from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
+from typing import Any, cast
 
 from cloud.domain import (
     Aggregation,
@@ -32,11 +39,19 @@ from cloud.domain import (
     SessionPiece,
 )
 from cloud.errors import InvalidBillingInput
+from cloud.rating.arithmetic import EXACT, check_amount, check_number, divide_half_up, exact
 from cloud.rating.metrics import check_metric, clip_piece, measure
-from cloud.rating.money import check_currency, round_money
+from cloud.rating.money import add_amounts, check_currency, prorate, round_money
 from cloud.rating.pricing import Priced, price
 
 ZERO = Decimal(0)
+_BASE_FEE = "base fee"
+_MINIMUM = "minimum amount"
+# The proration factor in a line's detail is for reading only (the amount is prorated from the
+# part and period themselves): 28 digits half-even, as it always read.
+_FACTOR_DISPLAY = Context(
+    prec=28, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
 _DURATION_LABEL = {DurationUnit.SECOND: "s", DurationUnit.MINUTE: "min", DurationUnit.HOUR: "h"}
 
 
@@ -81,19 +96,57 @@ def rate_period(
     versions: Sequence[PlanVersion],
     metrics: Mapping[str, MetricSpec],
     usage: AccountUsage,
+    account_id: str | None = None,
 ) -> list[RatedLine]:
-    """Every line of one account's invoice for [period_start, period_end), rounded."""
-    _check_inputs(currency, period_start, period_end, versions, metrics)
-    period = _microseconds(period_end - period_start)
-    lines: list[RatedLine] = []
-    for version, part_start, part_end in plan_parts(versions, period_start, period_end):
-        whole = part_start == period_start and part_end == period_end
-        part_usage = usage if whole else _part_usage(usage, part_start, part_end)
-        factor_parts = (_microseconds(part_end - part_start), period)
-        lines.extend(
-            _rate_part(currency, version, metrics, part_usage, part_start, part_end, factor_parts)
+    """Every line of one account's invoice for [period_start, period_end), rounded.
+
+    `account_id`, when given, is named in every `RatingOutOfBounds`.
+    """
+    account: dict[str, object] = {} if account_id is None else {"account_id": account_id}
+    with exact(account):
+        _check_inputs(currency, period_start, period_end, versions, metrics, account)
+        period = _microseconds(period_end - period_start)
+        lines: list[RatedLine] = []
+        for version, part_start, part_end in plan_parts(versions, period_start, period_end):
+            whole = part_start == period_start and part_end == period_end
+            part_usage = usage if whole else _part_usage(usage, part_start, part_end)
+            part = _Part(
+                currency=currency,
+                version=version,
+                start=part_start,
+                end=part_end,
+                length=_microseconds(part_end - part_start),
+                period=period,
+                where={**account, "plan": version.plan_id, "version": version.version},
+            )
+            lines.extend(_rate_part(part, metrics, part_usage))
+        return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One part of the period under one plan version; `where` names it in errors."""
+
+    currency: str
+    version: PlanVersion
+    start: datetime
+    end: datetime
+    length: int  # microseconds of the part
+    period: int  # microseconds of the whole period
+    where: dict[str, object]
+
+    def line(self, kind: LineKind, description: str, amount: Decimal, **more: Any) -> RatedLine:
+        """A line of this part."""
+        return RatedLine(
+            kind=kind,
+            description=description,
+            amount=amount,
+            part_start=self.start,
+            part_end=self.end,
+            plan_id=self.version.plan_id,
+            plan_version=self.version.version,
+            **more,
         )
-    return lines
 
 
 def _check_inputs(
@@ -102,6 +155,7 @@ def _check_inputs(
     period_end: datetime,
     versions: Sequence[PlanVersion],
     metrics: Mapping[str, MetricSpec],
+    account: Mapping[str, object],
 ) -> None:
     check_currency(currency)
     if period_start.tzinfo is None or period_end.tzinfo is None:
@@ -112,10 +166,15 @@ def _check_inputs(
             detail={"start": period_start.isoformat(), "end": period_end.isoformat()},
         )
     for version in versions:
-        _check_version(currency, version, metrics)
+        _check_version(currency, version, metrics, account)
 
 
-def _check_version(currency: str, version: PlanVersion, metrics: Mapping[str, MetricSpec]) -> None:
+def _check_version(
+    currency: str,
+    version: PlanVersion,
+    metrics: Mapping[str, MetricSpec],
+    account: Mapping[str, object],
+) -> None:
     where = {"plan": version.plan_id, "version": version.version}
     if version.currency != currency:
         raise InvalidBillingInput(
@@ -123,6 +182,9 @@ def _check_version(currency: str, version: PlanVersion, metrics: Mapping[str, Me
             f"the account is billed in {currency}",
             detail={**where, "plan_currency": version.currency, "currency": currency},
         )
+    located = {**account, **where}
+    check_number(version.base_fee, what=_BASE_FEE, where=located)
+    check_number(version.minimum_amount, what=_MINIMUM, where=located)
     for charge in version.charges:
         spec = metrics.get(charge.metric)
         if spec is None:
@@ -132,6 +194,26 @@ def _check_version(currency: str, version: PlanVersion, metrics: Mapping[str, Me
                 detail={**where, "metric": charge.metric},
             )
         check_metric(spec)
+        _check_charge_numbers(charge, {**located, "charge": charge.metric})
+
+
+def _check_charge_numbers(charge: Charge, where: Mapping[str, object]) -> None:
+    """Every number of the charge within the bounds that keep its arithmetic exact."""
+    numbers: list[tuple[str, Decimal | None]] = [
+        ("included_units", charge.included_units),
+        ("unit_price", charge.unit_price),
+        ("package_size", charge.package_size),
+        ("package_price", charge.package_price),
+    ]
+    for n, tier in enumerate(charge.tiers, start=1):
+        numbers += [
+            (f"tier {n} up_to", tier.up_to),
+            (f"tier {n} unit_price", tier.unit_price),
+            (f"tier {n} flat_fee", tier.flat_fee),
+        ]
+    for what, value in numbers:
+        if value is not None:
+            check_number(value, what=what, where=where)
 
 
 def _part_usage(usage: AccountUsage, start: datetime, end: datetime) -> AccountUsage:
@@ -144,72 +226,49 @@ def _part_usage(usage: AccountUsage, start: datetime, end: datetime) -> AccountU
 
 
 def _rate_part(
-    currency: str,
-    version: PlanVersion,
-    metrics: Mapping[str, MetricSpec],
-    usage: AccountUsage,
-    start: datetime,
-    end: datetime,
-    factor_parts: tuple[int, int],
+    part: _Part, metrics: Mapping[str, MetricSpec], usage: AccountUsage
 ) -> list[RatedLine]:
     lines: list[RatedLine] = []
-    if version.base_fee > ZERO:
-        lines.append(_base_fee_line(currency, version, start, end, factor_parts))
-    for charge in version.charges:
-        lines.append(
-            _usage_line(currency, version, metrics[charge.metric], charge, usage, start, end)
-        )
-    minimum = _minimum_line(currency, version, lines, start, end, factor_parts)
+    if part.version.base_fee > ZERO:
+        lines.append(_base_fee_line(part))
+    for charge in part.version.charges:
+        lines.append(_usage_line(part, metrics[charge.metric], charge, usage))
+    minimum = _minimum_line(part, lines)
     if minimum is not None:
         lines.append(minimum)
     return lines
 
 
-def _base_fee_line(
-    currency: str,
-    version: PlanVersion,
-    start: datetime,
-    end: datetime,
-    factor_parts: tuple[int, int],
-) -> RatedLine:
-    part, period = factor_parts
-    amount = round_money(version.base_fee * part / period, currency)
+def _base_fee_line(part: _Part) -> RatedLine:
+    version = part.version
+    where = {**part.where, "charge": _BASE_FEE}
+    with exact(where):
+        amount = prorate(version.base_fee, part.length, part.period, part.currency)
+    check_amount(amount, what="the prorated base fee", where=where)
     description = f"Base fee, plan {version.plan_id} v{version.version}"
-    if part != period:
-        description += f", prorated {_hours(part)} h of {_hours(period)} h"
-    return RatedLine(
-        kind=LineKind.BASE_FEE,
-        description=description,
-        amount=amount,
-        part_start=start,
-        part_end=end,
-        plan_id=version.plan_id,
-        plan_version=version.version,
-        detail={"base_fee": str(version.base_fee), **_factor_detail(factor_parts)},
+    if part.length != part.period:
+        description += f", prorated {_hours(part.length)} h of {_hours(part.period)} h"
+    return part.line(
+        LineKind.BASE_FEE,
+        description,
+        amount,
+        detail={"base_fee": str(version.base_fee), **_factor_detail(part)},
     )
 
 
-def _usage_line(
-    currency: str,
-    version: PlanVersion,
-    spec: MetricSpec,
-    charge: Charge,
-    usage: AccountUsage,
-    start: datetime,
-    end: datetime,
-) -> RatedLine:
-    measurement = measure(
-        spec, pieces=usage.pieces, events=usage.events, profile_of=usage.profile_of
-    )
-    priced = price(charge, measurement.value)
-    return RatedLine(
-        kind=LineKind.USAGE,
-        description=_usage_description(spec, charge, measurement, priced),
-        amount=round_money(priced.amount, currency),
-        part_start=start,
-        part_end=end,
-        plan_id=version.plan_id,
-        plan_version=version.version,
+def _usage_line(part: _Part, spec: MetricSpec, charge: Charge, usage: AccountUsage) -> RatedLine:
+    where = {**part.where, "charge": charge.metric}
+    with exact(where):
+        measurement = measure(
+            spec, pieces=usage.pieces, events=usage.events, profile_of=usage.profile_of
+        )
+        priced = price(charge, measurement.value)
+        check_amount(priced.amount, what="the amount", where=where)
+        amount = round_money(priced.amount, part.currency)
+    return part.line(
+        LineKind.USAGE,
+        _usage_description(spec, charge, measurement, priced),
+        amount,
         metric=spec.id,
         quantity=measurement.value,
         billable=priced.billable,
@@ -218,50 +277,37 @@ def _usage_line(
     )
 
 
-def _minimum_line(
-    currency: str,
-    version: PlanVersion,
-    lines: list[RatedLine],
-    start: datetime,
-    end: datetime,
-    factor_parts: tuple[int, int],
-) -> RatedLine | None:
-    part, period = factor_parts
-    minimum = round_money(version.minimum_amount * part / period, currency)
-    subtotal = sum((line.amount for line in lines), ZERO)
-    if minimum <= subtotal:
-        return None
-    return RatedLine(
-        kind=LineKind.MINIMUM,
-        description=(
+def _minimum_line(part: _Part, lines: list[RatedLine]) -> RatedLine | None:
+    version, currency = part.version, part.currency
+    where = {**part.where, "charge": _MINIMUM}
+    with exact(where):
+        minimum = prorate(version.minimum_amount, part.length, part.period, currency)
+        check_amount(minimum, what="the prorated minimum amount", where=where)
+        subtotal = add_amounts(line.amount for line in lines)
+        if minimum <= subtotal:
+            return None
+        top_up = minimum - subtotal
+    return part.line(
+        LineKind.MINIMUM,
+        (
             f"Minimum amount {minimum} {currency}, plan {version.plan_id} v{version.version}: "
             f"top-up from {subtotal} {currency}"
         ),
-        amount=minimum - subtotal,
-        part_start=start,
-        part_end=end,
-        plan_id=version.plan_id,
-        plan_version=version.version,
+        top_up,
         detail={
             "minimum_amount": str(version.minimum_amount),
             "prorated_minimum": str(minimum),
             "subtotal": str(subtotal),
-            **_factor_detail(factor_parts),
+            **_factor_detail(part),
         },
     )
 
 
-def _factor(factor_parts: tuple[int, int]) -> Decimal:
-    part, period = factor_parts
-    return Decimal(part) / Decimal(period)
-
-
-def _factor_detail(factor_parts: tuple[int, int]) -> dict[str, object]:
-    part, period = factor_parts
+def _factor_detail(part: _Part) -> dict[str, object]:
     return {
-        "factor": str(_factor(factor_parts)),
-        "part_seconds": str(Decimal(part) / 1_000_000),
-        "period_seconds": str(Decimal(period) / 1_000_000),
+        "factor": str(_FACTOR_DISPLAY.divide(part.length, part.period)),
+        "part_seconds": str(EXACT.divide(part.length, 1_000_000)),
+        "period_seconds": str(EXACT.divide(part.period, 1_000_000)),
     }
 
 
@@ -308,11 +354,13 @@ def _step_text(step: dict[str, str | None]) -> str:
 
 def _plain(value: Decimal) -> str:
     """A quantity for reading: no exponent, no trailing zeros (12.500000 -> 12.5)."""
-    return format(value.normalize(), "f")
+    return format(value.normalize(EXACT), "f")
 
 
 def _hours(microseconds: int) -> str:
-    return _plain((Decimal(microseconds) / 3_600_000_000).quantize(Decimal("0.01")))
+    """Microseconds as hours for reading: 2 places, half-up, in integers."""
+    hundredths = divide_half_up(microseconds * 100, 3_600_000_000)
+    return _plain(Decimal(hundredths).scaleb(-2, context=EXACT))
 
 
 def _microseconds(duration: timedelta) -> int:

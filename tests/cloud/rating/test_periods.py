@@ -18,7 +18,7 @@ from cloud.rating.periods import (
 
 def utc(*parts: int) -> datetime:
     """A UTC time."""
-    return datetime(*parts, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[arg-type, misc]
 
 
 def hours(period: Period) -> float:
