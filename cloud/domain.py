@@ -33,6 +33,7 @@ class BillableEvent:
     quantity: Decimal | None
     unit: str | None
     occurred_at: datetime
+    report: str | None = None  # `attrs["report"]`: "status" when it confirms a state
 
     @property
     def key(self) -> EventKey:

@@ -10,8 +10,9 @@ master never sees a hang-up when a driver closes and reopens the port.
 
 `It100Panel` speaks the IT-100 protocol (see `edge.codecs.it100`): it writes the frames of its
 scenario with correct checksums (or a bad one on purpose), answers 000 poll and 001 status
-request with 500 acknowledge (the status request also with the partitions' 650/652 state), and
-a frame with a bad checksum with 501. `emitted` is every frame it sent with a good checksum,
+request with 500 acknowledge (the status request also with its dump: each partition's 650/652
+state and its 841 trouble LED off), commands in the order they came, and a frame with a bad
+checksum with 501. `emitted` is every frame it sent with a good checksum,
 `corrupted` every line it sent with a bad one, `received` every command it got: the truth a
 test compares a driver's output with.
 
@@ -148,6 +149,21 @@ class Arm:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoArm:
+    """The panel arms a partition by itself (auto-arm): 652 and 701 (special closing)."""
+
+    partition: int = 1
+    mode: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBroadcast:
+    """The panel's time/date broadcast, 550 hhmmMMDDYY: traffic without usage meaning."""
+
+    stamp: str = "1030112126"
+
+
+@dataclass(frozen=True, slots=True)
 class Disarm:
     """A user disarms a partition: 655 (partition disarmed) and 750 (user opening)."""
 
@@ -212,6 +228,8 @@ class Replug:
 
 Step = (
     Arm
+    | AutoArm
+    | TimeBroadcast
     | Disarm
     | Alarm
     | ZoneOpen
@@ -261,6 +279,10 @@ def frames_of(step: Step) -> list[Frame]:
     match step:
         case Arm(partition=p, user_code=user, mode=mode):
             return [Frame("652", f"{p}{mode}"), Frame("700", f"{p}{user}")]
+        case AutoArm(partition=p, mode=mode):
+            return [Frame("652", f"{p}{mode}"), Frame("701", f"{p}")]
+        case TimeBroadcast(stamp=stamp):
+            return [Frame("550", stamp)]
         case Disarm(partition=p, user_code=user):
             return [Frame("655", f"{p}"), Frame("750", f"{p}{user}")]
         case Alarm(partition=p, zone=zone):
@@ -365,7 +387,7 @@ class It100Panel:
     def apply(self, step: Step) -> None:
         """Change the panel's state for one step and write its frames."""
         match step:
-            case Arm(partition=p, mode=mode):
+            case Arm(partition=p, mode=mode) | AutoArm(partition=p, mode=mode):
                 self.partitions[p] = mode
             case Disarm(partition=p):
                 self.partitions[p] = None
@@ -390,11 +412,13 @@ class It100Panel:
         self.link.write(line)
 
     def status_frames(self) -> list[Frame]:
-        """The partition status a 001 status request gets: 652 when armed, else 650."""
-        return [
+        """The dump a 001 status request gets: per partition 652 when armed, else 650, then
+        its trouble LED (841: off)."""
+        status = [
             Frame("650", f"{p}") if mode is None else Frame("652", f"{p}{mode}")
             for p, mode in sorted(self.partitions.items())
         ]
+        return [*status, *(Frame("841", f"{p}") for p in sorted(self.partitions))]
 
     async def _serve(self) -> None:
         while True:

@@ -379,7 +379,8 @@ def load_events(
 ) -> list[BillableEvent]:
     """The stored events of the pairs from their recompute points on ("*": every channel).
 
-    Only what sessions are made of is read: `kind`, `quantity` and `unit` are left empty.
+    Only what sessions are made of is read: `kind`, `quantity` and `unit` are left empty;
+    `attrs["report"]` becomes `report` (a status report confirms a session, see the sessionizer).
     occurred_at is read raw: SQLite's text parsed by `fromisoformat` (C), not SQLAlchemy's regex.
     """
     e = EVENTS.c
@@ -393,15 +394,25 @@ def load_events(
                 e.channel,
                 e.name,
                 type_coerce(e.occurred_at, String),
+                e.attrs["report"].as_string(),
             ).where(e.device_id.in_(devices), e.occurred_at >= floor)
         ).all()
-        for gateway_id, seq, device_id, channel, name, raw_time in rows:
+        for gateway_id, seq, device_id, channel, name, raw_time, report in rows:
             point = _point(points, device_id, channel)
             occurred_at = _utc(raw_time)
             if point is not None and occurred_at >= point:
                 events.append(
                     BillableEvent(
-                        gateway_id, seq, device_id, channel, name, "", None, None, occurred_at
+                        gateway_id,
+                        seq,
+                        device_id,
+                        channel,
+                        name,
+                        "",
+                        None,
+                        None,
+                        occurred_at,
+                        report,
                     )
                 )
     return events

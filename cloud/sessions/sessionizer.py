@@ -11,6 +11,23 @@ sessions are a function of the set of events alone:
    `end_on` and other events are orphans (part of no session);
 3. at the end, the open session is `timed_out` if idle for longer than the timeout at `as_of`,
    else `still_open`.
+
+Status reports (`BillableEvent.report == "status"`, from `attrs["report"]`) say what state a
+device is in, not that something just happened: an IT-100 panel answers the gateway's status
+request at every start and reconnect with its partitions' state. So a `start_on` status report
+
+- while a session is open is a confirmation: an activity of the open session (it keeps a
+  timeout rule from closing a session the device says is still on), never a new start;
+- with no session open opens one, which starts at the report's `occurred_at`: the device does
+  not say since when it has been on, and the first time we know it is the report (so billing
+  never counts time before it);
+- a session opened by a status report that a `start_on` or `end_on` event closes at the very
+  instant it began is no session (its events are orphans): it lasted nothing, and dropping it
+  keeps the incremental store (which recomputes from a session start's time) equal to one
+  computation over all events when a report ties with a real start at the same microsecond.
+
+Restarting a gateway therefore never changes the sessions of a state that is already open, and
+the rule needs no memory on the gateway: it holds after the agent restarted.
 """
 
 from collections.abc import Iterable
@@ -19,12 +36,19 @@ from datetime import datetime
 
 from cloud.domain import BillableEvent, CloseReason, ComputedSession, EventKey, SessionRule
 
+STATUS_REPORT = "status"
+"""The `attrs["report"]` value of an event that reports a state rather than a change."""
+
 
 @dataclass(slots=True)
 class _Open:
     start: BillableEvent
     last_activity_at: datetime
     events: list[EventKey] = field(default_factory=list)
+
+    @property
+    def by_report(self) -> bool:
+        return self.start.report == STATUS_REPORT
 
     def close(self, reason: CloseReason, ended_at: datetime | None) -> ComputedSession:
         start = self.start
@@ -54,9 +78,10 @@ def sessionize(
             sessions.append(current.close(CloseReason.TIMED_OUT, current.last_activity_at))
             current = None
         name = event.name
-        if name in start_on:
+        starts = name in start_on and (current is None or event.report != STATUS_REPORT)
+        if starts:
             if current is not None:
-                sessions.append(current.close(CloseReason.SUPERSEDED, at))
+                _end(sessions, current, CloseReason.SUPERSEDED, at)
             current = _Open(
                 start=event, last_activity_at=at, events=[(event.gateway_id, event.seq)]
             )
@@ -64,7 +89,7 @@ def sessionize(
             current.events.append((event.gateway_id, event.seq))
             current.last_activity_at = at
             if name in end_on:
-                sessions.append(current.close(CloseReason.DEACTIVATED, at))
+                _end(sessions, current, CloseReason.DEACTIVATED, at)
                 current = None
     if current is not None:
         if timeout is not None and as_of - current.last_activity_at > timeout:
@@ -72,6 +97,15 @@ def sessionize(
         else:
             sessions.append(current.close(CloseReason.STILL_OPEN, None))
     return sessions
+
+
+def _end(
+    sessions: list[ComputedSession], current: _Open, reason: CloseReason, at: datetime
+) -> None:
+    """Close `current` at `at` by an event, unless it is a report's session that lasted nothing."""
+    if current.by_report and at == current.start.occurred_at:
+        return
+    sessions.append(current.close(reason, at))
 
 
 def _order(event: BillableEvent) -> tuple[datetime, str, int]:

@@ -9,8 +9,11 @@ https://cms.dsc.com/download.php?t=1&id=16238
 
 Decoding checks the framing and, for the commands we know, the shape of the data (a 652 carries a
 partition digit and an arm-mode digit). Unknown commands decode fine: whether they matter is the
-driver's business (`is_known`). Every rejected line raises `It100FrameError` with a `reason`
-("bad_checksum", "truncated" or "malformed") and the raw line in its message.
+driver's business (`is_known`). The table also lists the panel's legitimate traffic that has no
+usage meaning (time broadcasts, LED and LCD updates, troubles, ...) with free data: the driver
+counts those apart from unknown commands and never reads their data. Every rejected line
+raises `It100FrameError` with a `reason` ("bad_checksum", "truncated" or "malformed") and the
+raw line in its message.
 """
 
 import re
@@ -42,7 +45,8 @@ class Command:
     """One entry of the command table: what it means and the shape of its data.
 
     `data` has one letter per character: `P` a partition digit (1-8), `M` an arm-mode digit
-    (0-3), `D` any digit (zone, user code, error code).
+    (0-3), `D` any digit (zone, user code, error code); `*` alone means any data (traffic we
+    never read).
     """
 
     code: str
@@ -51,12 +55,55 @@ class Command:
 
     def accepts(self, data: str) -> bool:
         """Whether `data` has this command's shape."""
+        if self.data == ANY_DATA:
+            return True
         return len(data) == len(self.data) and all(
             char in _SHAPES[shape] for shape, char in zip(self.data, data, strict=True)
         )
 
 
 _SHAPES = {"P": "12345678", "M": "0123", "D": "0123456789"}
+ANY_DATA = "*"
+
+_NO_USAGE = {
+    "510": "keypad LED state",  # 510/511: the DSC TPI's LED bitfields, sent by IT-100 clones
+    "511": "keypad LED flash state",
+    "550": "time/date broadcast",
+    "560": "ring detected",
+    "561": "indoor temperature broadcast",
+    "562": "outdoor temperature broadcast",
+    "570": "broadcast labels",
+    "580": "baud rate set",
+    "605": "zone fault",
+    "606": "zone fault restore",
+    "658": "keypad lockout",
+    "659": "keypad blanking",
+    "660": "command output in progress",
+    "670": "invalid access code",
+    "671": "function not available",
+    "672": "failure to arm",
+    "800": "panel battery trouble",
+    "801": "panel battery trouble restore",
+    "802": "panel AC trouble",
+    "803": "panel AC restore",
+    "806": "system bell trouble",
+    "807": "system bell trouble restore",
+    "840": "trouble status (LED on)",
+    "841": "trouble status restore (LED off)",
+    "842": "fire trouble alarm",
+    "843": "fire trouble alarm restore",
+    "896": "keybus fault",
+    "897": "keybus fault restore",
+    "900": "code required",
+    "901": "LCD update",
+    "902": "LCD cursor",
+    "903": "LED status",
+    "904": "beep status",
+    "905": "tone status",
+    "906": "buzzer status",
+    "907": "door chime status",
+    "908": "software version",
+}
 
 # Application-to-computer (panel -> gateway) and computer-to-application commands of the
 # Developer's Guide, section 4. Only what the mapping or the link handling needs is listed;
@@ -95,8 +142,19 @@ COMMANDS: dict[str, Command] = {
         Command("702", "partial closing", "P"),
         Command("750", "user opening", "PDDDD"),
         Command("751", "special opening", "P"),
+        # Traffic without usage meaning (section 5): known, so it is not counted as unknown.
+        *(Command(code, meaning, ANY_DATA) for code, meaning in _NO_USAGE.items()),
     )
 }
+
+# What a 001 status request is answered with, after its 500: "zone, partition and trouble
+# status" (Developer's Guide, 001), the keypad LEDs and the software version. A dump holds
+# nothing else, and reports each partition once (`PARTITION_STATUS`, partition digit first).
+PARTITION_STATUS = frozenset({"650", "651", "652", "653", "654", "656", "657", "673"})
+STATUS_FRAMES = PARTITION_STATUS | frozenset(
+    {"609", "610", "510", "511", "903", "908", "840", "841", "842", "843", "896", "897"}
+    | {"800", "801", "802", "803", "806", "807"}
+)
 
 # Data digit of 652 (Developer's Guide, 652 "Partition Armed - Descriptive Mode").
 ARM_MODES = {"0": "away", "1": "stay", "2": "zero_entry_away", "3": "zero_entry_stay"}

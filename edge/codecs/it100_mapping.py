@@ -1,16 +1,19 @@
 """IT-100 frames -> usage events: which panel reports are billable and how they read.
 
-Pure and sync. Arming (652 partition armed, 700 user closing) is an `activation` named "armed",
-disarming (655 partition disarmed, 750 user opening) a `deactivation` named "disarmed", both on
-the partition as channel; alarms (601 zone alarm, 603 zone tamper, 654 partition in alarm,
+Pure and sync. Arming (652 partition armed, 700 user closing, 701 special closing: quick arm,
+auto-arm, keyswitch, wireless key, DLS) is an `activation` named "armed", disarming (655
+partition disarmed, 750 user opening, 751 special opening) a `deactivation` named "disarmed",
+both on the partition as channel; alarms (601 zone alarm, 603 zone tamper, 654 partition in alarm,
 621/623/625 keypad fire/auxiliary/panic) are `activity` "alarm"; zone open/restore (609/610) are
 `activity` only when the device config asks for zone events. Every other frame is link traffic
 or status, not usage, and maps to None.
 
-One arming by a user gives two adjacent frames (652 with the arm mode, 700 with the user code),
-one disarming two more (655, 750). `ArmingPairs` merges each pair into ONE event, so billing
-sees one activation per arming; a 652 with no partner (a status report after a reconnect, an
-auto-arm) stays alone. IT-100 frames carry no time, so
+One arming gives two adjacent frames (652 with the arm mode, then 700 with the user code or 701
+for a special closing), one disarming two more (655, 750/751). `ArmingPairs` merges each pair
+into ONE event, so billing sees one activation per arming; a 652 with no partner (a status
+report after a reconnect) stays alone. A closing or opening frame is always a real change made
+at the panel, so a merged event is never a status report: `ArmingPairs` drops the driver's
+`attrs["report"]` mark from the 652 it merges. IT-100 frames carry no time, so
 `occurred_at` is the time the gateway read the line. Data shapes are checked by
 `edge.codecs.it100.decode_frame` before a frame gets here.
 """
@@ -22,8 +25,8 @@ from shared.events import AttrValue, ClockState, EventDraft, EventKind
 
 __all__ = ["ArmingPairs", "is_known", "map_frame"]
 
-ARMING = frozenset({"652", "700"})
-DISARMING = frozenset({"655", "750"})
+ARMING = frozenset({"652", "700", "701"})
+DISARMING = frozenset({"655", "750", "751"})
 # Keypad alarms carry no data (Developer's Guide, 621-626).
 KEYPAD_ALARMS = {"621": "fire", "623": "auxiliary", "625": "panic"}
 ZONE_ALARMS = {"601": "zone", "603": "tamper"}
@@ -73,6 +76,8 @@ def _describe(frame: Frame, *, zone_events: bool) -> _Described | None:
         attrs: dict[str, AttrValue] = {"partition": data[0]}
         if command == "750":
             attrs["user_code"] = data[1:]
+        elif command == "751":
+            attrs["opening"] = "special"
         return "disarmed", EventKind.DEACTIVATION, data[0], attrs
     if command in ZONE_ALARMS:
         return "alarm", EventKind.ACTIVITY, data[0], _alarm(data[1:], data[0], ZONE_ALARMS[command])
@@ -89,6 +94,8 @@ def _arming_attrs(frame: Frame) -> dict[str, AttrValue]:
     partition, rest = frame.data[0], frame.data[1:]
     if frame.command == "652":
         return {"partition": partition, "arm_mode": ARM_MODES[rest]}
+    if frame.command == "701":
+        return {"partition": partition, "closing": "special"}
     return {"partition": partition, "user_code": rest}
 
 
@@ -96,7 +103,7 @@ def _alarm(zone: str | None, partition: str | None, alarm_type: str) -> dict[str
     return {"zone": zone, "partition": partition, "alarm_type": alarm_type}
 
 
-_PARTNERS = {("652", "700"), ("655", "750")}
+_PARTNERS = {("652", "700"), ("652", "701"), ("655", "750"), ("655", "751")}
 
 
 def _partners(first: EventDraft, second: EventDraft) -> bool:
@@ -138,8 +145,8 @@ class ArmingPairs:
 
 
 def _merge(first: EventDraft, second: EventDraft) -> EventDraft:
-    # The partition frame (652/655) leads; the user frame adds its code. Neither is a status
-    # report: a user did this.
+    # The partition frame (652/655) leads; the closing/opening frame adds its code. Neither is
+    # a status report: someone armed or disarmed the partition just now.
     lead, user = (
         (first, second) if str(first.attrs["command"]).startswith("65") else (second, first)
     )
@@ -148,5 +155,5 @@ def _merge(first: EventDraft, second: EventDraft) -> EventDraft:
         **lead.attrs,
         "command": f"{lead.attrs['command']}+{user.attrs['command']}",
     }
-    attrs.pop("status_report", None)
+    attrs.pop("report", None)
     return lead.model_copy(update={"attrs": attrs})

@@ -10,12 +10,24 @@ and keeps the link honest:
 - a poll goes out every `poll_interval`, and a panel that sends nothing at all for three poll
   intervals is `DeviceTimeout`;
 - a bad line (bad checksum, truncated, malformed, unknown command) is counted in
-  `DeviceHealth.protocol`, logged with its raw bytes, and skipped: it never ends the stream.
+  `DeviceHealth.protocol`, logged with its raw bytes, and skipped: it never ends the stream;
+- a good frame that means no usage (LED and LCD updates, time broadcasts, troubles, partition
+  ready, ...) is counted as `ignored_frames`, without a log line.
 
-Partition status frames that answer our 001 status request (the 65x frames right after the
-500 "001") describe the panel as it is, not something that just happened; drafts made from them
-carry `attrs["status_report"] = True`. A 652 that pairs with a 700 (and 655 with 750) is a user
-arming or disarming, merged into one event by `ArmingPairs` and never a report.
+Status reports. The 001 status request (sent at every connect) is answered with 500 "001" and
+then a dump of the panel's state as it is: zone status (609/610), one partition status frame
+per enabled partition (650-657, 673: a 652 for an armed one), troubles and LEDs. The protocol
+has no end-of-dump frame, so the driver makes one: as soon as the 500 "001" arrives it sends a
+000 poll, which the panel acknowledges after it has written the dump (it answers commands in
+order). The dump is the frames between those two acknowledgements, and it ends earlier at the
+first frame a dump never holds (700 user closing, 601 alarm, 655 disarmed, ...) or at a second
+status frame for a partition it already reported. Drafts made from dump frames carry
+`attrs["report"] = "status"`: the cloud's sessionizer takes them as confirmations of an open
+session, never as new starts, so a restart never changes what is billed.
+
+A real arming is never taken for a report: it comes with its closing frame (700 user closing,
+701 special closing) right after the 652, `ArmingPairs` merges the two into one event and drops
+the mark; and a lone 652 outside the dump is a real arming as well.
 
 A driver is used once: `async with It100Driver(...)` opens the port, `events()` yields drafts
 until the link fails (`DeviceUnreachable` on a cable pull), exit closes. Reconnecting is the
@@ -31,7 +43,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from edge.codecs.it100 import Frame, It100FrameError, decode_frame, encode_frame
+from edge.codecs.it100 import (
+    PARTITION_STATUS,
+    STATUS_FRAMES,
+    Frame,
+    It100FrameError,
+    decode_frame,
+    encode_frame,
+)
 from edge.codecs.it100_mapping import ArmingPairs, is_known, map_frame
 from edge.config import It100DeviceConfig
 from edge.drivers.serial_line import SerialLine
@@ -51,6 +70,8 @@ SYSTEM_ERROR = "502"
 SILENT_POLLS = 3
 # A user arming sends 652 and 700 back to back; a lone 652 is let go after this quiet time.
 PAIR_WINDOW = 0.5
+# The mark on drafts made from the answer to a status request (see the module docstring).
+STATUS_REPORT = {"report": "status"}
 
 
 class It100Driver:
@@ -71,7 +92,7 @@ class It100Driver:
         self._line: SerialLine | None = None
         self._last_sent: str | None = None
         self._resent = False
-        self._in_status_report = False
+        self._dump: set[str] | None = None  # partitions reported so far, while in a dump
         self._pairs = ArmingPairs()
         self.awaiting_ack: str | None = None
         self.acknowledged: Counter[str] = Counter()
@@ -151,11 +172,9 @@ class It100Driver:
             await self._handle_link(frame, raw)
             return None
         if not is_known(frame.command):
-            self._in_status_report = False
             self._reject("unknown_command", raw, f"unknown command {frame.command}")
             return None
-        status_report = self._in_status_report and frame.command.startswith("65")
-        self._in_status_report = status_report
+        reported = self._in_dump(frame)
         try:
             draft = map_frame(
                 frame,
@@ -167,16 +186,37 @@ class It100Driver:
         except It100FrameError as exc:
             self._reject(exc.reason, raw, str(exc))
             return None
-        if draft is not None and status_report:
-            return draft.model_copy(update={"attrs": {**draft.attrs, "status_report": True}})
+        if draft is None:
+            self._health.count("ignored_frames")
+            return None
+        if reported:
+            return draft.model_copy(update={"attrs": {**draft.attrs, **STATUS_REPORT}})
         return draft
+
+    def _in_dump(self, frame: Frame) -> bool:
+        """Whether `frame` belongs to the status dump in progress (and the dump goes on)."""
+        dump = self._dump
+        if dump is None:
+            return False
+        partition = frame.data[:1] if frame.command in PARTITION_STATUS else None
+        if frame.command not in STATUS_FRAMES or partition in dump:
+            self._dump = None  # a live event: the dump is over
+            return False
+        if partition is not None:
+            dump.add(partition)
+        return True
 
     async def _handle_link(self, frame: Frame, raw: bytes) -> None:
         if frame.command == ACK:
             self.acknowledged[frame.data] += 1
             if frame.data == self.awaiting_ack:
                 self.awaiting_ack = None
-            self._in_status_report = frame.data == STATUS_REQUEST
+            if frame.data == STATUS_REQUEST:
+                # The dump follows; the 500 to this poll comes after it and closes it.
+                self._dump = set()
+                await self._send(POLL)
+            else:
+                self._dump = None
         elif frame.command == COMMAND_ERROR:
             await self._resend(raw)
         else:

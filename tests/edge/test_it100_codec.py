@@ -90,10 +90,31 @@ def test_bad_frame_encoder_really_is_bad() -> None:
 
 @pytest.mark.parametrize(
     ("command", "known"),
-    [("000", True), ("500", True), ("652", True), ("700", True), ("751", True), ("999", False)],
+    [
+        ("000", True),
+        ("500", True),
+        ("652", True),
+        ("700", True),
+        ("751", True),
+        ("550", True),
+        ("510", True),
+        ("903", True),
+        ("999", False),
+        ("123", False),
+    ],
 )
 def test_is_known(command: str, known: bool) -> None:
     assert is_known(command) is known
+
+
+@pytest.mark.parametrize(
+    "wire", [b"5501030112126", b"51081", b"90321", b"90100016Date     Time", b"908010100"]
+)
+def test_traffic_without_usage_decodes_with_any_data(wire: bytes) -> None:
+    # Time broadcasts, LED and LCD updates: known, their data never checked (nor read).
+    body = wire.decode()
+    frame = decode_frame(wire + checksum(body).encode() + b"\r\n")
+    assert (frame.command, frame.data) == (body[:3], body[3:])
 
 
 @pytest.mark.parametrize(("command", "data"), [("65", ""), ("6520", ""), ("abc", ""), ("652", "é")])

@@ -59,7 +59,21 @@ def mapped(frame: Frame, *, zone_events: bool = False):  # type: ignore[no-untyp
             "1",
             {"partition": "1", "user_code": "0040"},
         ),
+        (
+            Frame("701", "4"),
+            "armed",
+            EventKind.ACTIVATION,
+            "4",
+            {"partition": "4", "closing": "special"},
+        ),
         (Frame("655", "2"), "disarmed", EventKind.DEACTIVATION, "2", {"partition": "2"}),
+        (
+            Frame("751", "3"),
+            "disarmed",
+            EventKind.DEACTIVATION,
+            "3",
+            {"partition": "3", "opening": "special"},
+        ),
         (
             Frame("750", "20041"),
             "disarmed",
@@ -143,9 +157,13 @@ def test_zone_events_only_when_enabled(frame: Frame, name: str) -> None:
         Frame("501"),
         Frame("650", "1"),
         Frame("651", "1"),
-        Frame("701", "1"),
-        Frame("751", "1"),
+        Frame("702", "1"),
         Frame("602", "1004"),
+        Frame("550", "1030112126"),
+        Frame("510", "81"),
+        Frame("903", "21"),
+        Frame("841", "1"),
+        Frame("901", "00016Date     Time"),
         Frame("999", "1"),
     ],
 )
@@ -196,3 +214,22 @@ def test_arming_pairs_let_a_lone_frame_go_on_the_next_event_or_a_flush() -> None
     assert pairs.push(_draft("750", "10040"))[0].attrs["command"] == "655"  # other partition
     assert [d.attrs["command"] for d in pairs.flush()] == ["750"]
     assert pairs.flush() == []
+
+
+def test_arming_pairs_merge_a_special_closing_and_drop_the_report_mark() -> None:
+    # An auto-arm right after a status dump: the driver marked the 652 as a report, but a 701
+    # (special closing) follows it, so the panel armed just now: one real arming.
+    pairs = ArmingPairs()
+    reported = _draft("652", "20")
+    reported = reported.model_copy(update={"attrs": {**reported.attrs, "report": "status"}})
+    assert pairs.push(reported) == []
+    (armed,) = pairs.push(_draft("701", "2"))
+    assert armed.attrs == {
+        "command": "652+701",
+        "partition": "2",
+        "arm_mode": "away",
+        "closing": "special",
+    }
+    assert pairs.push(_draft("655", "2")) == []
+    (disarmed,) = pairs.push(_draft("751", "2"))
+    assert disarmed.attrs["command"] == "655+751" and disarmed.attrs["opening"] == "special"

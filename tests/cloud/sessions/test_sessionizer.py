@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from cloud.domain import BillableEvent, CloseReason, ComputedSession, SessionRule
 from cloud.errors import InvalidBillingInput
 from cloud.sessions.rules import check_rule, rule_of
-from cloud.sessions.sessionizer import sessionize
+from cloud.sessions.sessionizer import STATUS_REPORT, sessionize
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 LOCK = SessionRule(frozenset({"opened"}), frozenset({"closed"}), timedelta(minutes=10))
@@ -24,9 +24,18 @@ def at(minute: float) -> datetime:
     return T0 + timedelta(minutes=minute)
 
 
-def ev(seq: int, name: str, minute: float, gateway: str = "gw-a") -> BillableEvent:
-    """An event of device lock-1 (no channel)."""
-    return BillableEvent(gateway, seq, "lock-1", None, name, "activity", None, None, at(minute))
+def ev(
+    seq: int, name: str, minute: float, gateway: str = "gw-a", *, report: str | None = None
+) -> BillableEvent:
+    """An event of device lock-1 (no channel); `report="status"` makes it a status report."""
+    return BillableEvent(
+        gateway, seq, "lock-1", None, name, "activity", None, None, at(minute), report
+    )
+
+
+def status(seq: int, name: str, minute: float, gateway: str = "gw-a") -> BillableEvent:
+    """A status report: the device says it is in the state `name` stands for."""
+    return ev(seq, name, minute, gateway, report=STATUS_REPORT)
 
 
 def summary(sessions: Sequence[ComputedSession]) -> list[tuple[object, ...]]:
@@ -131,6 +140,76 @@ def test_arrival_order_does_not_matter_for_a_known_sequence() -> None:
     ]
 
 
+# -- status reports ------------------------------------------------------------------------------
+
+
+def test_status_reports_while_open_confirm_it() -> None:
+    # Armed at 0 (a real arming), then a gateway restarted 6 times: each start reports "armed".
+    events = [ev(1, "opened", 0), *(status(n, "opened", 60 * n) for n in range(2, 8))]
+    events.append(ev(8, "closed", 500))
+    endless = SessionRule(LOCK.start_on, LOCK.end_on)
+    assert summary(sessionize(events, endless, as_of=at(600))) == [
+        (at(0), at(500), CloseReason.DEACTIVATED, [1, 2, 3, 4, 5, 6, 7, 8]),
+    ]
+
+
+def test_status_report_opens_a_session_at_its_time_when_none_is_open() -> None:
+    # The gateway first hears of the armed partition from a report at 5: billed from 5.
+    events = [status(1, "opened", 5), status(2, "opened", 9), ev(3, "closed", 12)]
+    assert summary(sessionize(events, LOCK, as_of=at(60))) == [
+        (at(5), at(12), CloseReason.DEACTIVATED, [1, 2, 3]),
+    ]
+    # Still open at the end: a report alone is a session.
+    assert summary(sessionize([status(1, "opened", 5)], LOCK, as_of=at(6))) == [
+        (at(5), None, CloseReason.STILL_OPEN, [1]),
+    ]
+
+
+def test_status_reports_keep_a_timeout_from_closing_the_session() -> None:
+    # Idle limit 10 min: reports at 8 and 16 say it is still on, so it is not timed out.
+    events = [ev(1, "opened", 0), status(2, "opened", 8), status(3, "opened", 16)]
+    events.append(ev(4, "closed", 20))
+    assert summary(sessionize(events, LOCK, as_of=at(60))) == [
+        (at(0), at(20), CloseReason.DEACTIVATED, [1, 2, 3, 4]),
+    ]
+
+
+def test_status_report_after_a_timeout_opens_a_new_session() -> None:
+    events = [ev(1, "opened", 0), status(2, "opened", 30)]
+    assert summary(sessionize(events, LOCK, as_of=at(35))) == [
+        (at(0), at(0), CloseReason.TIMED_OUT, [1]),
+        (at(30), None, CloseReason.STILL_OPEN, [2]),
+    ]
+
+
+def test_real_start_supersedes_a_session_a_report_opened() -> None:
+    events = [status(1, "opened", 0), ev(2, "opened", 5), ev(3, "closed", 7)]
+    assert summary(sessionize(events, LOCK, as_of=at(60))) == [
+        (at(0), at(5), CloseReason.SUPERSEDED, [1]),
+        (at(5), at(7), CloseReason.DEACTIVATED, [2, 3]),
+    ]
+
+
+def test_report_session_closed_at_its_own_instant_is_no_session() -> None:
+    # A report tying with the end or a real start at the same microsecond lasted nothing.
+    assert sessionize([status(1, "opened", 1), ev(2, "closed", 1)], LOCK, as_of=at(60)) == []
+    assert summary(sessionize([status(1, "opened", 1), ev(2, "opened", 1)], LOCK, as_of=at(5))) == [
+        (at(1), None, CloseReason.STILL_OPEN, [2])
+    ]
+    # A real start and end at one instant is still a (zero-length) session.
+    assert summary(sessionize([ev(1, "opened", 1), ev(2, "closed", 1)], LOCK, as_of=at(60))) == [
+        (at(1), at(1), CloseReason.DEACTIVATED, [1, 2])
+    ]
+
+
+def test_status_report_of_another_name_is_an_ordinary_event() -> None:
+    # Only `start_on` reports are special: a reported tick or close behaves as any other.
+    events = [ev(1, "opened", 0), status(2, "tick", 1), status(3, "closed", 2)]
+    assert summary(sessionize(events, LOCK, as_of=at(60))) == [
+        (at(0), at(2), CloseReason.DEACTIVATED, [1, 2, 3]),
+    ]
+
+
 # -- rules --------------------------------------------------------------------------------------
 
 
@@ -169,13 +248,15 @@ NAMES = st.sampled_from(["opened", "closed", "tick"])
 
 @st.composite
 def event_lists(draw: st.DrawFn) -> list[BillableEvent]:
-    """Up to 30 events of one pair on two gateways, times on a coarse grid (many ties)."""
+    """Up to 30 events of one pair on two gateways, times on a coarse grid (many ties); about a
+    third are status reports."""
     count = draw(st.integers(0, 30))
     events = []
     for seq in range(1, count + 1):
         minute = draw(st.integers(0, 60)) * 2.5
         gateway = draw(st.sampled_from(["gw-a", "gw-b"]))
-        events.append(ev(seq, draw(NAMES), minute, gateway))
+        report = draw(st.sampled_from([None, None, STATUS_REPORT]))
+        events.append(ev(seq, draw(NAMES), minute, gateway, report=report))
     return events
 
 
@@ -234,3 +315,16 @@ def test_incremental_batches_equal_one_shot(
     batches = [arrival[a:b] for a, b in itertools.pairwise(bounds)]
     as_ofs = [at(160 + 5 * n) for n in range(len(batches))]  # refreshes move forward in time
     assert incremental(batches, rule, as_ofs) == sessionize(events, rule, as_of=as_ofs[-1])
+
+
+def test_incremental_equals_one_shot_when_a_report_ties_a_real_start() -> None:
+    # The store recomputes from the start time of the session at 5; the report at 5 sorts before
+    # that start. Recomputed alone it would open a session at 5, superseded at 5 by the real
+    # start: a session the one-shot computation (where the report confirms session 1) lacks.
+    events = [ev(1, "opened", 0), status(2, "opened", 5), ev(3, "opened", 5), ev(4, "closed", 8)]
+    one_shot = sessionize(events, LOCK, as_of=at(9))
+    assert incremental([events[:3], events[3:]], LOCK, [at(9), at(9)]) == one_shot
+    assert summary(one_shot) == [
+        (at(0), at(5), CloseReason.SUPERSEDED, [1, 2]),
+        (at(5), at(8), CloseReason.DEACTIVATED, [3, 4]),
+    ]
