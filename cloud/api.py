@@ -6,18 +6,19 @@ thread, a thread hop per request for a dictionary lookup.
 
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from pydantic import BaseModel
 
-from cloud.auth.models import ApiKey
-from cloud.auth.service import ADMIN_SCOPE, authenticate
+from cloud.auth.access import Access, Principal, Public
+from cloud.auth.roles import Rule
 from cloud.db import Database
 from cloud.settings import Settings
 
 
 class ErrorInfo(BaseModel):
-    """What was wrong and where."""
+    """What was wrong and where; `id` is also in the collector's log line for this answer."""
 
+    id: str
     code: str
     message: str
     detail: dict[str, Any]
@@ -57,11 +58,18 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def require_admin(request: Request) -> ApiKey:
-    """The request's admin API key (401 without a valid one, 403 with another scope)."""
-    database: Database = request.app.state.db
-    async with database.transaction() as session:
-        return await authenticate(session=session, secret=bearer_token(request), scope=ADMIN_SCOPE)
+# The access rule of every route: one of these in its signature (or PUBLIC in `dependencies=`).
+PUBLIC = Depends(Public())
+PublicDep = Annotated[Principal, PUBLIC]
+ReadDep = Annotated[Principal, Depends(Access(Rule.READ))]
+BillingDep = Annotated[Principal, Depends(Access(Rule.BILLING))]
+AdminDep = Annotated[Principal, Depends(Access(Rule.ADMIN))]
+IngestDep = Annotated[Principal, Depends(Access(Rule.INGEST))]
+ImportDep = Annotated[Principal, Depends(Access(Rule.IMPORT))]
+GatewayDep = Annotated[Principal, Depends(Access(Rule.GATEWAY))]
+ShareDep = Annotated[Principal, Depends(Access(Rule.SHARE))]
 
-
-AdminDep = Annotated[ApiKey, Depends(require_admin)]
+# Database ids are signed 64-bit: a larger path id is a 422, not an overflow in the driver.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+LineNumber = Annotated[int, Path(ge=1, le=1_000_000)]

@@ -19,6 +19,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
+from cloud.auth import cli as auth_cli
 from cloud.catalog import cli as catalog_cli
 from cloud.cli_support import DB_HELP, CommandFailed
 from cloud.db import Database
@@ -83,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     site_add.add_argument("--db", help=db_help)
     site_add.set_defaults(run=_site_add)
 
-    for module in (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli):
+    modules = (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli, auth_cli)
+    for module in modules:
         module.add_commands(commands)
     return parser
 

@@ -15,7 +15,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cloud.auth.models import ApiKey
+from cloud.auth.models import ApiKey, ShareLink
 from cloud.catalog.models import (
     Account,
     Binding,
@@ -43,6 +43,7 @@ TABLES = (
     StoredEvent,
     Incident,
     ApiKey,
+    ShareLink,
     Plan,
     Account,
     DeviceProfile,

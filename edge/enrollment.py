@@ -10,8 +10,9 @@
 `gateway.key.previous` (a hard link) and `gateway.key.next` renamed over `gateway.key` (atomic).
 At every moment `gateway.key` is a complete key. A crash before the cloud answered leaves the old
 key current on both sides; a crash after it leaves `gateway.key.next` behind: the next
-`rotate-key` asks the cloud which key is current (`GET /v1/gateways/{id}`) and, if it is the one
-in `gateway.key.next`, only finishes the rename (otherwise it sends the same new key again).
+`rotate-key` asks the cloud whether the key in `gateway.key.next` is current (a request signed
+with it to `GET /v1/gateways/{id}/head`) and, if it is, only finishes the rename (otherwise it
+sends the same new key again).
 """
 
 import os
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge.errors import ConfigError, GatewayError
 from edge.keys import create_private_key, load_gateway_key, load_or_create_key
 from shared.canonical import format_time
+from shared.request_signing import signed_request_headers
 from shared.signing import key_rotation_statement, public_key_pem, sign
 
 ENROLLMENT_FILE = "enrollment.json"
@@ -134,7 +136,7 @@ def rotate_key(
         else create_private_key(pending_path)
     )
     new_pem = public_key_pem(pending.public_key())
-    if _cloud_current_key(cloud_url, gateway_id, transport=transport) != new_pem:
+    if not _cloud_holds_key(cloud_url, gateway_id, pending, transport=transport):
         issued_at = format_time(datetime.now(UTC))
         statement = key_rotation_statement(
             gateway_id=gateway_id, new_public_key_pem=new_pem, issued_at=issued_at
@@ -157,18 +159,29 @@ def _install_key(key_path: Path, pending_path: Path) -> None:
     _sync_directory(key_path.parent)
 
 
-def _cloud_current_key(
-    cloud_url: str, gateway_id: str, *, transport: httpx.BaseTransport | None
-) -> str | None:
+def _cloud_holds_key(
+    cloud_url: str,
+    gateway_id: str,
+    key: Ed25519PrivateKey,
+    *,
+    transport: httpx.BaseTransport | None,
+) -> bool:
+    """Whether `key` is the gateway's current key in the cloud: a request signed with it may
+    read the chain head (401 when the cloud holds another key)."""
+    path = f"/v1/gateways/{gateway_id}/head"
+    headers = signed_request_headers(
+        key, gateway_id=gateway_id, method="GET", path=path, now=datetime.now(UTC)
+    )
     with _client(cloud_url, transport) as client:
         try:
-            response = client.get(f"/v1/gateways/{gateway_id}")
+            response = client.get(path, headers=headers)
         except httpx.HTTPError as exc:
             raise EnrollmentFailed(f"cannot reach the collector at {cloud_url}: {exc}") from exc
+    if response.status_code == 401:
+        return False
     if response.status_code != 200:
         raise EnrollmentFailed(_refusal(response))
-    key = response.json().get("public_key_pem")
-    return key if isinstance(key, str) else None
+    return bool(response.json().get("public_key_pem") == public_key_pem(key.public_key()))
 
 
 def _post(

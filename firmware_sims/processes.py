@@ -114,12 +114,22 @@ class CollectorProcess(_Child):
         )
         self.db_url = db_url
         self.url = f"http://127.0.0.1:{port}"
+        self.reader_key: str | None = None
 
     async def migrate(self) -> None:
-        """Create or upgrade the schema."""
+        """Create or upgrade the schema, and make a viewer key for reading what is stored."""
         await run_command(
             str(BIN / "tollgate-cloud"), "migrate", "--db", self.db_url, log_path=self.log_path
         )
+        if self.reader_key is None:
+            created = await self.admin("apikey", "create", "--name", "reader", "--role", "viewer")
+            self.reader_key = created.strip()
+
+    def reader_headers(self) -> dict[str, str]:
+        """The `Authorization` header of the viewer key `migrate` made."""
+        if self.reader_key is None:
+            raise ProcessFailed("migrate the collector before reading from it")
+        return {"Authorization": f"Bearer {self.reader_key}"}
 
     async def add_gateway(self, gateway_id: str, public_key: Path) -> None:
         """Register a gateway's public key."""

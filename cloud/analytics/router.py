@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from cloud.analytics.service import UsageSeries, account_usage
-from cloud.api import AdminDep, DatabaseDep, error_responses
+from cloud.api import DatabaseDep, ReadDep, error_responses
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1", tags=["analytics"])
 async def get_usage(
     account_id: str,
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     metric: Annotated[str, Query(min_length=1, max_length=64)],
     granularity: Annotated[str, Query(description="hour, day or month")] = "day",
     start: Annotated[datetime | None, Query(description="RFC 3339, inclusive")] = None,

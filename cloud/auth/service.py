@@ -1,5 +1,4 @@
-"""API keys (admin keys, and ingest keys scoped to one direct source): made once, shown once,
-stored as their SHA-256 only.
+"""API keys: made once, shown once, stored as their SHA-256 only; they can expire and be revoked.
 
 A key reads `tg_` followed by 43 URL-safe base64 characters (32 random bytes). The database keeps
 its SHA-256 and its first 11 characters (`prefix`, to tell keys apart in listings); a leaked
@@ -15,11 +14,12 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.auth.models import ApiKey
-from cloud.errors import Forbidden, Unauthorized
+from cloud.auth.roles import INGEST_PREFIX, Role, check_scope
+from cloud.errors import Unauthorized
 
 KEY_PREFIX = "tg_"
-ADMIN_SCOPE = "admin"
-INGEST_SCOPE_PREFIX = "ingest:"  # + a direct source id: may send that source's events
+ADMIN_SCOPE = Role.ADMIN.value
+INGEST_SCOPE_PREFIX = INGEST_PREFIX  # + a direct source id: may send that source's events
 _PREFIX_CHARS = 11
 
 
@@ -32,17 +32,23 @@ class IssuedKey:
     scope: str
     prefix: str
     secret: str
+    expires_at: datetime | None = None
 
 
 def hash_key(secret: str) -> str:
-    """The stored form of a key."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+    """The stored form of a key (or of a share link's token)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 async def create_api_key(
-    *, session: AsyncSession, name: str, scope: str = ADMIN_SCOPE
+    *,
+    session: AsyncSession,
+    name: str,
+    scope: str = ADMIN_SCOPE,
+    expires_at: datetime | None = None,
 ) -> IssuedKey:
-    """Make a key with `scope`; only its hash and prefix are stored."""
+    """Make a key with role `scope`; only its hash and prefix are stored."""
+    check_scope(scope)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(
         name=name,
@@ -50,10 +56,18 @@ async def create_api_key(
         key_hash=hash_key(secret),
         scope=scope,
         created_at=datetime.now(UTC),
+        expires_at=expires_at,
     )
     session.add(row)
     await session.flush()
-    return IssuedKey(id=row.id, name=name, scope=scope, prefix=row.prefix, secret=secret)
+    return IssuedKey(
+        id=row.id,
+        name=name,
+        scope=scope,
+        prefix=row.prefix,
+        secret=secret,
+        expires_at=expires_at,
+    )
 
 
 async def revoke_api_key(*, session: AsyncSession, prefix: str) -> int:
@@ -66,21 +80,29 @@ async def revoke_api_key(*, session: AsyncSession, prefix: str) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def authenticate(*, session: AsyncSession, secret: str | None, scope: str) -> ApiKey:
-    """The live key behind `secret`, if its scope is `scope`; else Unauthorized or Forbidden."""
-    row = await live_key(session=session, secret=secret)
-    if row.scope != scope:
-        raise Forbidden(f"API key {row.prefix}… has scope {row.scope!r}, this needs {scope!r}")
-    return row
-
-
-async def live_key(*, session: AsyncSession, secret: str | None) -> ApiKey:
-    """The live key behind `secret`, whatever its scope; else Unauthorized."""
+async def live_key(
+    *, session: AsyncSession, secret: str | None, now: datetime | None = None
+) -> ApiKey:
+    """The live key behind `secret`, whatever its role; else Unauthorized saying why."""
     if not secret:
-        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        raise Unauthorized(
+            "an API key is required: send 'Authorization: Bearer <key>'",
+            detail={"missing": "api_key"},
+        )
     row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
-    if row is None or row.revoked_at is not None:
-        raise Unauthorized("unknown or revoked API key")
+    if row is None:
+        raise Unauthorized("unknown API key", detail={"missing": "valid_api_key"})
+    if row.revoked_at is not None:
+        raise Unauthorized(
+            f"API key {row.prefix}… was revoked at {row.revoked_at.isoformat()}",
+            detail={"missing": "live_api_key", "prefix": row.prefix, "reason": "revoked"},
+        )
+    moment = now or datetime.now(UTC)
+    if row.expires_at is not None and row.expires_at <= moment:
+        raise Unauthorized(
+            f"API key {row.prefix}… expired at {row.expires_at.isoformat()}",
+            detail={"missing": "live_api_key", "prefix": row.prefix, "reason": "expired"},
+        )
     return row
 
 

@@ -12,7 +12,7 @@ import re
 import sys
 import tomllib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.auth.models import ApiKey
+from cloud.auth.roles import Role
 from cloud.auth.service import create_api_key, revoke_api_key
 from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.loader import load_catalog, parse_catalog
@@ -30,8 +31,8 @@ from cloud.catalog.unbilled import unbilled_usage
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
 from cloud.domain import Aggregation, DurationUnit, MetricField, MetricSource
-from cloud.errors import error_locations
-from cloud.settings import Settings
+from cloud.errors import InvalidSettings, error_locations
+from cloud.settings import Settings, parse_duration
 
 T = TypeVar("T")
 Run = Callable[[argparse.Namespace, Settings], None]
@@ -78,10 +79,16 @@ def _in_transaction(
 
 
 def _add_apikey(commands: Commands) -> None:
-    group = _group(commands, "apikey", "manage admin API keys (stored hashed)")
-    create = _command(group, "create", "make an admin key; printed once on stdout", _apikey_create)
+    group = _group(commands, "apikey", "manage API keys (roles, expiry; stored hashed)")
+    create = _command(group, "create", "make a key; printed once on stdout", _apikey_create)
     create.add_argument("--name", required=True, help="who or what uses it")
-    _command(group, "list", "list keys (prefix, name, scope, created, revoked)", _apikey_list)
+    create.add_argument(
+        "--role",
+        default=Role.ADMIN.value,
+        help="admin (default), billing (catalog, runs, finalize, reads), viewer (reads only)",
+    )
+    create.add_argument("--expires", help="lifetime, e.g. 90d or 12h (default: no expiry)")
+    _command(group, "list", "list keys (prefix, name, role, dates)", _apikey_list)
     revoke = _command(group, "revoke", "revoke the live key(s) with this prefix", _apikey_revoke)
     revoke.add_argument("--prefix", required=True, help="as shown by `apikey list`")
 
@@ -90,11 +97,29 @@ def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
     name = args.name.strip()
     if not 0 < len(name) <= 200:
         raise CommandFailed("--name must be 1 to 200 characters")
-    issued = _in_transaction(settings, lambda s: create_api_key(session=s, name=name))
+    if args.role not in set(Role):
+        raise CommandFailed(
+            f"--role {args.role!r}: one of admin, billing, viewer "
+            "(ingest keys: `tollgate-cloud source key SOURCE`)"
+        )
+    expires_at = None
+    if args.expires:
+        try:
+            lifetime = parse_duration(args.expires, what="--expires")
+        except InvalidSettings as exc:
+            raise CommandFailed(str(exc)) from exc
+        if lifetime <= timedelta(0):
+            raise CommandFailed("--expires must be longer than 0 s")
+        expires_at = datetime.now(UTC) + lifetime
+    issued = _in_transaction(
+        settings,
+        lambda s: create_api_key(session=s, name=name, scope=args.role, expires_at=expires_at),
+    )
     print(issued.secret)
+    until = f", expires {_when(expires_at)}" if expires_at else ""
     print(
-        f"API key {issued.prefix}… ({issued.name}, scope {issued.scope}): it is shown only now, "
-        "store it safely",
+        f"API key {issued.prefix}… ({issued.name}, role {issued.scope}{until}): it is shown "
+        "only now, store it safely",
         file=sys.stderr,
     )
 
@@ -105,9 +130,16 @@ def _apikey_list(args: argparse.Namespace, settings: Settings) -> None:
 
     rows = _in_transaction(settings, work, write=False)
     _print_table(
-        ("prefix", "name", "scope", "created", "revoked"),
+        ("prefix", "name", "role", "created", "expires", "revoked"),
         [
-            (row.prefix, row.name, row.scope, _when(row.created_at), _when(row.revoked_at))
+            (
+                row.prefix,
+                row.name,
+                row.scope,
+                _when(row.created_at),
+                _when(row.expires_at),
+                _when(row.revoked_at),
+            )
             for row in rows
         ],
     )

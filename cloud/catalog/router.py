@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from cloud.api import AdminDep, DatabaseDep, error_responses
+from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, error_responses
 from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.models import Plan, PlanVersionRow
 from cloud.catalog.plan_terms import PlanTerms
@@ -41,7 +41,7 @@ AUTH = (401, 403)
 
 
 @router.post("/accounts", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
-async def post_account(body: AccountCreate, db: DatabaseDep, _: AdminDep) -> AccountOut:
+async def post_account(body: AccountCreate, db: DatabaseDep, _: BillingDep) -> AccountOut:
     """Create an account (its plan must exist and bill in its currency)."""
     async with db.transaction(write=True) as session:
         row = await accounts.create_account(
@@ -59,7 +59,7 @@ async def post_account(body: AccountCreate, db: DatabaseDep, _: AdminDep) -> Acc
 
 @router.get("/accounts", responses=error_responses(*AUTH, 422))
 async def get_accounts(
-    db: DatabaseDep, _: AdminDep, limit: Limit = 100, after: After = None
+    db: DatabaseDep, _: ReadDep, limit: Limit = 100, after: After = None
 ) -> Page[AccountOut]:
     """Accounts in id order, one page at a time."""
     async with db.transaction() as session:
@@ -69,7 +69,7 @@ async def get_accounts(
 
 
 @router.get("/accounts/{account_id}", responses=error_responses(*AUTH, 404))
-async def get_account(account_id: str, db: DatabaseDep, _: AdminDep) -> AccountOut:
+async def get_account(account_id: str, db: DatabaseDep, _: ReadDep) -> AccountOut:
     """One account."""
     async with db.transaction() as session:
         row = await accounts.get_account(session=session, account_id=account_id)
@@ -78,7 +78,7 @@ async def get_account(account_id: str, db: DatabaseDep, _: AdminDep) -> AccountO
 
 @router.patch("/accounts/{account_id}", responses=error_responses(*AUTH, 404, 422))
 async def patch_account(
-    account_id: str, body: AccountUpdate, db: DatabaseDep, _: AdminDep
+    account_id: str, body: AccountUpdate, db: DatabaseDep, _: BillingDep
 ) -> AccountOut:
     """Rename an account or change its plan (`plan_id: null` takes it off its plan)."""
     async with db.transaction(write=True) as session:
@@ -95,7 +95,7 @@ async def patch_account(
 
 
 @router.get("/accounts/{account_id}/bindings", responses=error_responses(*AUTH, 404))
-async def get_account_bindings(account_id: str, db: DatabaseDep, _: AdminDep) -> list[BindingOut]:
+async def get_account_bindings(account_id: str, db: DatabaseDep, _: ReadDep) -> list[BindingOut]:
     """The account's bindings by device, then time."""
     async with db.transaction() as session:
         rows = await bindings.account_bindings(session=session, account_id=account_id)
@@ -103,7 +103,7 @@ async def get_account_bindings(account_id: str, db: DatabaseDep, _: AdminDep) ->
 
 
 @router.post("/profiles", status_code=201, responses=error_responses(*AUTH, 409, 422))
-async def post_profile(body: ProfileCreate, db: DatabaseDep, _: AdminDep) -> ProfileOut:
+async def post_profile(body: ProfileCreate, db: DatabaseDep, _: BillingDep) -> ProfileOut:
     """Create a device profile with its session rule."""
     async with db.transaction(write=True) as session:
         row = await devices.create_profile(
@@ -118,7 +118,7 @@ async def post_profile(body: ProfileCreate, db: DatabaseDep, _: AdminDep) -> Pro
 
 
 @router.get("/profiles", responses=error_responses(*AUTH))
-async def get_profiles(db: DatabaseDep, _: AdminDep) -> list[ProfileOut]:
+async def get_profiles(db: DatabaseDep, _: ReadDep) -> list[ProfileOut]:
     """Every device profile."""
     async with db.transaction() as session:
         return [
@@ -127,7 +127,7 @@ async def get_profiles(db: DatabaseDep, _: AdminDep) -> list[ProfileOut]:
 
 
 @router.get("/profiles/{profile_id}", responses=error_responses(*AUTH, 404))
-async def get_profile(profile_id: str, db: DatabaseDep, _: AdminDep) -> ProfileOut:
+async def get_profile(profile_id: str, db: DatabaseDep, _: ReadDep) -> ProfileOut:
     """One device profile."""
     async with db.transaction() as session:
         row = await devices.get_profile(session=session, profile_id=profile_id)
@@ -136,7 +136,7 @@ async def get_profile(profile_id: str, db: DatabaseDep, _: AdminDep) -> ProfileO
 
 @router.put("/profiles/{profile_id}/rule", responses=error_responses(*AUTH, 404, 422))
 async def put_profile_rule(
-    profile_id: str, body: ProfileRule, db: DatabaseDep, _: AdminDep
+    profile_id: str, body: ProfileRule, db: DatabaseDep, _: BillingDep
 ) -> ProfileOut:
     """Replace the profile's session rule; its devices' sessions are recomputed."""
     async with db.transaction(write=True) as session:
@@ -151,7 +151,7 @@ async def put_profile_rule(
 
 
 @router.post("/devices", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
-async def post_device(body: DeviceCreate, db: DatabaseDep, _: AdminDep) -> DeviceOut:
+async def post_device(body: DeviceCreate, db: DatabaseDep, _: BillingDep) -> DeviceOut:
     """Register a device under a profile (and a site)."""
     async with db.transaction(write=True) as session:
         row = await devices.create_device(
@@ -167,7 +167,7 @@ async def post_device(body: DeviceCreate, db: DatabaseDep, _: AdminDep) -> Devic
 @router.get("/devices", responses=error_responses(*AUTH, 422))
 async def get_devices(
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     site_id: str | None = None,
     profile_id: str | None = None,
     limit: Limit = 100,
@@ -189,7 +189,7 @@ async def get_devices(
     responses=error_responses(*AUTH, 404, 409, 422),
 )
 async def post_binding(
-    device_id: str, body: BindingCreate, db: DatabaseDep, _: AdminDep
+    device_id: str, body: BindingCreate, db: DatabaseDep, _: BillingDep
 ) -> BindingOut:
     """Bind the device to an account; `move: true` ends its open binding at `valid_from`."""
     async with db.transaction(write=True) as session:
@@ -205,7 +205,7 @@ async def post_binding(
 
 
 @router.get("/devices/{device_id:path}/bindings", responses=error_responses(*AUTH, 404))
-async def get_device_bindings(device_id: str, db: DatabaseDep, _: AdminDep) -> list[BindingOut]:
+async def get_device_bindings(device_id: str, db: DatabaseDep, _: ReadDep) -> list[BindingOut]:
     """The device's bindings in time order."""
     async with db.transaction() as session:
         rows = await bindings.device_bindings(session=session, device_id=device_id)
@@ -213,7 +213,7 @@ async def get_device_bindings(device_id: str, db: DatabaseDep, _: AdminDep) -> l
 
 
 @router.get("/devices/{device_id:path}", responses=error_responses(*AUTH, 404))
-async def get_device(device_id: str, db: DatabaseDep, _: AdminDep) -> DeviceOut:
+async def get_device(device_id: str, db: DatabaseDep, _: ReadDep) -> DeviceOut:
     """One device."""
     async with db.transaction() as session:
         row = await devices.get_device(session=session, device_id=device_id)
@@ -222,7 +222,7 @@ async def get_device(device_id: str, db: DatabaseDep, _: AdminDep) -> DeviceOut:
 
 @router.patch("/devices/{device_id:path}", responses=error_responses(*AUTH, 404, 422))
 async def patch_device(
-    device_id: str, body: DeviceUpdate, db: DatabaseDep, _: AdminDep
+    device_id: str, body: DeviceUpdate, db: DatabaseDep, _: BillingDep
 ) -> DeviceOut:
     """Rename a device, move it to another profile (recomputing its sessions) or site."""
     async with db.transaction(write=True) as session:
@@ -238,7 +238,7 @@ async def patch_device(
 
 @router.patch("/bindings/{binding_id}", responses=error_responses(*AUTH, 404, 409, 422))
 async def patch_binding(
-    binding_id: int, body: BindingUpdate, db: DatabaseDep, _: AdminDep
+    binding_id: RowId, body: BindingUpdate, db: DatabaseDep, _: BillingDep
 ) -> BindingOut:
     """End a binding (or change its end); it may not come to overlap another binding."""
     async with db.transaction(write=True) as session:
@@ -249,7 +249,7 @@ async def patch_binding(
 
 
 @router.post("/metrics", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
-async def post_metric(body: MetricCreate, db: DatabaseDep, _: AdminDep) -> MetricOut:
+async def post_metric(body: MetricCreate, db: DatabaseDep, _: BillingDep) -> MetricOut:
     """Create a metric."""
     async with db.transaction(write=True) as session:
         row = await metrics.create_metric(
@@ -268,7 +268,7 @@ async def post_metric(body: MetricCreate, db: DatabaseDep, _: AdminDep) -> Metri
 
 
 @router.get("/metrics", responses=error_responses(*AUTH))
-async def get_metrics(db: DatabaseDep, _: AdminDep) -> list[MetricOut]:
+async def get_metrics(db: DatabaseDep, _: ReadDep) -> list[MetricOut]:
     """Every metric."""
     async with db.transaction() as session:
         return [
@@ -277,7 +277,7 @@ async def get_metrics(db: DatabaseDep, _: AdminDep) -> list[MetricOut]:
 
 
 @router.get("/metrics/{metric_id}", responses=error_responses(*AUTH, 404))
-async def get_metric(metric_id: str, db: DatabaseDep, _: AdminDep) -> MetricOut:
+async def get_metric(metric_id: str, db: DatabaseDep, _: ReadDep) -> MetricOut:
     """One metric."""
     async with db.transaction() as session:
         row = await metrics.get_metric(session=session, metric_id=metric_id)
@@ -285,7 +285,7 @@ async def get_metric(metric_id: str, db: DatabaseDep, _: AdminDep) -> MetricOut:
 
 
 @router.post("/plans", status_code=201, responses=error_responses(*AUTH, 409, 422))
-async def post_plan(body: PlanCreate, db: DatabaseDep, _: AdminDep) -> PlanOut:
+async def post_plan(body: PlanCreate, db: DatabaseDep, _: BillingDep) -> PlanOut:
     """Create a plan (without versions)."""
     async with db.transaction(write=True) as session:
         row = await plans.create_plan(
@@ -295,7 +295,7 @@ async def post_plan(body: PlanCreate, db: DatabaseDep, _: AdminDep) -> PlanOut:
 
 
 @router.get("/plans", responses=error_responses(*AUTH))
-async def get_plans(db: DatabaseDep, _: AdminDep) -> list[PlanOut]:
+async def get_plans(db: DatabaseDep, _: ReadDep) -> list[PlanOut]:
     """Every plan with its versions."""
     async with db.transaction() as session:
         return [
@@ -305,7 +305,7 @@ async def get_plans(db: DatabaseDep, _: AdminDep) -> list[PlanOut]:
 
 
 @router.get("/plans/{plan_id}", responses=error_responses(*AUTH, 404))
-async def get_plan(plan_id: str, db: DatabaseDep, _: AdminDep) -> PlanOut:
+async def get_plan(plan_id: str, db: DatabaseDep, _: ReadDep) -> PlanOut:
     """One plan with its versions, by `effective_from`."""
     async with db.transaction() as session:
         row = await plans.get_plan(session=session, plan_id=plan_id)
@@ -318,7 +318,7 @@ async def get_plan(plan_id: str, db: DatabaseDep, _: AdminDep) -> PlanOut:
     responses=error_responses(*AUTH, 404, 409, 422),
 )
 async def post_plan_version(
-    plan_id: str, body: PlanTerms, db: DatabaseDep, _: AdminDep
+    plan_id: str, body: PlanTerms, db: DatabaseDep, _: BillingDep
 ) -> PlanVersionOut:
     """Append a version of the plan's terms (versions never change once made)."""
     async with db.transaction(write=True) as session:
@@ -329,7 +329,7 @@ async def post_plan_version(
 @router.get("/unbilled", responses=error_responses(*AUTH, 422))
 async def get_unbilled(
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     start: Annotated[datetime | None, Query(description="from (inclusive), with offset")] = None,
     end: Annotated[datetime | None, Query(description="until (exclusive), with offset")] = None,
 ) -> list[UnbilledDeviceOut]:

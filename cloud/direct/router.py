@@ -6,12 +6,18 @@ also take an admin key. Creating and inspecting sources and their keys needs an 
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from cloud.api import AdminDep, DatabaseDep, SettingsDep, bearer_token, error_responses
-from cloud.auth.service import ADMIN_SCOPE, INGEST_SCOPE_PREFIX, ingest_scope, live_key
-from cloud.db import Database
+from cloud.api import (
+    AdminDep,
+    DatabaseDep,
+    ImportDep,
+    IngestDep,
+    ReadDep,
+    SettingsDep,
+    error_responses,
+)
 from cloud.direct import cloudevents
 from cloud.direct.files import guess_format, parse_format
 from cloud.direct.schemas import (
@@ -55,32 +61,20 @@ IMPORT_REQUEST_BODY: dict[str, Any] = {
 }
 
 
-async def key_scope(request: Request) -> str:
-    """The scope of the request's live API key (401 without one)."""
-    database: Database = request.app.state.db
-    async with database.transaction() as session:
-        key = await live_key(session=session, secret=bearer_token(request))
-        return key.scope
-
-
-ScopeDep = Annotated[str, Depends(key_scope)]
-
-
 @router.post(
     "/events",
     openapi_extra=CLOUDEVENTS_REQUEST_BODY,
     responses=error_responses(400, *AUTH, 404, 413, 415, 422),
 )
 async def post_events(
-    request: Request, db: DatabaseDep, settings: SettingsDep, scope: ScopeDep
+    request: Request, db: DatabaseDep, settings: SettingsDep, caller: IngestDep
 ) -> EventsReceipt:
     """Store CloudEvents 1.0 (structured or batch JSON), idempotent by `(source, id)`."""
-    if not scope.startswith(INGEST_SCOPE_PREFIX):
-        raise Forbidden(f"a key of scope {scope!r} cannot send events: use an ingest key")
+    assert caller.source_id is not None  # an ingest key, by the route's rule
     body = await read_body(request, limits=settings.limits)
     return await ingest_cloudevents(
         db=db,
-        source_id=scope.removeprefix(INGEST_SCOPE_PREFIX),
+        source_id=caller.source_id,
         content_type=request.headers.get("content-type"),
         body=body,
         limits=settings.limits,
@@ -96,15 +90,18 @@ async def post_import(
     request: Request,
     db: DatabaseDep,
     settings: SettingsDep,
-    scope: ScopeDep,
+    caller: ImportDep,
     source: Annotated[str, Query(max_length=64, description="the source the file belongs to")],
     filename: Annotated[str, Query(min_length=1, max_length=255)] = "upload.csv",
     file_format: Annotated[str | None, Query(alias="format", description="csv or jsonl")] = None,
     dry_run: bool = False,
 ) -> ImportReport:
     """Import a CSV or JSON Lines file: good rows stored once, each bad row reported."""
-    if scope not in (ADMIN_SCOPE, ingest_scope(source)):
-        raise Forbidden(f"a key of scope {scope!r} cannot import for source {source!r}")
+    if caller.source_id not in (None, source):
+        raise Forbidden(
+            f"an ingest key of source {caller.source_id!r} cannot import for source {source!r}",
+            detail={"role": caller.scope, "source": source},
+        )
     body = await read_body(request, limits=settings.limits)
     return await import_file(
         db=db,
@@ -126,7 +123,7 @@ async def post_source(body: SourceCreate, db: DatabaseDep, _: AdminDep) -> Sourc
 
 
 @router.get("/sources", responses=error_responses(*AUTH))
-async def get_sources(db: DatabaseDep, _: AdminDep) -> list[SourceView]:
+async def get_sources(db: DatabaseDep, _: ReadDep) -> list[SourceView]:
     """Every direct source with its data quality."""
     async with db.transaction() as session:
         return [
@@ -136,7 +133,7 @@ async def get_sources(db: DatabaseDep, _: AdminDep) -> list[SourceView]:
 
 
 @router.get("/sources/{source_id}", responses=error_responses(*AUTH, 404))
-async def get_source(source_id: str, db: DatabaseDep, _: AdminDep) -> SourceView:
+async def get_source(source_id: str, db: DatabaseDep, _: ReadDep) -> SourceView:
     """A direct source, its stored events and its data-quality incidents by kind."""
     async with db.transaction() as session:
         return await describe_source(session=session, source_id=source_id)

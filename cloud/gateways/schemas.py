@@ -5,6 +5,15 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 
+class GatewayHead(BaseModel):
+    """Where a gateway's stored chain ends, and the key its batches must be signed with now."""
+
+    gateway_id: str
+    public_key_pem: str
+    last_seq: int | None = Field(description="highest stored seq, null before the first batch")
+    last_hash: str | None = Field(description="hash of the event at last_seq")
+
+
 class GatewayStatus(BaseModel):
     """A gateway's view of its stored chain: where it ends, what is missing, what went wrong."""
 

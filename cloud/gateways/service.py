@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.errors import GatewayExists, GatewayNotFound, InvalidRegistration
 from cloud.gateways.models import Gateway, GatewayKey
-from cloud.gateways.schemas import GatewayStatus
+from cloud.gateways.schemas import GatewayHead, GatewayStatus
 from cloud.ingest.models import StoredEvent
 from cloud.quality.service import count_incidents, find_seq_gaps
 from shared.events import Identifier
@@ -90,6 +90,22 @@ async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway
         event_count=await _count_events(session=session, gateway_id=gateway_id),
         missing_ranges=await find_seq_gaps(session=session, gateway_id=gateway_id),
         incidents=await count_incidents(session=session, gateway_id=gateway_id),
+    )
+
+
+async def gateway_head(*, session: AsyncSession, gateway_id: str) -> GatewayHead:
+    """Where a gateway's stored chain ends and its current key; `GatewayNotFound`."""
+    gateway = await find_gateway(session=session, gateway_id=gateway_id)
+    if gateway is None:
+        raise GatewayNotFound(
+            f"no gateway {gateway_id!r} is registered", detail={"gateway_id": gateway_id}
+        )
+    last = await _last_event(session=session, gateway_id=gateway_id)
+    return GatewayHead(
+        gateway_id=gateway.id,
+        public_key_pem=gateway.public_key_pem,
+        last_seq=None if last is None else last[0],
+        last_hash=None if last is None else last[1],
     )
 
 

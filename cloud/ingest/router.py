@@ -4,8 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from cloud.api import DatabaseDep, SettingsDep, error_responses
-from cloud.ingest.body import read_body
+from cloud.api import PUBLIC, DatabaseDep, ReadDep, SettingsDep, error_responses
+from cloud.ingest.body import check_content_type, read_body
 from cloud.ingest.cursor import EventCursor
 from cloud.ingest.schemas import BATCH_REQUEST_BODY, EventPage, EventQuery, IngestReceipt
 from cloud.ingest.service import ingest_batch, list_events
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
     "/batches",
     openapi_extra=BATCH_REQUEST_BODY,
     responses=error_responses(400, 401, 403, 409, 413, 422),
+    dependencies=[PUBLIC],  # the body is signed by the gateway's key
 )
 async def post_batch(request: Request, db: DatabaseDep, settings: SettingsDep) -> IngestReceipt:
     """Verify a gateway's signed batch and store its new events (idempotent by gateway and seq)."""
@@ -28,6 +29,7 @@ async def post_batch(request: Request, db: DatabaseDep, settings: SettingsDep) -
 @router.get("/events", responses=error_responses(422))
 async def get_events(
     db: DatabaseDep,
+    _: ReadDep,
     gateway_id: Annotated[str | None, Query(max_length=128)] = None,
     device_id: Annotated[str | None, Query(max_length=128)] = None,
     since: Annotated[UtcTime | None, Query(description="RFC 3339, inclusive")] = None,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from cloud.api import AdminDep, DatabaseDep, error_responses
+from cloud.api import DatabaseDep, LineNumber, ReadDep, RowId, error_responses
 from cloud.invoices.evidence import line_evidence
 from cloud.invoices.exports import ExportFormat, export_invoice
 
@@ -23,7 +23,7 @@ AUTH = (401, 403)
 
 @router.get("/invoices/{invoice_id}/lines/{n}/evidence", responses=error_responses(*AUTH, 404))
 async def get_line_evidence(
-    invoice_id: int, n: int, db: DatabaseDep, _: AdminDep
+    invoice_id: RowId, n: LineNumber, db: DatabaseDep, _: ReadDep
 ) -> dict[str, Any]:
     """Everything line `n` was rated from, to re-verify offline (`verify-invoice`)."""
     async with db.transaction() as session:
@@ -32,9 +32,9 @@ async def get_line_evidence(
 
 @router.get("/invoices/{invoice_id}/export", responses=error_responses(*AUTH, 404, 422))
 async def get_export(
-    invoice_id: int,
+    invoice_id: RowId,
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     export_format: Annotated[
         str, Query(alias="format", description="json, csv or html")
     ] = ExportFormat.JSON,
@@ -44,12 +44,12 @@ async def get_export(
 
 
 @router.get("/invoices/{invoice_id}.html", responses=error_responses(*AUTH, 404))
-async def get_page(invoice_id: int, db: DatabaseDep, _: AdminDep) -> Response:
+async def get_page(invoice_id: RowId, db: DatabaseDep, _: ReadDep) -> Response:
     """The printable invoice page."""
     return await _export(db=db, invoice_id=invoice_id, export_format=ExportFormat.HTML)
 
 
-async def _export(*, db: DatabaseDep, invoice_id: int, export_format: str) -> Response:
+async def _export(*, db: DatabaseDep, invoice_id: RowId, export_format: str) -> Response:
     async with db.transaction() as session:
         body, media_type = await export_invoice(
             session=session,

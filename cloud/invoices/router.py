@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from cloud.api import AdminDep, DatabaseDep, SettingsDep, error_responses
+from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, SettingsDep, error_responses
 from cloud.invoices.finalization import discard_invoice, finalize_invoice
 from cloud.invoices.schemas import (
     PERIOD_PATTERN,
@@ -22,7 +22,7 @@ AUTH = (401, 403)
 
 @router.post("/invoice-runs", responses=error_responses(*AUTH, 404, 422))
 async def post_invoice_run(
-    body: InvoiceRunRequest, db: DatabaseDep, settings: SettingsDep, _: AdminDep
+    body: InvoiceRunRequest, db: DatabaseDep, settings: SettingsDep, _: BillingDep
 ) -> RunReportOut:
     """Draft (or re-draft) the period's invoices now; finalized ones are never changed."""
     report = await run_invoices(
@@ -38,7 +38,7 @@ async def post_invoice_run(
 @router.get("/invoices", responses=error_responses(*AUTH, 422))
 async def get_invoices(
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     account_id: str | None = None,
     period: Annotated[str | None, Query(pattern=PERIOD_PATTERN)] = None,
     status: Annotated[str | None, Query(pattern="^(draft|finalized)$")] = None,
@@ -52,7 +52,7 @@ async def get_invoices(
 
 
 @router.get("/invoices/{invoice_id}", responses=error_responses(*AUTH, 404))
-async def get_one_invoice(invoice_id: int, db: DatabaseDep, _: AdminDep) -> InvoiceDetailOut:
+async def get_one_invoice(invoice_id: RowId, db: DatabaseDep, _: ReadDep) -> InvoiceDetailOut:
     """An invoice with its lines."""
     async with db.transaction() as session:
         invoice, lines = await get_invoice(session=session, invoice_id=invoice_id)
@@ -60,7 +60,7 @@ async def get_one_invoice(invoice_id: int, db: DatabaseDep, _: AdminDep) -> Invo
 
 
 @router.post("/invoices/{invoice_id}/finalize", responses=error_responses(*AUTH, 404, 409))
-async def post_finalize(invoice_id: int, db: DatabaseDep, _: AdminDep) -> InvoiceOut:
+async def post_finalize(invoice_id: RowId, db: DatabaseDep, _: BillingDep) -> InvoiceOut:
     """Finalize a draft now (also during its grace period): it gets its number, gap-free."""
     invoice = await finalize_invoice(db=db, invoice_id=invoice_id, now=datetime.now(UTC))
     return InvoiceOut.of(invoice)
@@ -69,6 +69,6 @@ async def post_finalize(invoice_id: int, db: DatabaseDep, _: AdminDep) -> Invoic
 @router.delete(
     "/invoices/{invoice_id}", status_code=204, responses=error_responses(*AUTH, 404, 409)
 )
-async def delete_invoice(invoice_id: int, db: DatabaseDep, _: AdminDep) -> None:
+async def delete_invoice(invoice_id: RowId, db: DatabaseDep, _: BillingDep) -> None:
     """Discard a draft with its lines and evidence (409 for a finalized invoice)."""
     await discard_invoice(db=db, invoice_id=invoice_id)

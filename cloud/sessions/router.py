@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import select
 
-from cloud.api import AdminDep, DatabaseDep, error_responses
+from cloud.api import BillingDep, DatabaseDep, ReadDep, error_responses
 from cloud.catalog.models import Device
 from cloud.domain import CloseReason
 from cloud.errors import DeviceNotFound, InvalidParameters
@@ -70,7 +70,7 @@ class RefreshOut(BaseModel):
 async def list_device_sessions(
     device_id: str,
     db: DatabaseDep,
-    _: AdminDep,
+    _: ReadDep,
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
 ) -> list[SessionOut]:
@@ -91,7 +91,7 @@ async def list_device_sessions(
 
 
 @router.post("/v1/sessions/refresh", response_model=RefreshOut, responses=error_responses(401, 403))
-async def refresh(db: DatabaseDep, _: AdminDep) -> RefreshOut:
+async def refresh(db: DatabaseDep, _: BillingDep) -> RefreshOut:
     """Recompute the sessions of every (device, channel) with new events, as of now."""
     report = await refresh_sessions(db=db, as_of=datetime.now(UTC))
     return RefreshOut(

@@ -2,6 +2,7 @@
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -10,6 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from cloud.app import create_app
+from cloud.auth.models import ApiKey
+from cloud.auth.service import hash_key
 from cloud.db import Database
 from cloud.gateways.service import register_gateway
 from cloud.ingest.models import ReceivedBatch, StoredEvent
@@ -21,6 +24,11 @@ from shared.signing import public_key_pem
 from tests.support.batches import batch_body, chain_events, draft
 
 GATEWAY = "site-042-gw1"
+# A viewer key every test app holds (test data only: its secret is known to the tests), for the
+# reads that check what was stored; the routes' own access is tested with issued keys.
+READER_SECRET = "tg_test-reader-key-of-the-test-suite-0000000000"
+READER = {"Authorization": f"Bearer {READER_SECRET}"}
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +45,7 @@ async def running_app(settings: Settings, key: Ed25519PrivateKey) -> AsyncIterat
         db: Database = application.state.db
         await migrate(db.engine)
         await register(db, GATEWAY, key)
+        await add_reader_key(db)
         yield application
 
 
@@ -64,6 +73,20 @@ def db(app: FastAPI) -> Database:
     """The app's own database, for asserting what was stored."""
     database: Database = app.state.db
     return database
+
+
+async def add_reader_key(db: Database) -> None:
+    """Store the suite's viewer key (READER) in the app's database."""
+    async with db.transaction(write=True) as session:
+        session.add(
+            ApiKey(
+                name="test reader",
+                prefix=READER_SECRET[:11],
+                key_hash=hash_key(READER_SECRET),
+                scope="viewer",
+                created_at=datetime.now(UTC),
+            )
+        )
 
 
 async def register(db: Database, gateway_id: str, key: Ed25519PrivateKey) -> None:
@@ -97,8 +120,8 @@ async def post(
     key: Ed25519PrivateKey,
     **kwargs: object,
 ) -> httpx.Response:
-    """POST a signed batch of `events`."""
-    return await client.post("/v1/batches", content=batch_body(events, key), **kwargs)
+    """POST a signed batch of `events` (as the forwarder does: `application/json`)."""
+    return await client.post("/v1/batches", content=batch_body(events, key), headers=JSON, **kwargs)
 
 
 async def counts(db: Database) -> dict[str, int]:

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.app import create_app
 from cloud.settings import Settings
-from tests.cloud.conftest import counts, http_client, make_events, post, running_app
+from tests.cloud.conftest import READER, counts, http_client, make_events, post, running_app
 
 
 async def test_two_collectors_receiving_the_same_batches_store_them_once(
@@ -28,7 +28,9 @@ async def test_two_collectors_receiving_the_same_batches_store_them_once(
         ]
         responses: list[httpx.Response] = await asyncio.gather(*sends)
         totals = await counts(first.state.db)
-        listed = (await one.get("/v1/events", params={"limit": 1000})).json()["events"]
+        listed = (await one.get("/v1/events", headers=READER, params={"limit": 1000})).json()[
+            "events"
+        ]
 
     assert [response.status_code for response in responses] == [200] * 6
     assert sum(response.json()["stored"] for response in responses) == 60

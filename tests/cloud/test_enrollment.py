@@ -11,7 +11,7 @@ from cloud.gateways.enrollment import add_site, create_invite, hash_code, make_c
 from cloud.gateways.models import EnrollmentCode, GatewayKey
 from shared.canonical import format_time
 from shared.signing import key_rotation_statement, public_key_pem, sign
-from tests.cloud.conftest import incident_kinds, make_events, post
+from tests.cloud.conftest import READER, incident_kinds, make_events, post
 from tests.support.batches import T0
 
 SITE = "site-042"
@@ -84,7 +84,7 @@ async def test_invite_enroll_then_signed_batch_is_accepted(
     assert stored is not None and stored.gateway_id == gateway_id  # only the hash is the key
     batch = await post(client, make_events(1, 3, gateway_id=gateway_id), key)
     assert batch.status_code == 200, batch.text
-    status = (await client.get(f"/v1/gateways/{gateway_id}")).json()
+    status = (await client.get(f"/v1/gateways/{gateway_id}", headers=READER)).json()
     assert status["last_seq"] == 3 and status["site_id"] == SITE
     assert status["public_key_pem"] == public_key_pem(key.public_key())
 
@@ -167,7 +167,7 @@ async def test_a_rotation_signed_with_another_key_is_refused(
     response = await rotate(client, gateway_id, signer=intruder, new=intruder)
 
     assert response.status_code == 401 and error_code(response) == "invalid_signature"
-    status = (await client.get(f"/v1/gateways/{gateway_id}")).json()
+    status = (await client.get(f"/v1/gateways/{gateway_id}", headers=READER)).json()
     assert status["public_key_pem"] == public_key_pem(key.public_key())
     assert (await post(client, make_events(1, 1, gateway_id=gateway_id), key)).status_code == 200
     unknown = await rotate(client, "gw-nobody", signer=key, new=intruder)
@@ -187,6 +187,6 @@ async def test_a_revoked_gateway_is_refused(client: httpx.AsyncClient, db: Datab
     assert "stolen" in batch.json()["error"]["message"]
     assert rotation.status_code == 403 and error_code(rotation) == "gateway_revoked"
     assert await incident_kinds(db) == ["gateway_revoked"]
-    status = (await client.get(f"/v1/gateways/{gateway_id}")).json()
+    status = (await client.get(f"/v1/gateways/{gateway_id}", headers=READER)).json()
     assert status["revoked_at"] is not None and status["revoke_reason"] == "stolen"
     assert status["event_count"] == 0

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.db import Database
 from shared.canonical import format_time
-from tests.cloud.conftest import GATEWAY, error_code, make_events, post, register
+from tests.cloud.conftest import GATEWAY, READER, error_code, make_events, post, register
 from tests.support.batches import T0
 
 SECOND_GATEWAY = "site-007-gw2"  # sorts before GATEWAY
@@ -27,7 +27,7 @@ async def stored(client: httpx.AsyncClient, db: Database, gateway_key: Ed25519Pr
 
 async def fetch(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     """GET /v1/events with `params`, asserting success."""
-    response = await client.get("/v1/events", params=params)
+    response = await client.get("/v1/events", headers=READER, params=params)
     assert response.status_code == 200, response.text
     page: dict[str, Any] = response.json()
     return page
@@ -121,7 +121,7 @@ async def test_cursor_combines_with_filters(client: httpx.AsyncClient) -> None:
 async def test_bad_parameters_are_422_with_location(
     client: httpx.AsyncClient, params: dict[str, Any], location: list[str]
 ) -> None:
-    response = await client.get("/v1/events", params=params)
+    response = await client.get("/v1/events", headers=READER, params=params)
 
     assert response.status_code == 422
     assert error_code(response) == "invalid_parameters"

@@ -78,7 +78,7 @@ async def test_a_key_of_another_scope_is_forbidden(client: httpx.AsyncClient, db
 
 async def test_keys_are_stored_hashed_never_in_clear(db: Database, admin_key: IssuedKey) -> None:
     async with db.transaction() as session:
-        rows = list(await session.scalars(select(ApiKey)))
+        rows = list(await session.scalars(select(ApiKey).where(ApiKey.id == admin_key.id)))
 
     assert len(rows) == 1
     stored = " ".join(str(getattr(rows[0], c.key)) for c in ApiKey.__table__.columns)
