@@ -71,11 +71,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
             _text(r.total),
             str(r.lines),
             str(r.adjustments),
-            r.error or "",
+            r.error_code or "",
         ]
         for r in report.accounts
     ]
     print(table(["account", "outcome", "invoice", "total", "lines", "adjustments", "error"], rows))
+    for failure in report.failures:
+        print(f"failed: {failure.account_id}: {failure.error_code}: {failure.error}")
     print(report)
 
 

@@ -123,4 +123,5 @@ def rate_account(
         versions=rates.versions.get(plan, []) if plan is not None else [],
         metrics=rates.metrics,
         usage=usage,
+        account_id=account.id,
     )

@@ -33,6 +33,7 @@ class AccountResultOut(BaseModel):
     lines: int
     adjustments: int
     error: str | None
+    error_code: str | None = None
 
     @classmethod
     def of(cls, result: AccountResult) -> "AccountResultOut":
@@ -45,6 +46,31 @@ class AccountResultOut(BaseModel):
             lines=result.lines,
             adjustments=result.adjustments,
             error=result.error,
+            error_code=result.error_code,
+        )
+
+
+class RunFailureOut(BaseModel):
+    """An account the run could not rate, and why (the error body's code, message, detail).
+
+    `invoice_id` names a draft of an earlier run, left as it was; the next run retries.
+    """
+
+    account_id: str
+    code: str
+    message: str
+    detail: dict[str, Any]
+    invoice_id: int | None
+
+    @classmethod
+    def of(cls, result: AccountResult) -> "RunFailureOut":
+        """From a failed account's result."""
+        return cls(
+            account_id=result.account_id,
+            code=result.error_code or "invalid_billing_input",
+            message=result.error or "",
+            detail=result.error_detail or {"account_id": result.account_id},
+            invoice_id=result.invoice_id,
         )
 
 
@@ -59,6 +85,7 @@ class RunReportOut(BaseModel):
     failed: int
     finalized_due: list[int]
     accounts: list[AccountResultOut]
+    failures: list[RunFailureOut]
 
     @classmethod
     def of(cls, report: RunReport) -> "RunReportOut":
@@ -72,6 +99,7 @@ class RunReportOut(BaseModel):
             failed=report.failed,
             finalized_due=report.finalized_due,
             accounts=[AccountResultOut.of(result) for result in report.accounts],
+            failures=[RunFailureOut.of(result) for result in report.failures],
         )
 
 

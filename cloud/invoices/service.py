@@ -33,6 +33,7 @@ from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.usage_loader import load_period_usage
+from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
 from cloud.sessions.service import refresh_sessions
 
@@ -48,7 +49,10 @@ class AccountResult:
     """What a run did for one account.
 
     `outcome`: drafted (new draft), updated (draft replaced), finalized (left unchanged),
-    skipped (no plan), failed (its plan or metrics cannot rate it; `error` says why).
+    skipped (no plan), failed (it cannot be rated: its plan or metrics are unusable, or an amount
+    is beyond the rating bounds; `error_code`, `error` and `error_detail` say why, and
+    `invoice_id` names the draft of an earlier run, left as it was). A failed account is rated
+    again by the next run.
     """
 
     account_id: str
@@ -58,6 +62,8 @@ class AccountResult:
     lines: int = 0
     adjustments: int = 0
     error: str | None = None
+    error_code: str | None = None
+    error_detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +79,17 @@ class RunReport:
     finalized_due: list[int] = field(default_factory=list)
     accounts: list[AccountResult] = field(default_factory=list)
 
+    @property
+    def failures(self) -> list[AccountResult]:
+        """The accounts that could not be rated, with why."""
+        return [result for result in self.accounts if result.outcome == "failed"]
+
     def __str__(self) -> str:
+        failed = f" ({', '.join(r.account_id for r in self.failures)})" if self.failed else ""
         return (
             f"period {self.period}: {self.drafted} drafted, {self.updated} updated, "
             f"{self.unchanged_finalized} finalized unchanged, {self.skipped} skipped (no plan), "
-            f"{self.failed} failed"
+            f"{self.failed} failed{failed}"
         )
 
 
@@ -199,8 +211,8 @@ async def _run_chunk(
         period, account_usage = usage[account.id]
         try:
             rated = rate_account(account=account, period=period, usage=account_usage, rates=rates)
-        except InvalidBillingInput as exc:
-            results.append(AccountResult(account.id, "failed", error=exc.message))
+        except InvalidBillingInput as exc:  # RatingOutOfBounds too: this account only
+            results.append(_failed(account.id, current.get(account.id), exc))
             continue
         lines = [DraftLine(line) for line in rated] + corrections.get(account.id, [])
         drafts.append((account, period, lines))
@@ -208,6 +220,18 @@ async def _run_chunk(
         await _write_drafts(session=session, drafts=drafts, current=current, now=now, grace=grace)
     )
     return results
+
+
+def _failed(account_id: str, draft_id: int | None, exc: InvalidBillingInput) -> AccountResult:
+    detail = {"account_id": account_id, **exc.detail}
+    return AccountResult(
+        account_id,
+        "failed",
+        invoice_id=draft_id,
+        error=exc.message,
+        error_code=exc.code,
+        error_detail=detail,
+    )
 
 
 async def _existing_invoices(
@@ -276,7 +300,7 @@ def _header(
         "status": DRAFT,
         "series": account.series,
         "number": None,
-        "total": sum((line.line.amount for line in lines), Decimal(0)),
+        "total": add_amounts(line.line.amount for line in lines),  # exact, never rounded
         "computed_at": now,
         "grace_until": period.end + grace,
         "finalized_at": None,

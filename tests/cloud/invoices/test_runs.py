@@ -12,14 +12,17 @@ Runs use a real `now` (so that `received_at` of later ingests is after `computed
 grace period, so that no draft is finalized behind the test's back.
 """
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from cloud.auth.service import create_api_key
 from cloud.catalog.accounts import create_account
 from cloud.catalog.bindings import create_binding
 from cloud.catalog.devices import create_device, create_profile
@@ -28,10 +31,12 @@ from cloud.catalog.models import Account
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.catalog.plans import create_plan, create_plan_version
 from cloud.catalog.unbilled import unbilled_usage
+from cloud.cli import main
 from cloud.db import Database
 from cloud.errors import AccountNotFound, InvalidBillingInput
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.service import RunReport, run_invoices
+from cloud.schema import migrate
 from shared.events import EventDraft
 from tests.support.usage import GatewayFeed, usage
 
@@ -43,7 +48,7 @@ D = Decimal
 
 def utc(*parts: int) -> datetime:
     """A UTC time."""
-    return datetime(*parts, tzinfo=UTC)
+    return datetime(*parts, tzinfo=UTC)  # type: ignore[arg-type, misc]
 
 
 def terms(document: dict[str, Any]) -> PlanTerms:
@@ -505,3 +510,137 @@ async def test_an_account_whose_plan_cannot_rate_is_reported_failed(billing: Bil
     assert outcome(report, "home-5") == "failed"
     assert report.failed == 1
     assert await billing.invoice("home-5", "2026-10") is None
+
+
+LARGEST_QUANTITY = "9" * 30  # the largest integer quantity the event contract admits
+FLAT = terms(
+    {
+        "effective_from": "2026-01-01T00:00:00+00:00",
+        "base_fee": "10.00",
+        "charges": [{"metric": "kwh", "model": "standard", "unit_price": "0"}],
+    }
+)
+
+
+async def three_accounts_the_middle_one_overflowing(billing: Billing) -> None:
+    """acct-a (3 kWh), acct-b (10^30 - 1 kWh: about 10^29 EUR, beyond the 10^18 line bound)
+    and acct-c (4 kWh), all on plan home; plan flat (kwh free) for the retry."""
+    for account_id in ("acct-a", "acct-b", "acct-c"):
+        await billing.account(account_id)
+        await billing.device(f"meter-{account_id}", "meter", account_id)
+    await billing.send(
+        reading("meter-acct-a", utc(2026, 10, 3), "3"),
+        reading("meter-acct-b", utc(2026, 10, 3), LARGEST_QUANTITY),
+        reading("meter-acct-c", utc(2026, 10, 3), "4"),
+    )
+    async with billing.db.transaction(write=True) as session:
+        await create_plan(session=session, plan_id="flat", name="flat", currency="EUR")
+        await create_plan_version(session=session, plan_id="flat", terms=FLAT)
+
+
+def assert_names_acct_b(code: str | None, message: str | None, detail: Any) -> None:
+    """The failure of acct-b: our error code, a message naming account, plan and charge."""
+    assert code == "rating_out_of_bounds"
+    assert message is not None
+    assert message.startswith("account 'acct-b', plan 'home' v1, charge 'kwh': the amount ")
+    assert "beyond the bound of 1E+18 per line" in message
+    assert (detail["account_id"], detail["plan"], detail["version"], detail["charge"]) == (
+        "acct-b",
+        "home",
+        1,
+        "kwh",
+    )
+
+
+async def test_an_amount_beyond_the_bound_fails_that_account_alone(billing: Billing) -> None:
+    await three_accounts_the_middle_one_overflowing(billing)
+
+    report = await billing.run("2026-10")
+
+    assert [(r.account_id, r.outcome) for r in report.accounts] == [
+        ("acct-a", "drafted"),
+        ("acct-b", "failed"),
+        ("acct-c", "drafted"),
+    ]
+    assert (report.drafted, report.failed) == (2, 1)
+    [failure] = report.failures
+    assert failure.account_id == "acct-b"
+    assert_names_acct_b(failure.error_code, failure.error, failure.error_detail)
+    assert "1 failed (acct-b)" in str(report)
+    # base 10.00, no stream, kwh 3 x 0.20 (and 4 x 0.20)
+    for account_id, kwh in (("acct-a", D("0.60")), ("acct-c", D("0.80"))):
+        assert await billing.amounts(account_id, "2026-10") == [
+            ("base_fee", None, D("10.00")),
+            ("usage", "stream_hours", D("0.00")),
+            ("usage", "kwh", kwh),
+        ]
+    assert await billing.invoice("acct-b", "2026-10") is None
+
+
+async def test_a_later_run_retries_a_failed_account(billing: Billing) -> None:
+    await three_accounts_the_middle_one_overflowing(billing)
+    await billing.run("2026-10")
+
+    again = await billing.run("2026-10")
+    assert [r.outcome for r in again.accounts] == ["updated", "failed", "updated"]
+
+    async with billing.db.transaction(write=True) as session:
+        account = await session.get_one(Account, "acct-b")
+        account.plan_id = "flat"  # kwh free: 10^30 - 1 kWh x 0 is within the bound
+    fixed = await billing.run("2026-10")
+
+    assert [r.outcome for r in fixed.accounts] == ["updated", "drafted", "updated"]
+    assert fixed.failures == []
+    assert await billing.amounts("acct-b", "2026-10") == [
+        ("base_fee", None, D("10.00")),
+        ("usage", "kwh", D("0.00")),
+    ]
+
+
+async def test_the_run_api_lists_the_failed_account(
+    client: httpx.AsyncClient, billing: Billing
+) -> None:
+    await three_accounts_the_middle_one_overflowing(billing)
+    async with billing.db.transaction(write=True) as session:
+        issued = await create_api_key(session=session, name="test admin")
+
+    response = await client.post(
+        "/v1/invoice-runs",
+        json={"period": "2026-10"},
+        headers={"Authorization": f"Bearer {issued.secret}"},
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["drafted"], body["failed"]) == (2, 1)
+    [failure] = body["failures"]
+    assert failure["account_id"] == "acct-b"
+    assert failure["invoice_id"] is None
+    assert_names_acct_b(failure["code"], failure["message"], failure["detail"])
+    by_account = {a["account_id"]: a for a in body["accounts"]}
+    assert by_account["acct-b"]["outcome"] == "failed"
+    assert by_account["acct-b"]["error_code"] == "rating_out_of_bounds"
+    assert by_account["acct-a"]["total"] == "10.60"
+
+
+async def _seed_three(url: str) -> None:
+    async with Database(url) as db:
+        await migrate(db.engine)
+        await three_accounts_the_middle_one_overflowing(await Billing(db).setup())
+
+
+def test_the_run_command_prints_the_failed_account(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    asyncio.run(_seed_three(db_url))
+
+    status = main(["invoice", "run", "--period", "2026-10", "--grace", "36500d", "--db", db_url])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "acct-b   failed" in out and "rating_out_of_bounds" in out
+    assert (
+        "failed: acct-b: rating_out_of_bounds: account 'acct-b', plan 'home' v1, charge 'kwh':"
+        in out
+    )
+    assert "2 drafted, 0 updated" in out and "1 failed (acct-b)" in out
