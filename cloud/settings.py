@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cloud.errors import InvalidSettings
+from shared.bounds import MAX_EVENTS_PER_BATCH
 
 DB_ENV = "TOLLGATE_DB"
 INVOICE_GRACE_ENV = "TOLLGATE_INVOICE_GRACE"
@@ -51,13 +52,17 @@ class Limits:
 
     max_body_bytes: int = 8 * MIB
     max_inflated_bytes: int = 64 * MIB
-    max_batch_events: int = 10_000
+    max_batch_events: int = MAX_EVENTS_PER_BATCH
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_inflated_bytes", "max_batch_events"):
             if getattr(self, name) < 1:
                 raise InvalidSettings(f"{name} must be at least 1")
 
+        if self.max_batch_events > MAX_EVENTS_PER_BATCH:
+            raise InvalidSettings(
+                f"max_batch_events must be at most {MAX_EVENTS_PER_BATCH} (the event contract's)"
+            )
 
 @dataclass(frozen=True)
 class Settings:

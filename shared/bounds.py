@@ -20,6 +20,9 @@ MAX_QUANTITY_INTEGER_DIGITS = 30  # digits before the point
 MAX_QUANTITY_FRACTION_DIGITS = 30  # digits after the point
 MAX_QUANTITY_TEXT = 80  # characters of a quantity's text, exponent included
 MAX_EVENTS_PER_BATCH = 10_000
+# Commas and brackets one event may bring into a batch body: 14 fields and 64 attrs take 79,
+# the rest is room for commas and brackets inside its strings.
+MAX_JSON_VALUES_PER_EVENT = 128
 MAX_SEQ = 2**62  # far beyond any gateway's life, and seq + 1 never overflows a BIGINT
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -29,7 +32,8 @@ MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 
 # ASCII only: str.isdigit and Decimal() also take Arabic-Indic digits and underscores.
-_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,6})?")
+# An exponent of up to 18 digits is what Decimal() takes; check_quantity then bounds the digits.
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,18})?")
 _FORBIDDEN_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 

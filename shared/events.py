@@ -4,13 +4,30 @@ An `EventDraft` is what the normalizer makes; the outbox seals it into a `UsageE
 the gateway id, the next `seq` and its place in the SHA-256 chain (see `shared.chain`).
 """
 
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
+from shared.bounds import (
+    MAX_EVENTS_PER_BATCH,
+    MAX_SEQ,
+    MAX_TEXT,
+    check_int64,
+    check_text,
+    check_time,
+    parse_quantity,
+)
 from shared.canonical import format_decimal, format_time
 
 GENESIS_HASH = "0" * 64
@@ -34,23 +51,14 @@ class ClockState(StrEnum):
     DEVICE = "device"
 
 
-def _parse_quantity(value: object) -> Decimal:
-    # Floats are refused: a binary float cannot carry a billed quantity exactly.
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise ValueError("quantity must be a decimal string or an integer, not a float")
-    try:
-        number = Decimal(value)
-    except InvalidOperation as exc:
-        raise ValueError(f"quantity {value!r} is not a decimal number") from exc
-    if not number.is_finite():
-        raise ValueError("quantity must be finite")
-    return Decimal(format_decimal(number))
-
-
-def _require_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        raise ValueError("time must carry a time zone (RFC 3339 with Z or an offset)")
-    return moment.astimezone(UTC)
+def _check_attr_value(value: str | bool | int | None) -> str | bool | int | None:
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"text is longer than {MAX_TEXT} characters")
+        return check_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return check_int64(value)
+    return value
 
 
 def _check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -59,12 +67,20 @@ def _check_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return attrs
 
 
+# Every string of an event refuses NUL and lone surrogates (`check_text`): PostgreSQL cannot store
+# a NUL and UTF-8 cannot encode a lone surrogate, so either would fail only at insert time.
+# (An identifier's pattern already admits neither.)
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.:/-]*$")]
-Label = Annotated[str, Field(min_length=1, max_length=64)]
-Quantity = Annotated[Decimal, BeforeValidator(_parse_quantity)]
-UtcTime = Annotated[datetime, AfterValidator(_require_utc)]
+Label = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(check_text)]
+Quantity = Annotated[Decimal, BeforeValidator(parse_quantity)]
+UtcTime = Annotated[datetime, AfterValidator(check_time)]
 HexDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-AttrValue = Annotated[str, Field(max_length=1024)] | bool | int | None
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
+# Strict: an attr is stored and hashed exactly as sent (lax mode would turn 1.0 into true).
+AttrValue = Annotated[
+    Annotated[str, Strict()] | Annotated[bool, Strict()] | Annotated[int, Strict()] | None,
+    AfterValidator(_check_attr_value),
+]
 Attrs = Annotated[dict[Label, AttrValue], AfterValidator(_check_attrs)]
 
 
@@ -89,7 +105,7 @@ class UsageEvent(EventDraft):
     """A sealed event: one link of a gateway's hash chain."""
 
     gateway_id: Identifier
-    seq: int = Field(ge=1, le=2**63 - 1)
+    seq: Seq
     prev_hash: HexDigest
     hash: HexDigest
 
@@ -120,18 +136,39 @@ def event_content(draft: EventDraft, *, gateway_id: str, seq: int) -> dict[str, 
     }
 
 
-class Batch(BaseModel):
-    """A contiguous, signed run of one gateway's events (`first_seq..last_seq`)."""
+class BatchHeader(BaseModel):
+    """What a batch's signature covers (and the signature): the run and the chain around it.
+
+    The collector checks the header and its signature before it validates a single event, so a
+    forged batch costs one Ed25519 verification, not the validation of its events.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     gateway_id: Identifier
-    first_seq: int = Field(ge=1)
-    last_seq: int = Field(ge=1)
+    first_seq: Seq
+    last_seq: Seq
     prev_hash: HexDigest
     last_hash: HexDigest
     signature: str = Field(min_length=1, max_length=256)
-    events: tuple[UsageEvent, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_seqs(self) -> Self:
+        if self.last_seq < self.first_seq:
+            raise ValueError(f"last_seq {self.last_seq} is before first_seq {self.first_seq}")
+        return self
+
+
+HEADER_FIELDS = tuple(BatchHeader.model_fields)
+
+
+class Batch(BatchHeader):
+    """A contiguous, signed run of one gateway's events (`first_seq..last_seq`)."""
+
+    # fail_fast: the first invalid event ends validation, so a bad batch costs one event's errors.
+    events: tuple[UsageEvent, ...] = Field(
+        min_length=1, max_length=MAX_EVENTS_PER_BATCH, fail_fast=True
+    )
 
     @model_validator(mode="after")
     def _check_run(self) -> Self:

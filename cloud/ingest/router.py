@@ -17,11 +17,12 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 @router.post(
     "/batches",
     openapi_extra=BATCH_REQUEST_BODY,
-    responses=error_responses(400, 401, 403, 409, 413, 422),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422),
     dependencies=[PUBLIC],  # the body is signed by the gateway's key
 )
 async def post_batch(request: Request, db: DatabaseDep, settings: SettingsDep) -> IngestReceipt:
     """Verify a gateway's signed batch and store its new events (idempotent by gateway and seq)."""
+    check_content_type(request.headers)
     body = await read_body(request, limits=settings.limits)
     return await ingest_batch(db=db, body=body, limits=settings.limits)
 

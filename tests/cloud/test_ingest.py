@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from cloud.db import Database
 from cloud.ingest.models import ReceivedBatch, StoredEvent
-from tests.cloud.conftest import GATEWAY, counts, incident_kinds, make_events, post
+from tests.cloud.conftest import GATEWAY, JSON, READER, counts, incident_kinds, make_events, post
 from tests.support.batches import batch_body, chain_events, draft
 
 
@@ -29,7 +29,7 @@ async def test_signed_batch_is_stored_and_listed_exactly(
         "duplicates": 0,
     }
     assert await counts(db) == {"batches": 1, "events": 10, "incidents": 0}
-    listed = (await client.get("/v1/events", params={"gateway_id": GATEWAY})).json()
+    listed = (await client.get("/v1/events", headers=READER, params={"gateway_id": GATEWAY})).json()
     assert listed == {"events": [event.to_wire() for event in events], "next_cursor": None}
 
 
@@ -80,7 +80,9 @@ async def test_overlapping_batch_stores_only_the_new_half(
         "duplicates": 5,
     }
     assert await counts(db) == {"batches": 2, "events": 15, "incidents": 1}
-    listed = (await client.get("/v1/events", params={"limit": 1000})).json()["events"]
+    listed = (await client.get("/v1/events", headers=READER, params={"limit": 1000})).json()[
+        "events"
+    ]
     assert [event["hash"] for event in listed] == [event.hash for event in chain]
 
 
@@ -89,7 +91,9 @@ async def test_gzip_body_is_accepted(
 ) -> None:
     body = gzip.compress(batch_body(make_events(1, 20), gateway_key))
 
-    response = await client.post("/v1/batches", content=body, headers={"Content-Encoding": "gzip"})
+    response = await client.post(
+        "/v1/batches", content=body, headers={**JSON, "Content-Encoding": "gzip"}
+    )
 
     assert response.status_code == 200
     assert response.json()["stored"] == 20
@@ -105,7 +109,7 @@ async def test_quantities_and_times_round_trip_exactly(
     )
     assert (await post(client, events, gateway_key)).status_code == 200
 
-    listed = (await client.get("/v1/events")).json()["events"]
+    listed = (await client.get("/v1/events", headers=READER)).json()["events"]
     assert [event["quantity"] for event in listed] == [
         "0.1",
         "1234567890123456789.123456789",
