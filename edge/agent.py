@@ -14,6 +14,12 @@ is cancelled (its lease goes back to the outbox), the diagnostics page stops, th
 
 The diagnostics page (`edge.diagnostics`) is one more task: it reads `status()`, subscribes to
 `tail` (the writer publishes every committed event there) and asks `poll_now()` of a device.
+`[diagnostics] enabled = false` leaves it out (no socket is bound).
+
+One bad device never stops the agent: a reading the normalizer refuses (`BadReading`, or any
+other error of the normalizer) is counted in that device's health and logged, and the rest of
+the group is committed as usual. Stored last values that a changed point config can no longer
+have are dropped at start (a fresh baseline, logged once), so they never make a bogus delta.
 """
 
 import asyncio
@@ -44,11 +50,11 @@ from edge.diagnostics.bundle import RecentLogs
 from edge.diagnostics.server import DiagnosticsServer
 from edge.diagnostics.tail import EventTail
 from edge.drivers.modbus import ModbusDriver
-from edge.errors import OutboxFull
+from edge.errors import BadReading, OutboxFull
 from edge.forwarder import Forwarder
 from edge.health import DeviceHealth
 from edge.keys import load_or_create_key
-from edge.normalize import GaugeTracker, normalize_reading
+from edge.normalize import GaugeTracker, Normalized, normalize_reading, reconcile_stored
 from edge.outbox import CounterValue, Outbox
 from edge.polling import Driver, DriverOpener, EventSource, PollNow, listen_device, poll_device
 from edge.readings import Reading
@@ -141,7 +147,7 @@ class Agent:
             httpx.AsyncClient(base_url=gateway.cloud_url) as client,
         ):
             self.outbox = outbox
-            self._counters = await outbox.counter_values()
+            self._counters = self._reconcile(await outbox.counter_values())
             self.forwarder = Forwarder(
                 outbox=outbox,
                 client=client,
@@ -164,15 +170,20 @@ class Agent:
             )
             logs = RecentLogs()
             logging.getLogger("edge").addHandler(logs)
-            self.diagnostics = DiagnosticsServer(
-                Diagnostics(self, logs=logs).app, self.config.diagnostics.listen
-            )
+            if self.config.diagnostics.enabled:
+                self.diagnostics = DiagnosticsServer(
+                    Diagnostics(self, logs=logs).app, self.config.diagnostics.listen
+                )
+            else:
+                log.info("diagnostics page off ([diagnostics] enabled = false)")
             try:
-                self.diagnostics.bind()
+                if self.diagnostics is not None:
+                    self.diagnostics.bind()
                 self.started.set()
                 await self._supervise(stop, outbox, self.forwarder, self.diagnostics)
             finally:
-                self.diagnostics.close()
+                if self.diagnostics is not None:
+                    self.diagnostics.close()
                 logging.getLogger("edge").removeHandler(logs)
             log.info("agent stopped", extra={"fields": _stats_fields(await outbox.stats())})
 
@@ -181,7 +192,7 @@ class Agent:
         stop: asyncio.Event,
         outbox: Outbox,
         forwarder: Forwarder,
-        diagnostics: DiagnosticsServer,
+        diagnostics: DiagnosticsServer | None,
     ) -> None:
         async with asyncio.TaskGroup() as group:
             pollers = [
@@ -197,14 +208,19 @@ class Agent:
             status = group.create_task(
                 publish_forever(self._status_path, lambda: self.status("running")), name="status"
             )
-            page = group.create_task(diagnostics.run(), name="diagnostics")
+            page = (
+                None
+                if diagnostics is None
+                else group.create_task(diagnostics.run(), name="diagnostics")
+            )
             await stop.wait()
             await stop_tasks(pollers)
             await self._queue.put(None)
             await writer
             self.tail.close()  # ends the live tails, so open pages do not hold the server up
-            diagnostics.stop()
-            await page
+            if diagnostics is not None and page is not None:
+                diagnostics.stop()
+                await page
             await stop_tasks([sender, status])
         write_status(self._status_path, await self.status("stopped"))
 
@@ -286,6 +302,23 @@ class Agent:
                 )
             )
         return sources
+
+    def _reconcile(self, stored: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+        """The stored last values the configured points can still have (see normalize)."""
+        kept, dropped = reconcile_stored(stored, self._points)
+        for value in dropped:
+            log.warning(
+                "stored last value no longer fits the point's config: fresh baseline",
+                extra={
+                    "fields": {
+                        "device_id": value.device_id,
+                        "point": value.point,
+                        "stored": value.stored,
+                        "reason": value.reason,
+                    }
+                },
+            )
+        return kept
 
     def _open_modbus(self, config: ModbusDeviceConfig) -> AbstractAsyncContextManager[Driver]:
         return ModbusDriver(config, health=self.health[config.id])
@@ -386,13 +419,9 @@ class Agent:
                 continue
             key = (item.device_id, item.point)
             previous = latest[key].value if key in latest else self._counters.get(key)
-            result = normalize_reading(
-                item,
-                self._points[key],
-                previous=previous,
-                clock=self._clock.state,
-                gauges=self._gauges,
-            )
+            result = self._normalize_one(item, previous)
+            if result is None:
+                continue
             if result.draft is not None:
                 batch.drafts.append(result.draft)
             if result.stored is not None and result.stored != previous:
@@ -401,6 +430,33 @@ class Agent:
                 )
         batch.values = list(latest.values())
         return batch
+
+    def _normalize_one(self, reading: Reading, previous: int | None) -> Normalized | None:
+        """The reading's event and stored value; None (counted, logged) when it is bad."""
+        try:
+            return normalize_reading(
+                reading,
+                self._points[(reading.device_id, reading.point)],
+                previous=previous,
+                clock=self._clock.state,
+                gauges=self._gauges,
+            )
+        except Exception as exc:  # one device's reading never ends the writer (guarantee 6)
+            health = self.health[reading.device_id]
+            if health.record_bad_reading(exc):
+                log.error(
+                    "bad reading: counted and skipped; the device's other points go on",
+                    exc_info=not isinstance(exc, BadReading),  # a normalizer bug: say where
+                    extra={
+                        "fields": {
+                            "device_id": reading.device_id,
+                            "point": reading.point,
+                            "error": str(exc),
+                            "bad_readings": health.bad_readings,
+                        }
+                    },
+                )
+            return None
 
     def _pause_sources(self, error: OutboxFull) -> None:
         if not self.outbox_full:

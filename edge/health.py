@@ -24,6 +24,9 @@ class DeviceHealth:
     errors: Counter[str] = field(default_factory=Counter)
     protocol: Counter[str] = field(default_factory=Counter)
     last_values: dict[str, int | bool | Decimal | str] = field(default_factory=dict)
+    bad_readings: int = 0
+    last_bad_reading: str | None = None
+    last_bad_reading_at: datetime | None = None
 
     def record_success(self, readings: list[Reading]) -> None:
         """A poll answered."""
@@ -40,6 +43,17 @@ class DeviceHealth:
         self.consecutive_failures += 1
         self.errors[type(error).__name__] += 1
 
+    def record_bad_reading(self, error: Exception) -> bool:
+        """A reading the normalizer refused; True when its message differs from the last one
+        (worth a log line: the same refusal on every poll is counted, not logged again)."""
+        message = str(error)
+        new = message != self.last_bad_reading
+        self.bad_readings += 1
+        self.last_bad_reading = message
+        self.last_bad_reading_at = datetime.now(UTC)
+        self.errors["bad_reading"] += 1
+        return new
+
     def count(self, what: str) -> None:
         """Count a protocol-level event: bad checksum, unknown command, CRC error, timeout..."""
         self.protocol[what] += 1
@@ -54,6 +68,11 @@ class DeviceHealth:
             "last_success": self.last_success.isoformat() if self.last_success else None,
             "last_error": self.last_error,
             "consecutive_failures": self.consecutive_failures,
+            "bad_readings": self.bad_readings,
+            "last_bad_reading": self.last_bad_reading,
+            "last_bad_reading_at": (
+                self.last_bad_reading_at.isoformat() if self.last_bad_reading_at else None
+            ),
             "errors": dict(self.errors),
             "protocol": dict(self.protocol),
             "last_values": {

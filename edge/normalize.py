@@ -9,13 +9,21 @@ A counter that goes down either wrapped (it passed its 16/32-bit maximum) or was
 cycle, replaced board). We call it a wrap when the wrapped delta is at most a quarter of the
 counter's range, otherwise a reset, and count the reset's new value as usage since zero. A
 reset or wrap is flagged in `attrs` so the cloud can report it.
+
+A reading the normalizer cannot turn into an event (a counter value that does not fit its type
+or the outbox, a quantity beyond the event contract's digits, a value of the wrong kind) raises
+`BadReading`; the agent counts it in that device's health and goes on with the other readings.
+The stored last value of a point whose type or kind changed in the config is reconciled once at
+start (`reconcile_stored`): a value the point can no longer have becomes a fresh baseline.
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
 
 from edge.config import PointConfig
+from edge.errors import BadReading
 from edge.readings import Reading
+from shared.bounds import INT64_MAX, check_quantity
 from shared.events import ClockState, EventDraft, EventKind
 
 WRAP_FRACTION = 4
@@ -51,10 +59,16 @@ def normalize_counter(
     A reset always makes an event, even when the counter is read at exactly 0 (quantity 0), so
     the cloud learns of every reset.
     """
-    if previous is None:
-        return None
     if not isinstance(reading.value, int) or isinstance(reading.value, bool):
         raise TypeError(f"counter {point.name!r}: expected an int, got {reading.value!r}")
+    if not counter_fits(reading.value, point):
+        # Checked before the baseline too: a baseline that does not fit would break every
+        # later reading (and the outbox stores counters as SQLite's signed 64-bit INTEGER).
+        raise ValueError(
+            f"counter {point.name!r} read {reading.value}, outside 0..{counter_limit(point)}"
+        )
+    if previous is None:
+        return None
     moved = count_delta(previous, reading.value, bits=point.bits)
     if moved.delta == 0 and not moved.reset:
         return None
@@ -79,6 +93,16 @@ def normalize_counter(
         clock=clock,
         attrs=attrs,
     )
+
+
+def counter_limit(point: PointConfig) -> int:
+    """The largest value a counter point can have: its type's, or the outbox's 2**63 - 1."""
+    return min((1 << point.bits) - 1, INT64_MAX)
+
+
+def counter_fits(value: int, point: PointConfig) -> bool:
+    """Whether `value` can be a reading (and a stored last value) of the counter `point`."""
+    return 0 <= value <= counter_limit(point)
 
 
 def state_value(reading: Reading, point: PointConfig) -> int:
@@ -141,6 +165,7 @@ class GaugeTracker:
         """The measurement event for this reading, or None when it is not worth reporting."""
         if not isinstance(reading.value, Decimal):
             raise TypeError(f"gauge {point.name!r}: expected a Decimal, got {reading.value!r}")
+        check_quantity(reading.value)  # before it is tracked: a refused value is not "reported"
         key = (reading.device_id, point.name)
         gauge = self._gauges.get(key)
         if gauge is not None:
@@ -197,8 +222,27 @@ def normalize_reading(
     - state: `normalize_state`; stores 0/1 (`state_value`).
     - gauge: `gauges.observe` (deadband, report_every); stores nothing.
 
-    `previous` is the stored last value of the point (None if there is none yet).
+    `previous` is the stored last value of the point (None if there is none yet). A reading
+    that cannot become an event raises `BadReading` naming the device and point; nothing of it
+    is tracked, so the caller keeps the previous stored value.
     """
+    try:
+        return _normalize(reading, point, previous=previous, clock=clock, gauges=gauges)
+    except (ValueError, TypeError, ArithmeticError) as exc:  # pydantic's errors are ValueErrors
+        raise BadReading(
+            f"device {reading.device_id!r} point {point.name!r}: bad reading "
+            f"{_attr(reading.value)!r}: {exc}"
+        ) from exc
+
+
+def _normalize(
+    reading: Reading,
+    point: PointConfig,
+    *,
+    previous: int | None,
+    clock: ClockState,
+    gauges: GaugeTracker,
+) -> Normalized:
     if point.kind == "state":
         draft = normalize_state(reading, point, previous=previous, clock=clock)
         return Normalized(draft, state_value(reading, point))
@@ -208,8 +252,51 @@ def normalize_reading(
         raise TypeError(f"counter {point.name!r}: expected an int, got {reading.value!r}")
     draft = normalize_counter(reading, point, previous=previous, clock=clock)
     if draft is not None and point.scale != 1 and draft.quantity is not None:
-        draft = EventDraft(**{**dict(draft), "quantity": draft.quantity * point.scale})
+        quantity = check_quantity(draft.quantity * point.scale)
+        draft = EventDraft(**{**dict(draft), "quantity": quantity})
     return Normalized(draft, reading.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Rebaselined:
+    """A stored last value the point's current config cannot have: it becomes a baseline."""
+
+    device_id: str
+    point: str
+    stored: int
+    reason: str
+
+
+def reconcile_stored(
+    stored: dict[tuple[str, str], int], points: dict[tuple[str, str], PointConfig]
+) -> tuple[dict[tuple[str, str], int], list[Rebaselined]]:
+    """The stored last values still valid for `points`, and those dropped (fresh baselines).
+
+    A counter's stored value must fit its (possibly changed) type, a state's must be 0 or 1:
+    after a config change from uint32 to uint16, a stored 70000 would make every reading fail,
+    and a stored counter value under a state point would make a bogus transition. Values of
+    points the config does not list as counter or state (gauges, lock and MQTT marks) are kept
+    as they are.
+    """
+    kept: dict[tuple[str, str], int] = {}
+    dropped: list[Rebaselined] = []
+    for key, value in stored.items():
+        reason = _stored_mismatch(value, points.get(key))
+        if reason is None:
+            kept[key] = value
+        else:
+            dropped.append(Rebaselined(key[0], key[1], value, reason))
+    return kept, dropped
+
+
+def _stored_mismatch(value: int, point: PointConfig | None) -> str | None:
+    if point is None:
+        return None
+    if point.kind == "counter" and not counter_fits(value, point):
+        return f"does not fit a {point.type} counter (0..{counter_limit(point)})"
+    if point.kind == "state" and value not in (0, 1):
+        return "is not a state's 0 or 1"
+    return None
 
 
 def _attr(value: object) -> str | int | bool | None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_config, parse_config
+from edge.config import load_config, parse_config, parse_listen
 from edge.errors import ConfigError
 
 GOOD = """\
@@ -113,3 +113,62 @@ def test_duplicate_device_ids_are_refused() -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope.toml: cannot read config"):
         load_config(tmp_path / "nope.toml")
+
+
+def with_diagnostics(body: str) -> str:
+    """GOOD with a [diagnostics] table inserted before [forwarder] (line 7 onwards)."""
+    return GOOD.replace("[forwarder]", f"[diagnostics]\n{body}\n\n[forwarder]", 1)
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ('"off"', "'off' is not host:port like"),
+        ('""', "'' is not host:port like"),
+        ('"127.0.0.1"', "'127.0.0.1' is not host:port like"),
+        ('"127.0.0.1:99999"', "port 99999 is not 1..65535"),
+        ('"127.0.0.1:http"', "is not host:port like"),
+        ('"::1:8080"', "write an IPv6 address in brackets"),
+        ('"[10.0.0.1]:8080"', "only an IPv6 address goes in brackets"),
+        ('"gate way:8080"', "'gate way' is not an IP address or host name"),
+    ],
+)
+def test_diagnostics_listen_is_checked_when_the_config_loads(listen: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(with_diagnostics(f"listen = {listen}"), source="site.toml")
+    message = str(caught.value)
+    assert message.startswith("site.toml:8: field diagnostics.listen: Value error, "), message
+    assert expected in message
+    if listen == '"off"':
+        assert "to turn the page off, set enabled = false" in message
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [
+        ('"127.0.0.1:8080"', "127.0.0.1", 8080),
+        ('"0.0.0.0:80"', "0.0.0.0", 80),
+        ('"[::1]:8443"', "::1", 8443),
+        ('"gateway.local:8080"', "gateway.local", 8080),
+        ('"127.0.0.1:0"', "127.0.0.1", 0),  # any free port (tests)
+    ],
+)
+def test_diagnostics_listen_accepts_host_and_port(listen: str, host: str, port: int) -> None:
+    config = parse_config(with_diagnostics(f"listen = {listen}"), source="site.toml")
+    assert config.diagnostics.enabled
+    assert parse_listen(config.diagnostics.listen) == (host, port)
+
+
+def test_diagnostics_page_can_be_turned_off() -> None:
+    config = parse_config(with_diagnostics("enabled = false"), source="site.toml")
+    assert not config.diagnostics.enabled
+    assert parse_config(GOOD, source="site.toml").diagnostics.enabled  # on by default
+
+
+def test_max_server_errors_is_at_least_one() -> None:
+    text = GOOD.replace(
+        'batch_max_wait = "250ms"', 'batch_max_wait = "250ms"\nmax_server_errors = 0'
+    )
+    with pytest.raises(ConfigError, match=r"site.toml:10: field forwarder.max_server_errors"):
+        parse_config(text, source="site.toml")
+    assert parse_config(GOOD, source="site.toml").forwarder.max_server_errors == 5

@@ -13,11 +13,16 @@ import httpx
 import orjson
 import pytest
 
+from edge.cli import main
 from edge.diagnostics.auth import CSRF_HEADER, MAX_FAILURES, SESSION_COOKIE
 from edge.diagnostics.bundle import redact
 from edge.enrollment import EnrollmentRecord, write_enrollment
 from edge.technician import load_password_hash
+from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
+from firmware_sims.site import SimulatedPanel, render_site_config
+from tests.support.agent import running_agent
 from tests.support.diagnostics import DEVICE_ID, PASSWORD, DiagnosticsSite, diagnostics_site
+from tests.support.waiting import free_port
 
 WAIT = 30.0
 CSRF = {CSRF_HEADER: "1"}
@@ -227,3 +232,50 @@ async def test_a_taken_port_costs_the_page_not_the_agent(tmp_path: Path) -> None
             assert site.agent.diagnostics is not None and site.agent.diagnostics.url is None
             readings = await site.agent.poll_now(DEVICE_ID)
             assert [r.point for r in readings] == ["door_open"]
+
+
+def site_with_diagnostics(tmp_path: Path, port: int, diagnostics: str) -> str:
+    """A one-panel site config (TOML) with the given [diagnostics] table."""
+    config = render_site_config(
+        gateway_id="gw-diag",
+        cloud_url="http://127.0.0.1:9",
+        data_dir=tmp_path / "edge",
+        panels=[SimulatedPanel(DEVICE_ID, port, (SimCounter("door_open", "input", 0),))],
+    )
+    return config + f"\n[diagnostics]\n{diagnostics}\n"
+
+
+def refuses_connections(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def test_a_listen_that_is_not_host_and_port_is_refused_before_the_agent_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "site.toml"
+    path.write_text(site_with_diagnostics(tmp_path, 502, 'listen = "off"'))
+    line = path.read_text().splitlines().index('listen = "off"') + 1
+    for command in ("check-config", "run"):
+        assert main([command, "--config", str(path)]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"tollgate-edge: {path}:{line}: field diagnostics.listen: "), error
+        assert "'off' is not host:port" in error and "set enabled = false" in error
+        assert "Traceback" not in error
+    assert not (tmp_path / "edge" / "outbox.sqlite").exists()  # the agent never started
+
+
+async def test_enabled_false_serves_no_page_and_the_agent_runs(tmp_path: Path) -> None:
+    port = free_port()
+    counters = (SimCounter("door_open", "input", 0, "uint16", initial=40),)
+    async with ModbusPanel(port=0, scenario=Scenario(counters=counters, tick=0)) as panel:
+        config = site_with_diagnostics(
+            tmp_path, panel.port, f'enabled = false\nlisten = "127.0.0.1:{port}"'
+        )
+        async with running_agent(config) as agent:
+            assert agent.diagnostics is None
+            readings = await agent.poll_now(DEVICE_ID)
+            assert [(r.point, r.value) for r in readings] == [("door_open", 40)]
+            assert refuses_connections(port)  # nothing bound the configured address
+            status = await agent.status("running")
+    assert status["devices"][0]["state"] == "ok"
