@@ -82,7 +82,7 @@ async def ingest_rate(db_url: str, work: Path, items: list[EventDraft], batch: i
     async with (
         collector,
         Outbox(work / "outbox.sqlite", gateway_id="bench-gw", budget_bytes=2**40) as outbox,
-        httpx.AsyncClient(base_url=collector.url) as client,
+        httpx.AsyncClient(base_url=collector.url, headers=collector.reader_headers()) as client,
     ):
         forwarder = Forwarder(
             outbox=outbox, client=client, gateway_id="bench-gw", key=key, config=config

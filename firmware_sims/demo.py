@@ -280,7 +280,9 @@ async def run_demo(
         await demo.prepare()
         await stack.enter_async_context(demo.collector)
         await stack.enter_async_context(demo.agent)
-        client = await stack.enter_async_context(httpx.AsyncClient(base_url=demo.collector.url))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=demo.collector.url, headers=demo.collector.reader_headers())
+        )
         await demo.wait_for_baselines()
         print(demo.banner(), flush=True)
         tasks = [asyncio.create_task(panel.run_forever()) for panel in demo.panels.values()]

@@ -146,7 +146,13 @@ async def make_site(db_url: str, tmp_path: Path) -> AsyncIterator[SiteFactory]:
         await collector.migrate()
         await collector.add_gateway(GATEWAY_ID, pem)
         site = Site(
-            tmp_path, panel, collector, agent, httpx.AsyncClient(base_url=collector.url, timeout=10)
+            tmp_path,
+            panel,
+            collector,
+            agent,
+            httpx.AsyncClient(
+                base_url=collector.url, timeout=10, headers=collector.reader_headers()
+            ),
         )
         started.append(site)
         if start_collector:
@@ -196,7 +202,11 @@ async def running_site(
     pem.write_text(await agent.keygen())
     await collector.migrate()
     await collector.add_gateway(gateway_id, pem)
-    async with collector, agent, httpx.AsyncClient(base_url=collector.url) as client:
+    async with (
+        collector,
+        agent,
+        httpx.AsyncClient(base_url=collector.url, headers=collector.reader_headers()) as client,
+    ):
         yield agent, client
 
 

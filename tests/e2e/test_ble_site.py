@@ -92,7 +92,9 @@ async def test_twenty_locks_through_kill_9_every_entry_once(db_url: str, tmp_pat
         await eventually(scenarios_done, what="the locks to finish their scenarios")
         expected = expected_entries(orjson.loads(sim.report_path.read_bytes()))
         total = sum(len(entries) for entries in expected.values())
-        async with httpx.AsyncClient(base_url=collector.url, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=collector.url, timeout=10, headers=collector.reader_headers()
+        ) as client:
 
             async def all_stored() -> bool:
                 try:

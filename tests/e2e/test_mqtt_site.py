@@ -106,6 +106,7 @@ async def mqtt_site(
         pem = tmp_path / "gateway.pub"
         pem.write_text(await agent.keygen())
         await collector.migrate()
+        client.headers.update(collector.reader_headers())
         await collector.add_gateway(GATEWAY_ID, pem)
         try:
             if start:

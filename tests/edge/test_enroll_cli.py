@@ -53,6 +53,7 @@ class Cloud:
 
     url: str
     db: str
+    reader_key: str
 
 
 @pytest.fixture
@@ -61,6 +62,7 @@ def cloud(db_url: str, tmp_path: Path) -> Iterator[Cloud]:
     db = db_url.replace("+aiosqlite", "").replace("+asyncpg", "")
     assert cloud_main(["migrate", "--db", db]) == 0
     assert cloud_main(["site", "add", "--id", SITE, "--name", "Depot 7", "--db", db]) == 0
+    reader_key = _issue_viewer_key(db)
     port = free_port()
     with (tmp_path / "collector.log").open("ab") as log:
         process = subprocess.Popen(
@@ -72,10 +74,26 @@ def cloud(db_url: str, tmp_path: Path) -> Iterator[Cloud]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
-        yield Cloud(url=url, db=db)
+        yield Cloud(url=url, db=db, reader_key=reader_key)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+ROLE_VIEWER = ("--role", "viewer")
+JSON = {"Content-Type": "application/json"}
+
+
+def _issue_viewer_key(db: str) -> str:
+    """A viewer key made with the CLI (its secret is the first line it prints)."""
+    out = subprocess.run(
+        [BIN / "tollgate-cloud", "apikey", "create", "--name", "reader", *ROLE_VIEWER, "--db", db],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return out.splitlines()[0].strip()
 
 
 def _wait_healthy(url: str, process: "subprocess.Popen[bytes]") -> None:
@@ -138,7 +156,10 @@ async def send(config_path: Path, first: int, last: int, *, key_path: Path) -> F
 
 def gateway_status(cloud: Cloud, gateway_id: str) -> dict[str, object]:
     """GET /v1/gateways/{id}."""
-    response = httpx.get(f"{cloud.url}/v1/gateways/{gateway_id}")
+    response = httpx.get(
+        f"{cloud.url}/v1/gateways/{gateway_id}",
+        headers={"Authorization": f"Bearer {cloud.reader_key}"},
+    )
     assert response.status_code == 200, response.text
     document: dict[str, object] = response.json()
     return document
@@ -254,7 +275,7 @@ def test_rotate_key_retires_the_old_key_and_the_forwarder_picks_up_the_new(
     assert not next_key_path(key_path).exists()
     assert gateway_status(cloud, gateway_id)["public_key_pem"] == public_key_pem(new.public_key())
     events = chain_events([draft(n) for n in range(1, 5)], gateway_id=gateway_id)[2:]
-    refused = httpx.post(f"{cloud.url}/v1/batches", content=batch_body(events, old))
+    refused = httpx.post(f"{cloud.url}/v1/batches", content=batch_body(events, old), headers=JSON)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "key_retired"
     # The agent's forwarder was made with the old key: it reloads the file and is accepted.
     asyncio.run(send(config, 3, 4, key_path=key_path))
@@ -312,6 +333,7 @@ def test_a_revoked_gateway_is_refused(
     batch = httpx.post(
         f"{cloud.url}/v1/batches",
         content=batch_body(events, load_gateway_key(data_dir / "gateway.key")),
+        headers=JSON,
     )
     assert batch.status_code == 403 and batch.json()["error"]["code"] == "gateway_revoked"
 
