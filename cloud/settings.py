@@ -10,6 +10,7 @@ from shared.bounds import MAX_EVENTS_PER_BATCH
 
 DB_ENV = "TOLLGATE_DB"
 INVOICE_GRACE_ENV = "TOLLGATE_INVOICE_GRACE"
+PUBLIC_URL_ENV = "TOLLGATE_PUBLIC_URL"
 DEFAULT_INVOICE_GRACE = timedelta(days=5)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_DB_URL = "sqlite+aiosqlite:///./tollgate-cloud.sqlite"
@@ -58,11 +59,11 @@ class Limits:
         for name in ("max_body_bytes", "max_inflated_bytes", "max_batch_events"):
             if getattr(self, name) < 1:
                 raise InvalidSettings(f"{name} must be at least 1")
-
         if self.max_batch_events > MAX_EVENTS_PER_BATCH:
             raise InvalidSettings(
                 f"max_batch_events must be at most {MAX_EVENTS_PER_BATCH} (the event contract's)"
             )
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -71,11 +72,16 @@ class Settings:
     db_url: str = DEFAULT_DB_URL
     limits: Limits = field(default_factory=Limits)
     invoice_grace: timedelta = DEFAULT_INVOICE_GRACE  # drafts stay open this long after the month
+    public_url: str = ""  # the collector as customers reach it (absolute links in pages)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
         if self.invoice_grace < timedelta(0):
             raise InvalidSettings("invoice_grace must not be negative")
+        if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
+            raise InvalidSettings(
+                f"public URL {self.public_url!r}: use http(s)://host[:port][/path]"
+            )
 
     @classmethod
     def load(cls, *, db: str | None = None, limits: Limits | None = None) -> "Settings":
@@ -88,4 +94,7 @@ class Settings:
             if not grace_text
             else parse_duration(grace_text, what=f"${INVOICE_GRACE_ENV}")
         )
-        return cls(db_url=url, limits=limits or Limits(), invoice_grace=grace)
+        public_url = os.environ.get(PUBLIC_URL_ENV, "").rstrip("/")
+        return cls(
+            db_url=url, limits=limits or Limits(), invoice_grace=grace, public_url=public_url
+        )

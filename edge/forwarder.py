@@ -43,6 +43,7 @@ from edge.errors import BatchRejected, ConfigError, ServerFault, TransientForwar
 from edge.keys import load_gateway_key
 from edge.outbox import Lease, Outbox
 from shared.events import GENESIS_HASH
+from shared.request_signing import signed_request_headers
 from shared.signing import batch_header, sign
 
 log = logging.getLogger(__name__)
@@ -314,8 +315,16 @@ class Forwarder:
 
     async def _cloud_chain_position(self) -> tuple[int, str]:
         try:
+            path = f"/v1/gateways/{self._gateway_id}/head"
+            headers = signed_request_headers(
+                self._key,
+                gateway_id=self._gateway_id,
+                method="GET",
+                path=path,
+                now=datetime.now(UTC),
+            )
             response = await self._client.get(
-                f"/v1/gateways/{self._gateway_id}", timeout=self._config.request_timeout
+                path, headers=headers, timeout=self._config.request_timeout
             )
         except httpx.HTTPError as exc:
             self._record_failure(f"{type(exc).__name__}: {exc}")
