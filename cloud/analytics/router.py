@@ -1,4 +1,4 @@
-"""HTTP route of usage analytics: `GET /v1/accounts/{id}/usage` (admin API key required)."""
+"""HTTP route of usage analytics: `GET /v1/accounts/{id}/usage` (a reading key)."""
 
 from datetime import UTC, datetime
 from typing import Annotated, Any

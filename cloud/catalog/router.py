@@ -1,5 +1,5 @@
 """HTTP routes of the catalog: accounts, profiles, devices, bindings, metrics, plans, unbilled
-usage. Every route needs an admin API key (`Authorization: Bearer KEY`)."""
+usage. Reads need a reading key (viewer, billing, admin), writes a billing or admin key."""
 
 from datetime import datetime
 from typing import Annotated

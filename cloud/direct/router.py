@@ -1,7 +1,8 @@
 """HTTP routes of direct ingestion.
 
 `POST /v1/events` and `POST /v1/imports` take an ingest key (scope `ingest:<source>`); imports
-also take an admin key. Creating and inspecting sources and their keys needs an admin key.
+also take an admin key. Creating sources and their keys needs an admin key, reading them any
+reading key.
 """
 
 from typing import Annotated, Any

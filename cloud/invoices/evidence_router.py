@@ -1,4 +1,4 @@
-"""HTTP routes of an invoice's evidence and exports (admin API key required).
+"""HTTP routes of an invoice's evidence and exports (a reading key: viewer, billing, admin).
 
     GET /v1/invoices/{id}/lines/{n}/evidence   the line's sessions, events, batches and keys
     GET /v1/invoices/{id}/export?format=json|csv|html

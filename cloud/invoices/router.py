@@ -1,4 +1,4 @@
-"""HTTP routes of invoicing: runs, invoices, finalization, discarding a draft (admin API key)."""
+"""HTTP routes of invoicing: runs, finalize, discard (billing key), invoices (reading key)."""
 
 from datetime import UTC, datetime
 from typing import Annotated

@@ -1,4 +1,4 @@
-"""HTTP routes of this package (admin API key required): a device's sessions, the refresh."""
+"""HTTP routes of this package: a device's sessions (reading key), the refresh (billing key)."""
 
 from datetime import UTC, datetime
 
