@@ -86,7 +86,11 @@ async def delete_share_links(invoice_id: RowId, db: DatabaseDep, _: BillingDep) 
         return RevokedOut(revoked=await revoke_share_links(session=session, invoice_id=invoice_id))
 
 
-@router.get("/shared/{token}", response_class=Response)
+@router.get(
+    "/shared/{token}",
+    response_class=Response,
+    responses={200: {"description": "The printable page", "content": {"text/html": {}}}},
+)
 async def get_shared_page(
     token: Token, db: DatabaseDep, settings: SettingsDep, link: ShareDep
 ) -> Response:

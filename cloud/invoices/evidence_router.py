@@ -30,7 +30,20 @@ async def get_line_evidence(
         return await line_evidence(session=session, invoice_id=invoice_id, n=n)
 
 
-@router.get("/invoices/{invoice_id}/export", responses=error_responses(*AUTH, 404, 422))
+EXPORT_CONTENT = {
+    200: {
+        "description": "The invoice in the asked format",
+        "content": {"application/json": {}, "text/csv": {}, "text/html": {}},
+    }
+}
+PAGE_CONTENT = {200: {"description": "The printable page", "content": {"text/html": {}}}}
+
+
+@router.get(
+    "/invoices/{invoice_id}/export",
+    response_class=Response,
+    responses={**EXPORT_CONTENT, **error_responses(*AUTH, 404, 422)},
+)
 async def get_export(
     invoice_id: RowId,
     db: DatabaseDep,
@@ -43,7 +56,11 @@ async def get_export(
     return await _export(db=db, invoice_id=invoice_id, export_format=export_format)
 
 
-@router.get("/invoices/{invoice_id}.html", responses=error_responses(*AUTH, 404))
+@router.get(
+    "/invoices/{invoice_id}.html",
+    response_class=Response,
+    responses={**PAGE_CONTENT, **error_responses(*AUTH, 404)},
+)
 async def get_page(invoice_id: RowId, db: DatabaseDep, _: ReadDep) -> Response:
     """The printable invoice page."""
     return await _export(db=db, invoice_id=invoice_id, export_format=ExportFormat.HTML)
