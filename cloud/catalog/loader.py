@@ -47,6 +47,7 @@ from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.checks import check_aware, check_labels
 from cloud.catalog.models import Account, Binding, Device, DeviceProfile, Metric, Plan
 from cloud.catalog.plan_terms import PlanTerms
+from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
 from cloud.errors import AlreadyExists, CollectorError, InvalidBillingInput, error_locations
 from cloud.gateways.enrollment import add_site
 from cloud.gateways.models import Site
@@ -70,7 +71,7 @@ class ProfileDecl(_Declaration):
     name: str
     start_on: list[str] = Field(default_factory=list)
     end_on: list[str] = Field(default_factory=list)
-    timeout_seconds: int | None = None
+    timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
 class MetricDecl(_Declaration):

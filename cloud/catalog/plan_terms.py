@@ -15,9 +15,10 @@ from itertools import pairwise
 from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from pydantic.functional_validators import BeforeValidator
+from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from cloud.domain import Charge, PlanVersion, PriceModel, Tier
+from shared.bounds import check_quantity
 
 
 def _exact_decimal(value: Any) -> Any:
@@ -28,7 +29,16 @@ def _exact_decimal(value: Any) -> Any:
     return value
 
 
-ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal)]
+def _bounded(value: Decimal) -> Decimal:
+    # The contract's bounds (30 digits each side of the point) hold for prices as for
+    # quantities, so rating never meets a number its exact context cannot hold.
+    try:
+        return check_quantity(value)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("quantity", "number", 1)) from None
+
+
+ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal), AfterValidator(_bounded)]
 NonNegative = Annotated[ExactDecimal, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[ExactDecimal, Field(gt=0, allow_inf_nan=False)]
 

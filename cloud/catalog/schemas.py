@@ -78,13 +78,19 @@ class AccountOut(Stored):
     created_at: datetime
 
 
+MAX_TIMEOUT_SECONDS = 366 * 86400
+
+
 class ProfileRule(Request):
     """How a profile's events form sessions, per (device, channel); no `start_on`: no sessions."""
 
     start_on: list[EventName] = Field(default_factory=list, examples=[["power_on"]])
     end_on: list[EventName] = Field(default_factory=list, examples=[["power_off"]])
     timeout_seconds: int | None = Field(
-        default=None, gt=0, description="close a session after this long without activity"
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="close a session after this long without activity (at most 366 days)",
     )
 
 
