@@ -3,8 +3,12 @@
 One document holds the invoice header, the line, the metric and plan terms it was rated under,
 the session pieces and events it was rated from, and every signed batch holding those events with
 all of that batch's events in wire form and the gateway key valid when the batch was received.
-From that alone `cloud.invoices.verify` recomputes the chain, the signature, the quantity and the
-amount. Reads are a fixed number of queries per line (keys in chunks), never one per event.
+It also carries what recomputing the sessions needs: the as-of time the line was rated at (where
+still-open sessions were clipped), each device's profile and each profile's session rule as the
+invoice froze them when it was rated, and, for a session closed by the next session's start
+(`superseded`), that start event. From that alone `cloud.invoices.verify` recomputes the chain,
+the signature, every session, the quantity and the amount. Reads are a fixed number of queries
+per line (keys in chunks), never one per event.
 """
 
 from collections import defaultdict
@@ -15,14 +19,15 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.catalog.models import Account, Device, Metric, PlanVersionRow
-from cloud.domain import EventKey
+from cloud.catalog.models import Account, Metric, PlanVersionRow
+from cloud.domain import CloseReason, EventKey
 from cloud.errors import InvoiceLineNotFound, InvoiceNotFound
 from cloud.gateways.models import Gateway, GatewayKey
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.service import wire_event
 from cloud.invoices.exports import format_utc, invoice_header, line_document
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
+from cloud.invoices.usage_loader import invoice_catalog
 from cloud.sessions.models import SessionRow
 
 KEY_CHUNK = 500  # (gateway_id, seq) pairs per IN list
@@ -41,23 +46,33 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
     line_events = [(row.gateway_id, row.seq) for row in rows if row.gateway_id is not None]
     event_keys: list[EventKey] = [(g, int(s)) for g, s in line_events if s is not None]
     sessions = await _sessions(session=session, rows=rows)
+    session_devices = {str(item["device_id"]) for item in sessions}
+    profiles, rules = await invoice_catalog(
+        session=session, invoice_id=invoice_id, device_ids=session_devices
+    )
     session_keys = [(str(key[0]), int(key[1])) for item in sessions for key in item["events"]]
-    billed_keys = _unique([*event_keys, *session_keys])
+    closing = await _superseding_events(
+        session=session, sessions=sessions, profiles=profiles, rules=rules, invoice=invoice
+    )
+    billed_keys = _unique([*event_keys, *session_keys, *closing])
     batches = await _batches(session=session, keys=billed_keys)
     by_key = {
         (event["gateway_id"], event["seq"]): event for batch in batches for event in batch["events"]
     }
-    devices = {item["device_id"] for item in sessions} | {
-        by_key[key]["device_id"] for key in billed_keys if key in by_key
-    }
+    devices = session_devices | {by_key[key]["device_id"] for key in billed_keys if key in by_key}
+    profiles, rules = await invoice_catalog(
+        session=session, invoice_id=invoice_id, device_ids=devices
+    )
     return {
         "invoice": invoice_header(invoice, account),
         "time_zone": account.time_zone,
+        "as_of": format_utc(invoice.as_of or invoice.computed_at),
         "line": line_document(line, currency=invoice.currency),
         "metric": await _metric(session=session, metric_id=line.metric),
         "plan_version": await _plan_version(session=session, line=line),
         "corrects": await _corrected(session=session, line=line),
-        "device_profiles": await _profiles(session=session, device_ids=devices),
+        "device_profiles": profiles,
+        "session_rules": rules,
         "line_events": [list(key) for key in event_keys],
         "sessions": sessions,
         "events": [by_key[key] for key in billed_keys if key in by_key],
@@ -243,12 +258,61 @@ async def _corrected(*, session: AsyncSession, line: InvoiceLine) -> dict[str, A
     }
 
 
-async def _profiles(*, session: AsyncSession, device_ids: Iterable[str]) -> dict[str, str]:
-    ids = sorted(device_ids)
-    if not ids:
-        return {}
-    rows = await session.execute(select(Device.id, Device.profile_id).where(Device.id.in_(ids)))
-    return {str(device_id): str(profile) for device_id, profile in rows}
+async def _superseding_events(
+    *,
+    session: AsyncSession,
+    sessions: Sequence[dict[str, Any]],
+    profiles: dict[str, str],
+    rules: dict[str, dict[str, Any]],
+    invoice: Invoice,
+) -> list[EventKey]:
+    """The start event that closed each `superseded` session: its pair's first event after the
+    session's last one, at its end and named in the rule's `start_on`, received by the time the
+    invoice was computed (one query for all, in chunks of ends)."""
+    closed = [item for item in sessions if item["close_reason"] == CloseReason.SUPERSEDED]
+    if not closed:
+        return []
+    ends = sorted({_parse(item["ended_at"]) for item in closed})
+    devices = sorted({str(item["device_id"]) for item in closed})
+    candidates: list[tuple[str, str | None, datetime, str, int, str]] = []
+    for index in range(0, len(ends), KEY_CHUNK):
+        query = select(
+            StoredEvent.device_id,
+            StoredEvent.channel,
+            StoredEvent.occurred_at,
+            StoredEvent.gateway_id,
+            StoredEvent.seq,
+            StoredEvent.name,
+        ).where(
+            StoredEvent.device_id.in_(devices),
+            StoredEvent.occurred_at.in_(ends[index : index + KEY_CHUNK]),
+            StoredEvent.received_at <= invoice.computed_at,
+        )
+        candidates.extend(
+            (d, c, o, g, int(q), n) for d, c, o, g, q, n in await session.execute(query)
+        )
+    found = []
+    for item in closed:
+        rule = rules.get(profiles.get(str(item["device_id"]), ""), {})
+        own = {(str(g), int(q)) for g, q in item["events"]}
+        end = _parse(item["ended_at"])
+        after = [
+            (occurred_at, gateway_id, seq)
+            for device_id, channel, occurred_at, gateway_id, seq, name in candidates
+            if device_id == item["device_id"]
+            and (channel or None) == item["channel"]
+            and occurred_at == end
+            and name in rule.get("start_on", [])
+            and (gateway_id, seq) not in own
+        ]
+        if after:  # the first in the total order (a later one would belong to the next session)
+            _, gateway_id, seq = min(after)
+            found.append((gateway_id, seq))
+    return found
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
 
 
 def _unique(keys: Iterable[EventKey]) -> list[EventKey]:

@@ -3,6 +3,10 @@
 `invoice_document` reads an invoice with its account and lines; everything after it is pure and
 works on that document. Decimals are strings (exact), times ISO 8601 in UTC, and the document
 names the account's time zone so a reader can show local dates.
+
+An invoice shows only what it froze when it was rated: its lines, and for the page's charts the
+session pieces and events its evidence rows name (sessions and events are never changed or
+deleted) with the catalog it froze, never today's sessions or late events.
 """
 
 import csv
@@ -17,14 +21,18 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.analytics.service import UsagePoint, account_usage
-from cloud.catalog.models import Account
+from cloud.analytics.service import UsagePoint, measure_buckets
+from cloud.catalog.metrics import metric_spec
+from cloud.catalog.models import Account, Metric
 from cloud.domain import LineKind
 from cloud.errors import InvalidParameters, InvoiceNotFound
 from cloud.invoices.finalization import invoice_number
-from cloud.invoices.html import invoice_html
+from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.invoices.usage_loader import FrozenUsage, frozen_line_usage
 from cloud.rating.money import round_money
+from cloud.rating.periods import day_buckets
+from cloud.rating.rating import AccountUsage
 
 CSV_COLUMNS = (
     "invoice_number",
@@ -70,9 +78,18 @@ def check_format(name: str) -> ExportFormat:
 
 
 async def export_invoice(
-    *, session: AsyncSession, invoice_id: int, export_format: str, as_of: datetime
+    *,
+    session: AsyncSession,
+    invoice_id: int,
+    export_format: str,
+    as_of: datetime | None = None,
+    links: PageLinks | None = None,
 ) -> tuple[bytes, str]:
-    """The invoice in `export_format` and its media type; `InvoiceNotFound`, `InvalidParameters`."""
+    """The invoice in `export_format` and its media type; `InvoiceNotFound`, `InvalidParameters`.
+
+    `as_of` is not used (an invoice shows what it froze); it is accepted for older callers.
+    """
+    del as_of
     chosen = check_format(export_format)
     document = await invoice_document(session=session, invoice_id=invoice_id)
     if chosen is ExportFormat.JSON:
@@ -80,29 +97,43 @@ async def export_invoice(
     elif chosen is ExportFormat.CSV:
         body = invoice_csv(document).encode("utf-8")
     else:
-        charts = await daily_usage(session=session, document=document, as_of=as_of)
-        body = invoice_html(document, charts=charts).encode("utf-8")
+        charts = await daily_usage(session=session, document=document)
+        body = invoice_html(document, charts=charts, links=links).encode("utf-8")
     return body, MEDIA_TYPES[chosen]
 
 
 async def daily_usage(
-    *, session: AsyncSession, document: dict[str, Any], as_of: datetime
+    *, session: AsyncSession, document: dict[str, Any]
 ) -> dict[int, list[UsagePoint]]:
-    """Each usage line's metric per local day of its part (for the page's charts)."""
-    charts = {}
-    for line in _lines(document):
-        if line["kind"] != LineKind.USAGE or line["metric"] is None:
-            continue
-        series = await account_usage(
-            session=session,
-            account_id=document["account_id"],
-            metric_id=line["metric"],
-            granularity="day",
-            start=datetime.fromisoformat(line["part_start"]),
-            end=datetime.fromisoformat(line["part_end"]),
-            as_of=as_of,
+    """Each usage line's metric per local day of its part, measured over what the line was
+    rated from (its evidence), so the days add up to the line (for the page's charts)."""
+    wanted = [
+        line for line in _lines(document) if line["kind"] == LineKind.USAGE and line["metric"]
+    ]
+    if not wanted:
+        return {}
+    frozen = await frozen_line_usage(session=session, invoice_id=int(document["id"]))
+    metrics = {
+        row.id: metric_spec(row)
+        for row in await session.scalars(
+            select(Metric).where(Metric.id.in_({line["metric"] for line in wanted}))
         )
-        charts[int(line["n"])] = series.points
+    }
+    charts = {}
+    for line in wanted:
+        n = int(line["n"])
+        spec = metrics.get(line["metric"])
+        if spec is None:
+            continue
+        usage = frozen.get(n, FrozenUsage([], [], {}))
+        buckets = day_buckets(
+            datetime.fromisoformat(line["part_start"]),
+            datetime.fromisoformat(line["part_end"]),
+            str(document["time_zone"]),
+        )
+        charts[n] = measure_buckets(
+            spec, AccountUsage(usage.pieces, usage.events, usage.profile_of), buckets
+        )
     return charts
 
 
@@ -144,6 +175,7 @@ def invoice_header(invoice: Invoice, account: Account) -> dict[str, Any]:
         "currency": invoice.currency,
         "total": money_text(invoice.total, invoice.currency),
         "computed_at": format_utc(invoice.computed_at),
+        "as_of": format_utc(invoice.as_of or invoice.computed_at),
         "grace_until": format_utc(invoice.grace_until),
         "finalized_at": format_utc(invoice.finalized_at),
     }

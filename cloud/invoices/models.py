@@ -38,7 +38,14 @@ class Invoice(Base):
     series: Mapped[str] = mapped_column(String(32))
     number: Mapped[int | None] = mapped_column(Integer)
     total: Mapped[Decimal] = mapped_column(DecimalText)
+    # when the run computed it (wall clock: compared with events' received_at, bindings'
+    # changed_at, ...), and the time it was rated as of (the run's `now`, where still-open
+    # sessions were clipped); NULL as_of (rated before migration 0008): computed_at was both
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    as_of: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # the catalog as rated: {"devices": {device: profile}, "profiles": {profile: rule}}, where a
+    # rule is {"start_on", "end_on", "timeout_seconds"}; NULL: rated before migration 0008
+    rated_catalog: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     grace_until: Mapped[datetime] = mapped_column(UtcDateTime)
     finalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -15,7 +15,7 @@ lists it.
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -32,7 +32,7 @@ from cloud.invoices.adjustments import adjustment_lines
 from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
-from cloud.invoices.usage_loader import load_period_usage
+from cloud.invoices.usage_loader import load_period_usage, rated_catalogs
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
 from cloud.sessions.service import refresh_sessions
@@ -185,6 +185,7 @@ async def _run_chunk(
     grace: timedelta,
     rates: Rates,
 ) -> list[AccountResult]:
+    computed_at = datetime.now(UTC)  # the wall clock before this chunk reads anything
     existing = await _existing_invoices(
         session=session, account_ids=[a.id for a in accounts], label=label
     )
@@ -217,7 +218,14 @@ async def _run_chunk(
         lines = [DraftLine(line) for line in rated] + corrections.get(account.id, [])
         drafts.append((account, period, lines))
     results.extend(
-        await _write_drafts(session=session, drafts=drafts, current=current, now=now, grace=grace)
+        await _write_drafts(
+            session=session,
+            drafts=drafts,
+            current=current,
+            now=now,
+            grace=grace,
+            computed_at=computed_at,
+        )
     )
     return results
 
@@ -253,10 +261,16 @@ async def _write_drafts(
     current: dict[str, int],
     now: datetime,
     grace: timedelta,
+    computed_at: datetime,
 ) -> list[AccountResult]:
     """Insert new drafts, replace existing ones (same id), then all lines and evidence."""
+    catalogs = await rated_catalogs(session=session, periods=[(a.id, p) for a, p, _ in drafts])
     headers = {
-        account.id: _header(account, period, lines, now=now, grace=grace)
+        account.id: {
+            **_header(account, period, lines, now=now, grace=grace),
+            "computed_at": computed_at,
+            "rated_catalog": catalogs[account.id],
+        }
         for account, period, lines in drafts
     }
     ids = dict(current)
@@ -302,6 +316,7 @@ def _header(
         "number": None,
         "total": add_amounts(line.line.amount for line in lines),  # exact, never rounded
         "computed_at": now,
+        "as_of": now,
         "grace_until": period.end + grace,
         "finalized_at": None,
     }
@@ -327,7 +342,7 @@ async def _replace_headers(
 
 
 def _changed(header: dict[str, Any]) -> dict[str, Any]:
-    keys = ("currency", "series", "total", "computed_at", "grace_until")
+    keys = ("currency", "series", "total", "computed_at", "as_of", "rated_catalog", "grace_until")
     return {key: header[key] for key in keys}
 
 

@@ -8,26 +8,46 @@ catalog's unbilled report lists it.
 
 A handful of Core queries per call (bindings, devices, events, sessions; device lists in chunks),
 grouping in Python, no ORM object per event: an invoice run calls this once per chunk of accounts.
+
+Also what an invoice freezes and reads back: `rated_catalogs` (each bound device's profile and
+each profile's session rule, as rated) and `frozen_line_usage` (a line's session pieces and
+events exactly as its evidence rows name them, for the page's charts).
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.catalog.models import Binding, Device
-from cloud.domain import BillableEvent, CloseReason, SessionPiece
+from cloud.catalog.models import Binding, Device, DeviceProfile
+from cloud.domain import BillableEvent, CloseReason, EventKey, SessionPiece
 from cloud.ingest.models import StoredEvent
+from cloud.invoices.models import Invoice, InvoiceEvidence
 from cloud.rating.metrics import clip_piece
 from cloud.rating.periods import Period, month_period
 from cloud.rating.rating import AccountUsage
 from cloud.sessions.models import SessionRow
 
 IN_CHUNK = 1000  # device ids per IN (...) list: well under every backend's parameter limit
+KEY_CHUNK = 500  # (gateway_id, seq) pairs per IN list
+CATALOG_LOOKBACK = timedelta(days=31 * 12 + 1)
+"""How far before its period an invoice's catalog reaches: the 12 periods its adjustments may
+correct (`cloud.invoices.adjustments.LOOKBACK_PERIODS`), a day more for time zones."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SESSION_COLUMNS = (
+    SessionRow.id,
+    SessionRow.device_id,
+    SessionRow.channel,
+    SessionRow.name,
+    SessionRow.started_at,
+    SessionRow.ended_at,
+    SessionRow.close_reason,
+)
+RULE_COLUMNS = (DeviceProfile.start_on, DeviceProfile.end_on, DeviceProfile.timeout_seconds)
 
 
 class BillingAccount(Protocol):
@@ -190,17 +210,8 @@ async def _bound_pieces(
 ) -> dict[str, list[SessionPiece]]:
     """account_id -> the current sessions' pieces inside its bindings and period."""
     pieces: dict[str, list[SessionPiece]] = defaultdict(list)
-    columns = (
-        SessionRow.id,
-        SessionRow.device_id,
-        SessionRow.channel,
-        SessionRow.name,
-        SessionRow.started_at,
-        SessionRow.ended_at,
-        SessionRow.close_reason,
-    )
     for chunk in _chunks(device_ids):
-        query = select(*columns).where(
+        query = select(*SESSION_COLUMNS).where(
             SessionRow.current.is_(True),
             SessionRow.device_id.in_(chunk),
             SessionRow.started_at < end,
@@ -240,3 +251,179 @@ def _whole_piece(
 
 def _piece_order(piece: SessionPiece) -> tuple[datetime, int]:
     return (piece.piece_start, piece.session_id)
+
+
+# --- what an invoice freezes ------------------------------------------------------------------
+
+
+async def rated_catalogs(
+    *, session: AsyncSession, periods: Sequence[tuple[str, Period]]
+) -> dict[str, dict[str, Any]]:
+    """account_id -> the catalog its invoice of `period` is rated with, to freeze on it.
+
+    `{"devices": {device_id: profile_id}, "profiles": {profile_id: rule}}` over every device
+    bound to the account from `CATALOG_LOOKBACK` before the period to its end (its lines and
+    the adjustments' lines), a rule being `{"start_on", "end_on", "timeout_seconds"}`.
+    """
+    catalogs: dict[str, dict[str, Any]] = {
+        account_id: {"devices": {}, "profiles": {}} for account_id, _ in periods
+    }
+    if not periods:
+        return catalogs
+    start = min(period.start for _, period in periods) - CATALOG_LOOKBACK
+    end = max(period.end for _, period in periods)
+    columns = (Binding.account_id, Device.id, DeviceProfile.id, *RULE_COLUMNS)
+    for account_ids in _chunks(sorted(catalogs)):
+        query = (
+            select(*columns)
+            .join(Device, Device.id == Binding.device_id)
+            .join(DeviceProfile, DeviceProfile.id == Device.profile_id)
+            .where(
+                Binding.account_id.in_(account_ids),
+                Binding.valid_from < end,
+                or_(Binding.valid_to.is_(None), Binding.valid_to > start),
+            )
+        )
+        for account_id, device_id, profile_id, start_on, end_on, timeout in await session.execute(
+            query
+        ):
+            catalog = catalogs[account_id]
+            catalog["devices"][device_id] = profile_id
+            catalog["profiles"][profile_id] = frozen_rule(start_on, end_on, timeout)
+    return catalogs
+
+
+def frozen_rule(
+    start_on: Sequence[str], end_on: Sequence[str], timeout_seconds: int | None
+) -> dict[str, Any]:
+    """A profile's session rule as an invoice freezes it (and its evidence shows it)."""
+    return {
+        "start_on": sorted(start_on),
+        "end_on": sorted(end_on),
+        "timeout_seconds": timeout_seconds,
+    }
+
+
+async def invoice_catalog(
+    *, session: AsyncSession, invoice_id: int, device_ids: Iterable[str]
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """(device -> profile, profile -> rule) of these devices as the invoice was rated.
+
+    An invoice rated before its catalog was frozen (migration 0008) gets today's catalog.
+    """
+    wanted = sorted(set(device_ids))
+    frozen = await session.scalar(select(Invoice.rated_catalog).where(Invoice.id == invoice_id))
+    if frozen is not None:
+        devices = {d: str(frozen["devices"][d]) for d in wanted if d in frozen["devices"]}
+        rules = {p: frozen["profiles"][p] for p in sorted(set(devices.values()))}
+        return devices, rules
+    devices, rules = {}, {}
+    for chunk in _chunks(wanted):
+        query = (
+            select(Device.id, DeviceProfile.id, *RULE_COLUMNS)
+            .join(DeviceProfile, DeviceProfile.id == Device.profile_id)
+            .where(Device.id.in_(chunk))
+        )
+        for device_id, profile_id, start_on, end_on, timeout in await session.execute(query):
+            devices[device_id] = profile_id
+            rules[profile_id] = frozen_rule(start_on, end_on, timeout)
+    return devices, dict(sorted(rules.items()))
+
+
+@dataclass(frozen=True, slots=True)
+class FrozenUsage:
+    """What one invoice line was rated from, read back through its evidence rows."""
+
+    pieces: list[SessionPiece]
+    events: list[BillableEvent]
+    profile_of: dict[str, str]
+
+
+async def frozen_line_usage(*, session: AsyncSession, invoice_id: int) -> dict[int, FrozenUsage]:
+    """line n -> its session pieces (bounds from the evidence rows) and events, in order.
+
+    Sessions and events are never changed or deleted, so this is what the line was rated from
+    whatever arrived or was recomputed since; profiles are the invoice's frozen catalog.
+    """
+    rows = (
+        await session.execute(
+            select(
+                InvoiceEvidence.line_n,
+                InvoiceEvidence.session_id,
+                InvoiceEvidence.piece_start,
+                InvoiceEvidence.piece_end,
+                InvoiceEvidence.gateway_id,
+                InvoiceEvidence.seq,
+            ).where(InvoiceEvidence.invoice_id == invoice_id)
+        )
+    ).all()
+    stored = await _sessions_by_id(
+        session=session, ids=sorted({row[1] for row in rows if row[1] is not None})
+    )
+    events = await _events_by_key(
+        session=session,
+        keys=sorted({(str(row[4]), int(row[5])) for row in rows if row[5] is not None}),
+    )
+    devices = {row[1] for row in stored.values()} | {e.device_id for e in events.values()}
+    profile_of, _ = await invoice_catalog(
+        session=session, invoice_id=invoice_id, device_ids=devices
+    )
+    usage: dict[int, FrozenUsage] = defaultdict(lambda: FrozenUsage([], [], profile_of))
+    for n, session_id, piece_start, piece_end, gateway_id, seq in rows:
+        line = usage[n]
+        if session_id is not None and piece_start is not None and piece_end is not None:
+            whole = _whole_piece(
+                stored[session_id], profile=profile_of.get(stored[session_id][1], ""), as_of=EPOCH
+            )
+            line.pieces.append(
+                replace(
+                    whole,
+                    piece_start=piece_start,
+                    piece_end=piece_end,
+                    is_start=piece_start == whole.started_at,
+                )
+            )
+        elif gateway_id is not None and seq is not None:
+            line.events.append(events[(gateway_id, seq)])
+    for line in usage.values():
+        line.pieces.sort(key=_piece_order)
+        line.events.sort(key=_event_order)
+    return dict(usage)
+
+
+SessionTuple = tuple[int, str, str, str, datetime, datetime | None, str]
+
+
+async def _sessions_by_id(*, session: AsyncSession, ids: Sequence[int]) -> dict[int, SessionTuple]:
+    found: dict[int, SessionTuple] = {}
+    for index in range(0, len(ids), IN_CHUNK):
+        query = select(*SESSION_COLUMNS).where(SessionRow.id.in_(ids[index : index + IN_CHUNK]))
+        for id_, device_id, channel, name, started_at, ended_at, reason in await session.execute(
+            query
+        ):
+            found[id_] = (id_, device_id, channel, name, started_at, ended_at, reason)
+    return found
+
+
+async def _events_by_key(
+    *, session: AsyncSession, keys: Sequence[EventKey]
+) -> dict[EventKey, BillableEvent]:
+    columns = (
+        StoredEvent.gateway_id,
+        StoredEvent.seq,
+        StoredEvent.device_id,
+        StoredEvent.channel,
+        StoredEvent.name,
+        StoredEvent.kind,
+        StoredEvent.quantity,
+        StoredEvent.unit,
+        StoredEvent.occurred_at,
+    )
+    found: dict[EventKey, BillableEvent] = {}
+    position = tuple_(StoredEvent.gateway_id, StoredEvent.seq)
+    for index in range(0, len(keys), KEY_CHUNK):
+        query = select(*columns).where(position.in_(keys[index : index + KEY_CHUNK]))
+        for row in await session.execute(query):
+            event = BillableEvent(*row)
+            found[(event.gateway_id, event.seq)] = event
+    return found

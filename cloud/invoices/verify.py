@@ -3,17 +3,21 @@
 Trust model: the verifier trusts the gateway public keys that the evidence carries, unless the
 caller pins keys per gateway (`trusted_keys`); everything else is recomputed: each batch's hash
 chain and Ed25519 signature, that every billed event is one of those signed events unchanged, that
-the sessions are made of their device's signed events and lie inside the line's part, the line's
-quantity (`measure`), its amount (`price` + `round_money`), base fee proration, the minimum top-up,
-adjustments naming a real line, and the total as the sum of the lines.
+the sessions are made of their device's signed events and lie inside the line's part, that every
+session (its start, end, close reason and events) is what `sessionize` makes of the signed events
+under the session rules and as-of time the evidence carries (a still-open session's piece ends by
+the as-of time), the line's quantity (`measure`), its amount (`price` + `round_money`), base fee
+proration, the minimum top-up, adjustments naming a real line, and the total as the sum of the
+lines.
 
 `invoice` is the export document (`cloud.invoices.exports.invoice_document`), `evidence` one
 document per line (`cloud.invoices.evidence.line_evidence`).
 """
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +28,7 @@ from cloud.domain import (
     Aggregation,
     BillableEvent,
     CloseReason,
+    ComputedSession,
     DurationUnit,
     EventKey,
     LineKind,
@@ -32,11 +37,13 @@ from cloud.domain import (
     MetricSpec,
     PlanVersion,
     SessionPiece,
+    SessionRule,
 )
 from cloud.errors import CollectorError
 from cloud.rating.metrics import measure
 from cloud.rating.money import round_money
 from cloud.rating.pricing import price
+from cloud.sessions.sessionizer import sessionize
 from shared.chain import verify_chain
 from shared.errors import ChainBroken, InvalidSignature
 from shared.events import UsageEvent
@@ -135,7 +142,8 @@ def _line_checks(
     events = {_key(event): event for event in document.get("events", [])}
     checks.extend(_billed_events_signed(n, events, signed))
     checks.extend(_line_events_present(n, line, document, events))
-    checks.extend(_session_checks(n, line, document.get("sessions", []), events))
+    checks.extend(_as_of_check(n, invoice, document))
+    checks.extend(_session_checks(n, line, document, events, signed))
     kind = line["kind"]
     if kind == LineKind.USAGE:
         checks.append(_usage_amount(n, invoice, line, document, events))
@@ -285,18 +293,33 @@ def _line_events_present(
     ]
 
 
+def _as_of_check(n: int, invoice: Mapping[str, Any], document: Mapping[str, Any]) -> list[Check]:
+    """The evidence's as-of time is its invoice's (when the invoice document names one)."""
+    if invoice.get("as_of") is None:  # GET /v1/invoices/{id} does not carry it
+        return []
+    try:
+        same = _time(str(document.get("as_of"))) == _time(str(invoice["as_of"]))
+    except (TypeError, ValueError):
+        same = False
+    detail = f"evidence {document.get('as_of')}, invoice {invoice['as_of']}"
+    return [Check(n, "the evidence is as of the invoice's as-of time", same, detail)]
+
+
 def _session_checks(
     n: int,
     line: Mapping[str, Any],
-    sessions: Sequence[Mapping[str, Any]],
+    document: Mapping[str, Any],
     events: Mapping[EventKey, Mapping[str, Any]],
+    signed: Mapping[EventKey, Mapping[str, Any]],
 ) -> list[Check]:
+    sessions: Sequence[Mapping[str, Any]] = document.get("sessions", [])
     if not sessions:
         return []
     part = (_time(line["part_start"]), _time(line["part_end"]))
+    as_of = _optional_time(document.get("as_of"))
     foreign = [key for item in sessions for key in _foreign_events(item, events)]
-    untimed = [str(item["id"]) for item in sessions if not _timed_by_events(item, events)]
-    outside = [str(item["id"]) for item in sessions if not _piece_inside(item, part)]
+    differences = _session_differences(document, sessions, signed, as_of)
+    outside = [str(item["id"]) for item in sessions if not _piece_inside(item, part, as_of)]
     return [
         Check(
             n,
@@ -306,9 +329,10 @@ def _session_checks(
         ),
         Check(
             n,
-            "each session starts (and ends) at its events' times",
-            not untimed,
-            "" if not untimed else f"sessions: {', '.join(untimed)}",
+            "each session recomputes from the signed events under its profile's rules",
+            not differences,
+            "; ".join(differences[:5])
+            + (f"; and {len(differences) - 5} more" if len(differences) > 5 else ""),
         ),
         Check(
             n,
@@ -333,24 +357,135 @@ def _foreign_events(
     ]
 
 
-def _timed_by_events(item: Mapping[str, Any], events: Mapping[EventKey, Mapping[str, Any]]) -> bool:
-    """started_at is its first event's time; a deactivated or timed-out one ends at its last."""
-    times = [
-        _time(events[key]["occurred_at"])
-        for key in ((str(g), int(s)) for g, s in item["events"])
-        if key in events
+Pair = tuple[str, str | None]
+
+
+def _session_differences(
+    document: Mapping[str, Any],
+    sessions: Sequence[Mapping[str, Any]],
+    signed: Mapping[EventKey, Mapping[str, Any]],
+    as_of: datetime | None,
+) -> list[str]:
+    """What differs between each session and its recomputation, one text per session.
+
+    A session is determined by its start event and the events after it (a start event always
+    opens a session), so each (device, channel) is sessionized once from its earliest evidence
+    session's start over the signed events, under the rule of the device's profile.
+    """
+    if as_of is None:
+        return ["the evidence carries no as-of time to recompute still-open sessions at"]
+    by_pair: dict[Pair, list[BillableEvent]] = defaultdict(list)
+    try:
+        for wire in signed.values():
+            event = billable_event(wire)
+            by_pair[(event.device_id, event.channel)].append(event)
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"a signed event does not read as an event: {exc}"]
+    recomputed: dict[EventKey, ComputedSession] = {}
+    problems: list[str] = []
+    for pair, items in _sessions_by_pair(sessions).items():
+        rule, why = _session_rule(document, pair[0])
+        if rule is None:
+            problems.extend(f"session {item.get('id')}: {why}" for item in items)
+            continue
+        starts = [_start_key(item) for item in items]
+        floors = [event.order for event in _events_at(by_pair[pair], starts)]
+        if not floors:
+            continue
+        tail = [event for event in by_pair[pair] if event.order >= min(floors)]
+        for computed in sessionize(tail, rule, as_of=as_of):
+            recomputed[computed.events[0]] = computed
+    for item in sessions:
+        start = _start_key(item)
+        problem = _session_difference(item, None if start is None else recomputed.get(start))
+        if problem is not None:
+            problems.append(f"session {item.get('id')}: {problem}")
+    return problems
+
+
+def _sessions_by_pair(sessions: Sequence[Mapping[str, Any]]) -> dict[Pair, list[Mapping[str, Any]]]:
+    grouped: dict[Pair, list[Mapping[str, Any]]] = defaultdict(list)
+    for item in sessions:
+        grouped[(str(item["device_id"]), item.get("channel"))].append(item)
+    return grouped
+
+
+def _start_key(item: Mapping[str, Any]) -> EventKey | None:
+    keys = item.get("events") or []
+    return (str(keys[0][0]), int(keys[0][1])) if keys else None
+
+
+def _events_at(events: Sequence[BillableEvent], keys: Sequence[EventKey | None]) -> list[Any]:
+    wanted = {key for key in keys if key is not None}
+    return [event for event in events if (event.gateway_id, event.seq) in wanted]
+
+
+def _session_rule(document: Mapping[str, Any], device_id: str) -> tuple[SessionRule | None, str]:
+    """The rule of the device's profile from the evidence, or None and why."""
+    profile = (document.get("device_profiles") or {}).get(device_id)
+    stored = (document.get("session_rules") or {}).get(profile)
+    if stored is None:
+        return None, f"the evidence carries no session rule for profile {profile!r}"
+    try:
+        timeout = stored.get("timeout_seconds")
+        rule = SessionRule(
+            start_on=frozenset(str(name) for name in stored["start_on"]),
+            end_on=frozenset(str(name) for name in stored["end_on"]),
+            timeout=None if timeout is None else timedelta(seconds=int(timeout)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return None, f"profile {profile!r} has an unreadable session rule ({exc})"
+    if not rule.start_on:
+        return None, f"profile {profile!r} forms no sessions (no start_on)"
+    return rule, ""
+
+
+def _session_difference(item: Mapping[str, Any], computed: ComputedSession | None) -> str | None:
+    """How the evidence session differs from its recomputation (None: it does not)."""
+    if computed is None:
+        return "no session starts at its first event in the signed events"
+    try:
+        ended = item.get("ended_at")
+        stored = {
+            "name": item["name"],
+            "started_at": _time(item["started_at"]),
+            "ended_at": None if ended is None else _time(ended),
+            "close_reason": item["close_reason"],
+            "events": [(str(g), int(s)) for g, s in item["events"]],
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    again = {
+        "name": computed.name,
+        "started_at": computed.started_at,
+        "ended_at": computed.ended_at,
+        "close_reason": computed.close_reason.value,
+        "events": list(computed.events),
+    }
+    differing = [
+        f"{field} {_shown(stored[field])} (recomputed {_shown(again[field])})"
+        for field in stored
+        if stored[field] != again[field]
     ]
-    if not times or _time(item["started_at"]) != times[0]:
-        return False
-    if item["close_reason"] in (CloseReason.DEACTIVATED, CloseReason.TIMED_OUT):
-        return item.get("ended_at") is not None and _time(item["ended_at"]) == max(times)
-    return True
+    return ", ".join(differing) if differing else None
 
 
-def _piece_inside(item: Mapping[str, Any], part: tuple[datetime, datetime]) -> bool:
+def _shown(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return _keys_text(value)
+    return str(value)
+
+
+def _piece_inside(
+    item: Mapping[str, Any], part: tuple[datetime, datetime], as_of: datetime | None
+) -> bool:
     start, end = _time(item["piece_start"]), _time(item["piece_end"])
     ended = item.get("ended_at")
     in_session = _time(item["started_at"]) <= start and (ended is None or end <= _time(ended))
+    if item.get("close_reason") == CloseReason.STILL_OPEN:  # clipped at the as-of time
+        in_session = in_session and as_of is not None and end <= max(start, as_of)
     return part[0] <= start <= end <= part[1] and in_session
 
 
@@ -536,7 +671,14 @@ def billable_event(wire: Mapping[str, Any]) -> BillableEvent:
         quantity=None if quantity is None else Decimal(str(quantity)),
         unit=wire.get("unit"),
         occurred_at=_time(wire["occurred_at"]),
+        report=_report(wire.get("attrs")),
     )
+
+
+def _report(attrs: object) -> str | None:
+    """`attrs["report"]` ("status": the event confirms a state, see the sessionizer)."""
+    report = attrs.get("report") if isinstance(attrs, Mapping) else None
+    return None if report is None else str(report)
 
 
 def _piece(item: Mapping[str, Any], profile_of: Mapping[str, str]) -> SessionPiece:
@@ -582,6 +724,13 @@ def _time(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"time {text!r} has no offset")
     return moment
+
+
+def _optional_time(value: object) -> datetime | None:
+    try:
+        return None if value is None else _time(str(value))
+    except ValueError:
+        return None
 
 
 def _decimal(value: object) -> Decimal | None:

@@ -37,6 +37,8 @@ from tests.cloud.invoices.test_evidence import (
     billed_invoice,
     fetch_documents,
     line_of,
+    send_usage,
+    set_up_catalog,
 )
 from tests.support.usage import usage
 from tests.support.waiting import eventually, free_port
@@ -108,10 +110,12 @@ async def test_altered_signature_fails(
     batch["signature"] = ("B" if signature[0] == "A" else "A") + signature[1:]
     problems = verify_invoice(*tampered)
     n = stream["line"]["n"]
-    # The batch fails, so its billed events are no longer backed by a verified batch.
+    # The batch fails, so its billed events are no longer backed by a verified batch, and the
+    # sessions made of them no longer recompute from signed events.
     assert whats(problems) == [
         (n, "signature verifies"),
         (n, "all 4 billed events are signed batch events, unchanged"),
+        (n, "each session recomputes from the signed events under its profile's rules"),
     ]
     assert problems[0].what.startswith("batch gw-billing 5..7")
 
@@ -157,9 +161,15 @@ async def test_stretched_session_fails(
     invoice["total"] = "13.35"
     problems = verify_invoice(invoice, evidence)
     assert whats(problems) == [
-        (stream["line"]["n"], "each session starts (and ends) at its events' times")
+        (
+            stream["line"]["n"],
+            "each session recomputes from the signed events under its profile's rules",
+        )
     ]
-    assert problems[0].detail == f"sessions: {session['id']}"
+    assert problems[0].detail == (
+        f"session {session['id']}: ended_at 2026-11-10T22:00:00+00:00 "
+        "(recomputed 2026-11-10T21:00:00+00:00)"
+    )
 
 
 async def test_altered_total_fails(app: FastAPI, client: httpx.AsyncClient, db: Database) -> None:
@@ -312,3 +322,146 @@ def evidence_of_line(docs: Documents, n: int) -> dict[str, Any]:
     """The evidence document of line `n`."""
     (document,) = [doc for doc in docs[1] if doc["line"]["n"] == n]
     return document
+
+
+# --- sessions recomputed from the signed events -----------------------------------------------
+
+AS_OF = at("11-30 00:00")  # inside November: the last session is still open, clipped here
+
+
+async def session_documents(client: httpx.AsyncClient, db: Database) -> Documents:
+    """The scenario plus cam-1 sessions of every kind, rated as of `AS_OF`.
+
+    11-12 08:00 start, superseded by the 09:00 start (1 h), which stops at 09:30 (0.5 h);
+    11-29 22:00 start, still open at AS_OF (2 h). stream_hours: 3.5 + 1 + 0.5 + 2 = 7 h,
+    6 billable x 0.50 = 3.00; total 10.00 + 3.00 + 1.60 = 14.60.
+    """
+    secret = await set_up_catalog(db)
+    feed, batches = await send_usage(db)
+    await feed.send(
+        db,
+        [
+            usage("cam-1", "stream_start", at("11-12 08:00"), kind=EventKind.ACTIVATION),
+            usage("cam-1", "stream_start", at("11-12 09:00"), kind=EventKind.ACTIVATION),
+            usage("cam-1", "stream_stop", at("11-12 09:30"), kind=EventKind.DEACTIVATION),
+            usage("cam-1", "stream_start", at("11-29 22:00"), kind=EventKind.ACTIVATION),
+        ],
+    )
+    report = await run_invoices(db=db, period="2026-11", now=AS_OF, grace=GRACE, account_id="acme")
+    (result,) = report.accounts
+    assert result.invoice_id is not None and result.total == Decimal("14.60"), report
+    return await fetch_documents(client, Billed(result.invoice_id, secret, feed, batches))
+
+
+def session_of(document: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The one session of the evidence closed for `reason`."""
+    sessions: list[dict[str, Any]] = document["sessions"]
+    (found,) = [item for item in sessions if item["close_reason"] == reason]
+    return found
+
+
+RECOMPUTES = "each session recomputes from the signed events under its profile's rules"
+
+
+async def test_sessions_of_every_close_reason_verify_with_their_rules_and_as_of(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    docs = await session_documents(client, db)
+    stream = evidence_of(docs, "stream_hours")
+    assert stream["as_of"] == AS_OF.isoformat() == docs[0]["as_of"]
+    assert stream["session_rules"] == {
+        "camera": {"start_on": ["stream_start"], "end_on": ["stream_stop"], "timeout_seconds": None}
+    }
+    assert [s["close_reason"] for s in stream["sessions"]] == [
+        "deactivated",
+        "deactivated",
+        "superseded",
+        "deactivated",
+        "still_open",
+    ]
+    superseded = session_of(stream, "superseded")
+    # the start that superseded it (the next session's first event) is in the evidence
+    closing = stream["sessions"][3]["events"][0]
+    assert closing in [[e["gateway_id"], e["seq"]] for e in stream["events"]]
+    assert superseded["ended_at"] == "2026-11-12T09:00:00+00:00"
+    assert session_of(stream, "still_open")["piece_end"] == AS_OF.isoformat()
+    assert verify_invoice(*docs) == []
+
+
+async def test_tampered_superseded_session_end_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    invoice, evidence = copy.deepcopy(await session_documents(client, db))
+    stream = evidence_of((invoice, evidence), "stream_hours")
+    superseded = session_of(stream, "superseded")
+    superseded["ended_at"] = superseded["piece_end"] = "2026-11-12T08:30:00+00:00"
+
+    problems = verify_invoice(invoice, evidence)
+
+    n = stream["line"]["n"]
+    assert whats(problems) == [
+        (n, RECOMPUTES),
+        (n, "quantity and amount recompute from the evidence"),
+    ]
+    assert problems[0].detail == (
+        f"session {superseded['id']}: ended_at 2026-11-12T08:30:00+00:00 "
+        "(recomputed 2026-11-12T09:00:00+00:00)"
+    )
+
+
+async def test_tampered_still_open_session_end_fails(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    docs = await session_documents(client, db)
+    n = evidence_of(docs, "stream_hours")["line"]["n"]
+    # Its piece runs on past the as-of time: 1 h more, consistently billed (7.5 h -> 3.25).
+    invoice, evidence = copy.deepcopy(docs)
+    stream = evidence_of((invoice, evidence), "stream_hours")
+    still_open = session_of(stream, "still_open")
+    still_open["piece_end"] = "2026-11-30T01:00:00+00:00"
+    for line in (stream["line"], line_of(invoice, "usage", "stream_hours")):
+        line.update(quantity="8", billable="7", amount="3.50")
+    invoice["total"] = "15.10"
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [(n, "session pieces lie inside the line's part and their session")]
+    assert problems[0].detail == f"sessions outside: {still_open['id']}"
+
+    # It "ended" at 23:00 instead: the signed events never end it.
+    invoice, evidence = copy.deepcopy(docs)
+    stream = evidence_of((invoice, evidence), "stream_hours")
+    still_open = session_of(stream, "still_open")
+    still_open["ended_at"] = still_open["piece_end"] = "2026-11-29T23:00:00+00:00"
+    still_open["close_reason"] = "timed_out"
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems)[0] == (n, RECOMPUTES)
+    assert problems[0].detail == (
+        f"session {still_open['id']}: ended_at 2026-11-29T23:00:00+00:00 (recomputed None), "
+        "close_reason timed_out (recomputed still_open)"
+    )
+
+    # The as-of time moved along with it: it is not the invoice's.
+    invoice, evidence = copy.deepcopy(docs)
+    evidence_of((invoice, evidence), "stream_hours")["as_of"] = "2026-11-30T01:00:00+00:00"
+    assert (n, "the evidence is as of the invoice's as-of time") in whats(
+        verify_invoice(invoice, evidence)
+    )
+
+
+async def test_tampered_session_rules_fail(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    docs = await session_documents(client, db)
+    n = evidence_of(docs, "stream_hours")["line"]["n"]
+    invoice, evidence = copy.deepcopy(docs)
+    stream = evidence_of((invoice, evidence), "stream_hours")
+    # A 30 min timeout would have closed every session at its start (timed_out).
+    stream["session_rules"]["camera"]["timeout_seconds"] = 1800
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [(n, RECOMPUTES)]
+    assert "close_reason deactivated (recomputed timed_out)" in problems[0].detail
+
+    invoice, evidence = copy.deepcopy(docs)
+    evidence_of((invoice, evidence), "stream_hours")["session_rules"] = {}
+    problems = verify_invoice(invoice, evidence)
+    assert whats(problems) == [(n, RECOMPUTES)]
+    assert "the evidence carries no session rule for profile 'camera'" in problems[0].detail
