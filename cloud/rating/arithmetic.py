@@ -35,8 +35,7 @@ real invoice), so a rounded amount has at most 21 significant digits, and even c
 rating that adds a few million of them in the default 28-digit context stays exact.
 """
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from decimal import (
     ROUND_05UP,
     ROUND_HALF_UP,
@@ -52,8 +51,10 @@ from decimal import (
     Rounded,
     Subnormal,
     Underflow,
-    localcontext,
+    getcontext,
+    setcontext,
 )
+from types import TracebackType
 
 from cloud.errors import RatingOutOfBounds
 from shared.bounds import MAX_QUANTITY_FRACTION_DIGITS, MAX_QUANTITY_INTEGER_DIGITS
@@ -74,27 +75,46 @@ ROUNDING = Context(prec=PRECISION, rounding=ROUND_HALF_UP, traps=[*_NEVER_SILENT
 PRORATION = Context(prec=PRECISION, rounding=ROUND_05UP, traps=[*_NEVER_SILENT, FloatOperation])
 
 
-@contextmanager
-def exact(where: Mapping[str, object] | None = None) -> Iterator[None]:
+def exact(where: Mapping[str, object] | None = None) -> "ExactArithmetic":
     """Run the block in `EXACT`; a trapped signal becomes `RatingOutOfBounds` naming `where`
     (account_id, plan, version, charge), and one raised inside gets `where` added."""
-    place = dict(where or {})
-    with localcontext(EXACT):
-        try:
-            yield
-        except DecimalException as exc:
+    return ExactArithmetic(where)
+
+
+class ExactArithmetic:
+    """The context manager of `exact()` (a class: it runs several times per rated line)."""
+
+    __slots__ = ("_saved", "_where")
+
+    def __init__(self, where: Mapping[str, object] | None) -> None:
+        self._where = where
+        self._saved: Context | None = None
+
+    def __enter__(self) -> None:
+        self._saved = getcontext()
+        setcontext(EXACT.copy())  # a copy: flags raised here stay here
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        assert self._saved is not None
+        setcontext(self._saved)
+        place = dict(self._where or {})
+        if isinstance(exc, DecimalException):
             raise RatingOutOfBounds(
                 f"{_place_text(place)}a value cannot be computed exactly in {PRECISION} digits "
                 f"({type(exc).__name__}): a quantity or a price is beyond the rating bounds",
                 detail={**place, "precision": PRECISION},
             ) from exc
-        except RatingOutOfBounds as exc:  # from an inner entry point: add where it happened
+        if isinstance(exc, RatingOutOfBounds):  # from an inner entry point: add where it happened
             missing = {key: value for key, value in place.items() if key not in exc.detail}
-            if not missing:
-                raise
-            raise RatingOutOfBounds(
-                _place_text(missing) + exc.message, detail={**missing, **exc.detail}
-            ) from exc
+            if missing:
+                raise RatingOutOfBounds(
+                    _place_text(missing) + exc.message, detail={**missing, **exc.detail}
+                ) from exc
 
 
 def check_amount(amount: Decimal, *, what: str, where: Mapping[str, object]) -> Decimal:
@@ -112,6 +132,10 @@ def check_amount(amount: Decimal, *, what: str, where: Mapping[str, object]) -> 
 def check_number(value: Decimal, *, what: str, where: Mapping[str, object]) -> Decimal:
     """`value` if finite with at most 30 digits each side of the point; else `RatingOutOfBounds`."""
     if value.is_finite():
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if exponent >= -MAX_FRACTION_DIGITS and value.adjusted() < MAX_INTEGER_DIGITS:
+            return value  # the common case, without counting digits
         integer, fraction = digits(value)
         if integer <= MAX_INTEGER_DIGITS and fraction <= MAX_FRACTION_DIGITS:
             return value

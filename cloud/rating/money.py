@@ -79,6 +79,8 @@ def prorate(amount: Decimal, part: int, period: int, currency: str) -> Decimal:
             f"a prorated part must lie within its period ({part} of {period} microseconds)",
             detail={"part": part, "period": period},
         )
+    if part == period:
+        return round_money(amount, currency)
     with exact({"currency": currency}):
         product = EXACT.multiply(amount, part)
     return round_money(PRORATION.divide(product, period), currency)
