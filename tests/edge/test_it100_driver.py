@@ -2,12 +2,15 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from edge.codecs.it100 import Frame
+from cloud.domain import BillableEvent, CloseReason, SessionRule
+from cloud.sessions.sessionizer import sessionize
+from edge.codecs.it100 import Frame, encode_frame
 from edge.config import It100DeviceConfig
 from edge.drivers.it100 import It100Driver
 from edge.drivers.serial_line import SerialLine
@@ -16,10 +19,12 @@ from edge.health import DeviceHealth
 from firmware_sims.it100_panel import (
     Alarm,
     Arm,
+    AutoArm,
     BadChecksum,
     Disarm,
     It100Panel,
     PtyLink,
+    TimeBroadcast,
     UnknownCommand,
     ZoneOpen,
     ZoneRestore,
@@ -241,3 +246,144 @@ async def test_missing_port_is_unreachable(tmp_path: Path) -> None:
         async with driver(device(tmp_path / "nothing-here")):
             pass
     assert caught.value.__cause__ is not None
+
+
+# -- status reports: the dump answering 001, and what billing makes of it ------------------------
+
+ALARM_RULE = SessionRule(frozenset({"armed"}), frozenset({"disarmed"}))
+
+
+def sessions_of(drafts: list[EventDraft]) -> list[tuple[str, CloseReason, list[str]]]:
+    """The cloud's pure sessionizer over the drafts (seq in order, `attrs["report"]` kept):
+    (channel, close reason, commands) of each session."""
+    events = [
+        BillableEvent(
+            "gw",
+            seq,
+            d.device_id,
+            d.channel,
+            d.name,
+            d.kind.value,
+            None,
+            None,
+            d.occurred_at,
+            d.attrs.get("report"),  # type: ignore[arg-type]
+        )
+        for seq, d in enumerate(drafts, start=1)
+    ]
+    commands = {seq: str(d.attrs["command"]) for seq, d in enumerate(drafts, start=1)}
+    as_of = max(d.occurred_at for d in drafts)
+    found = []
+    for channel in sorted({e.channel for e in events if e.channel is not None}):
+        pair = [e for e in events if e.channel == channel]
+        for s in sessionize(pair, ALARM_RULE, as_of=as_of):
+            found.append((channel, s.close_reason, [commands[seq] for _, seq in s.events]))
+    return found
+
+
+async def test_restarts_while_armed_make_one_session(panel: It100Panel) -> None:
+    # Each driver is a fresh one (an agent restart: no memory), the panel stays armed.
+    config = device(panel.link_path)
+    drafts: list[EventDraft] = []
+    async with driver(config) as it100, contextlib.aclosing(it100.events()) as events:
+        await panel.wait_for_command("001")
+        await panel.play([Arm(1, "0040")])
+        drafts += await take(events, 1)
+    for start in range(2, 7):
+        async with driver(config) as it100, contextlib.aclosing(it100.events()) as events:
+            drafts += await take(events, 1)  # the dump's 652 for partition 1
+        assert panel.received.count(Frame("001")) == start
+    assert [d.attrs.get("report") for d in drafts] == [None] + ["status"] * 5
+    assert sessions_of(drafts) == [("1", CloseReason.STILL_OPEN, ["652+700"] + ["652"] * 5)]
+
+
+async def test_a_real_arming_right_after_a_reconnect_is_billed(panel: It100Panel) -> None:
+    config = device(panel.link_path)
+    panel.apply(Arm(1))  # armed before the gateway came up: the first dump opens the session
+    drafts: list[EventDraft] = []
+    async with driver(config) as it100, contextlib.aclosing(it100.events()) as events:
+        drafts += await take(events, 1)
+    async with driver(config) as it100, contextlib.aclosing(it100.events()) as events:
+        await panel.wait_for_command("001", count=2)
+        # Right after the reconnect: disarm and re-arm 1, auto-arm 2 (652 + 701 special closing).
+        await panel.play([Disarm(1), Arm(1, "0007"), AutoArm(2)])
+        drafts += await take(events, 4)
+    assert [(summary(d)[3], d.attrs.get("report")) for d in drafts] == [
+        ("652", "status"),
+        ("652", "status"),
+        ("655+750", None),
+        ("652+700", None),
+        ("652+701", None),
+    ]
+    assert sessions_of(drafts) == [
+        ("1", CloseReason.DEACTIVATED, ["652", "652", "655+750"]),
+        ("1", CloseReason.STILL_OPEN, ["652+700"]),
+        ("2", CloseReason.STILL_OPEN, ["652+701"]),
+    ]
+
+
+async def test_the_dump_ends_at_the_ack_of_the_poll_sent_after_it(panel: It100Panel) -> None:
+    panel.apply(Arm(1))
+    async with (
+        driver(device(panel.link_path)) as it100,
+        contextlib.aclosing(it100.events()) as events,
+    ):
+        (report,) = await take(events, 1)
+        await panel.wait_for_command("000")  # the poll that follows the 500 "001", answered
+        panel.send(Frame("652", "21"))  # partition 2 armed, its closing frame lost
+        (armed,) = await take(events, 1)
+    assert report.attrs["report"] == "status"
+    assert (armed.channel, armed.attrs["command"]) == ("2", "652")
+    assert "report" not in armed.attrs  # outside the dump: a real arming
+    assert [f.command for f in panel.received] == ["001", "000"]
+
+
+def scripted(link: PtyLink, *frames: tuple[str, str]) -> None:
+    """Write frames to the driver as a panel would."""
+    for command, data in frames:
+        link.write(encode_frame(command, data))
+
+
+async def test_the_dump_ends_at_a_live_frame_or_a_partition_reported_twice(
+    tmp_path: Path,
+) -> None:
+    link = PtyLink(tmp_path / "tty")  # a scripted panel: no ack of the follow-up poll at all
+    link.plug()
+    try:
+        async with driver(device(link.link_path)) as it100:
+            events = it100.events()
+            assert await link.read_line() == encode_frame("001")
+            scripted(link, ("500", "001"), ("652", "10"), ("841", "1"), ("652", "20"))
+            scripted(link, ("601", "1004"), ("652", "30"))  # an alarm: live, the dump is over
+            first = await take(events, 4)
+            scripted(link, ("500", "001"), ("652", "10"), ("652", "11"))  # 1 again: live
+            second = await take(events, 2)
+            await events.aclose()
+    finally:
+        link.unplug()
+    assert [(summary(d)[2:], d.attrs.get("report")) for d in first + second] == [
+        (("1", "652"), "status"),
+        (("2", "652"), "status"),
+        (("1", "601"), None),
+        (("3", "652"), None),
+        (("1", "652"), "status"),
+        (("1", "652"), None),
+    ]
+
+
+async def test_traffic_without_usage_is_counted_apart_without_logs(
+    panel: It100Panel, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = device(panel.link_path, status_on_connect=False)
+    health = DeviceHealth(config.id, "it100", config.port)
+    async with driver(config, health) as it100, contextlib.aclosing(it100.events()) as events:
+        await panel.play([TimeBroadcast()])
+        for command, data in [("510", "81"), ("511", "00"), ("903", "21"), ("901", "00016Ready")]:
+            panel.send(Frame(command, data))
+        await panel.play([UnknownCommand(), Disarm(1)])
+        with caplog.at_level(logging.INFO, logger="edge.drivers.it100"):
+            (draft,) = await take(events, 1)
+    assert draft.attrs["command"] == "655+750"
+    assert health.protocol == {"ignored_frames": 5, "unknown_command": 1}
+    skipped = [r for r in caplog.records if r.getMessage() == "it100 line skipped"]
+    assert len(skipped) == 1  # the unknown command only
