@@ -3,8 +3,9 @@
 Python's default decimal context keeps 28 digits and rounds half-even without a word, while
 the event contract admits quantities of 30 digits before and 30 after the point
 (`shared.bounds`): in it `1e17 + 1e-18` silently loses its small part. Rating therefore never
-uses the ambient context. Every entry point (`measure`, `duration_value`, `price`,
-`rate_period`, `round_money`, `prorate`) enters `exact()`, a `decimal.localcontext` of `EXACT`:
+uses the ambient context (async tasks share the thread's): every entry point (`measure`,
+`duration_value`, `price`, `rate_period`, `prorate`, `add_amounts`) enters `exact()`, a
+`decimal.localcontext` of `EXACT`, and `round_money` passes its context explicitly:
 
     EXACT       PRECISION (160) digits; every signal trapped (Inexact, Rounded, Overflow,
                 InvalidOperation, DivisionByZero, Clamped, Subnormal, Underflow, and
@@ -28,7 +29,8 @@ Rounding happens in exactly two documented places, each with its own context:
                 below or above: the half-up rounding that follows equals the half-up rounding
                 of the exact rational value (no double rounding)
 
-Durations are divided with integers (`divide_half_up`), not in any context.
+Durations are divided with integers (`divide_half_up`), not in any context, and a package count
+is an integer division with its remainder (`divmod`), exact in `EXACT`.
 
 Magnitudes: a line's amount must lie strictly inside +-MAX_AMOUNT (10^18 major units, beyond any
 real invoice), so a rounded amount has at most 21 significant digits, and even code outside
@@ -51,8 +53,7 @@ from decimal import (
     Rounded,
     Subnormal,
     Underflow,
-    getcontext,
-    setcontext,
+    localcontext,
 )
 from types import TracebackType
 
@@ -84,15 +85,14 @@ def exact(where: Mapping[str, object] | None = None) -> "ExactArithmetic":
 class ExactArithmetic:
     """The context manager of `exact()` (a class: it runs several times per rated line)."""
 
-    __slots__ = ("_saved", "_where")
+    __slots__ = ("_local", "_where")
 
     def __init__(self, where: Mapping[str, object] | None) -> None:
         self._where = where
-        self._saved: Context | None = None
+        self._local = localcontext(EXACT)  # enters a copy: flags raised here stay here
 
     def __enter__(self) -> None:
-        self._saved = getcontext()
-        setcontext(EXACT.copy())  # a copy: flags raised here stay here
+        self._local.__enter__()
 
     def __exit__(
         self,
@@ -100,8 +100,7 @@ class ExactArithmetic:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        assert self._saved is not None
-        setcontext(self._saved)
+        self._local.__exit__(exc_type, exc, traceback)
         place = dict(self._where or {})
         if isinstance(exc, DecimalException):
             raise RatingOutOfBounds(

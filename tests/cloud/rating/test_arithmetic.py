@@ -5,6 +5,7 @@ The property tests compare with integers and fractions, which cannot round: ever
 the contract (30 digits each side of the point) is an integer number of 10^-30 units.
 """
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import (
     ROUND_DOWN,
@@ -13,6 +14,7 @@ from decimal import (
     DecimalException,
     getcontext,
     localcontext,
+    setcontext,
 )
 from fractions import Fraction
 
@@ -433,4 +435,21 @@ def test_rating_ignores_the_ambient_context_and_leaves_it_alone() -> None:
 
     assert rated == expected
     assert expected[1].quantity == D("100000000000000000.125000000000000001")
+    assert getcontext().prec == 28
+
+
+async def test_tasks_with_their_own_contexts_rate_alike() -> None:
+    events = [event(1, D("1e17")), event(2, D("1e-18"))]
+    versions = [plan(1, NOV, ENERGY)]
+    expected = rate(versions, events)
+
+    async def rate_in(context: Context) -> list[RatedLine]:
+        setcontext(context)  # this task's own ambient context
+        await asyncio.sleep(0)  # let the other task run in between
+        return rate(versions, events)
+
+    hostile = Context(prec=2, rounding=ROUND_DOWN, traps=[])
+    results = await asyncio.gather(rate_in(hostile), rate_in(Context()))
+
+    assert list(results) == [expected, expected]
     assert getcontext().prec == 28
