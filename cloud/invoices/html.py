@@ -7,11 +7,11 @@ quoted query values only.
 """
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from cloud.analytics.service import UsagePoint
@@ -42,10 +42,38 @@ nav { margin-top: 1.5rem; font-size: .9rem; }
 """
 
 
+@dataclass(frozen=True, slots=True)
+class PageLinks:
+    """Where the page's links point: the API (for staff with a key) or a share link's paths.
+
+    `base` is the collector's public URL (`TOLLGATE_PUBLIC_URL`), so the links work in a file
+    opened on its own; empty, they are relative to the collector that served the page.
+    """
+
+    base: str = ""
+    share_token: str | None = None
+
+    def evidence(self, invoice_id: int, n: int) -> str:
+        """The evidence of line `n`."""
+        if self.share_token is not None:
+            return f"{self.base}/v1/shared/{self.share_token}/lines/{n}/evidence"
+        return f"{self.base}/v1/invoices/{invoice_id}/lines/{n}/evidence"
+
+    def export(self, invoice_id: int, export_format: str) -> str | None:
+        """The invoice in another format (not offered through a share link)."""
+        if self.share_token is not None:
+            return None
+        return f"{self.base}/v1/invoices/{invoice_id}/export?format={export_format}"
+
+
 def invoice_html(
-    document: Mapping[str, Any], *, charts: Mapping[int, Sequence[UsagePoint]] | None = None
+    document: Mapping[str, Any],
+    *,
+    charts: Mapping[int, Sequence[UsagePoint]] | None = None,
+    links: PageLinks | None = None,
 ) -> str:
     """The invoice page; `charts` maps a usage line's number to its daily usage."""
+    links = links or PageLinks()
     zone = ZoneInfo(str(document["time_zone"]))
     title = f"Invoice {_number(document)}"
     parts = [
@@ -54,9 +82,9 @@ def invoice_html(
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
         _watermark(document),
         _header(document, zone),
-        _lines_table(document, zone),
+        _lines_table(document, zone, links),
         _charts(document, charts or {}),
-        _nav(document),
+        _nav(document, links),
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part)
@@ -91,8 +119,8 @@ def _header(document: Mapping[str, Any], zone: ZoneInfo) -> str:
     )
 
 
-def _lines_table(document: Mapping[str, Any], zone: ZoneInfo) -> str:
-    rows = "\n".join(_line_row(document, line, zone) for line in document["lines"])
+def _lines_table(document: Mapping[str, Any], zone: ZoneInfo, links: PageLinks) -> str:
+    rows = "\n".join(_line_row(document, line, zone, links) for line in document["lines"])
     currency = escape(str(document["currency"]))
     return (
         "<table><thead><tr><th>#</th><th>Description</th><th>Period part</th>"
@@ -104,7 +132,9 @@ def _lines_table(document: Mapping[str, Any], zone: ZoneInfo) -> str:
     )
 
 
-def _line_row(document: Mapping[str, Any], line: Mapping[str, Any], zone: ZoneInfo) -> str:
+def _line_row(
+    document: Mapping[str, Any], line: Mapping[str, Any], zone: ZoneInfo, links: PageLinks
+) -> str:
     n = int(line["n"])
     part = (
         f"{_local_date(line['part_start'], zone)} to "
@@ -121,18 +151,15 @@ def _line_row(document: Mapping[str, Any], line: Mapping[str, Any], zone: ZoneIn
         f'<td class="num">{escape(_text(line.get("quantity")))}</td>'
         f'<td class="num">{escape(_text(line.get("billable")))}</td>'
         f'<td class="num">{escape(str(line["amount"]))}</td>'
-        f'<td class="links">{_links(document, line)}</td></tr>'
+        f'<td class="links">{_links(document, line, links)}</td></tr>'
     )
 
 
-def _links(document: Mapping[str, Any], line: Mapping[str, Any]) -> str:
-    invoice_id, n = int(document["id"]), int(line["n"])
-    evidence = f"/v1/invoices/{invoice_id}/lines/{n}/evidence"
-    events = "/v1/events?" + urlencode({"since": line["part_start"], "until": line["part_end"]})
-    return (
-        f'<a href="{escape(evidence)}">sessions &amp; events (JSON)</a><br>'
-        f'<a href="{escape(events)}">raw events of the part</a>'
-    )
+def _links(document: Mapping[str, Any], line: Mapping[str, Any], links: PageLinks) -> str:
+    # The evidence holds exactly the line's events (signed, in wire form): no time-range query
+    # over every device, which would show other accounts' devices.
+    evidence = links.evidence(int(document["id"]), int(line["n"]))
+    return f'<a href="{escape(evidence)}">sessions &amp; signed events (JSON)</a>'
 
 
 def _charts(document: Mapping[str, Any], charts: Mapping[int, Sequence[UsagePoint]]) -> str:
@@ -174,11 +201,13 @@ def _chart(line: Mapping[str, Any], points: Sequence[UsagePoint], zone: ZoneInfo
     )
 
 
-def _nav(document: Mapping[str, Any]) -> str:
+def _nav(document: Mapping[str, Any], links: PageLinks) -> str:
     invoice_id = int(document["id"])
-    base = f"/v1/invoices/{invoice_id}/export?format="
+    json_link, csv_link = links.export(invoice_id, "json"), links.export(invoice_id, "csv")
+    if json_link is None or csv_link is None:
+        return "<nav>print this page for a PDF</nav>"
     return (
-        f'<nav><a href="{base}json">JSON</a> · <a href="{base}csv">CSV</a> · '
+        f'<nav><a href="{escape(json_link)}">JSON</a> · <a href="{escape(csv_link)}">CSV</a> · '
         "print this page for a PDF</nav>"
     )
 
