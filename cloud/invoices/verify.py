@@ -41,7 +41,7 @@ from cloud.domain import (
 )
 from cloud.errors import CollectorError
 from cloud.rating.metrics import measure
-from cloud.rating.money import round_money
+from cloud.rating.money import prorate, round_money
 from cloud.rating.pricing import price
 from cloud.sessions.sessionizer import sessionize
 from shared.chain import verify_chain
@@ -545,7 +545,7 @@ def _base_fee(
     try:
         terms = _plan(document, invoice)
         part, period = proration(line, invoice)
-        amount = round_money(terms.base_fee * part / period, str(invoice["currency"]))
+        amount = prorate(terms.base_fee, part, period, str(invoice["currency"]))
     except (KeyError, TypeError, ValueError, ZeroDivisionError, CollectorError) as exc:
         return Check(n, what, False, f"cannot recompute: {type(exc).__name__}: {exc}")
     stored = _decimal(line.get("amount"))
@@ -560,7 +560,7 @@ def _minimum(
     try:
         terms = _plan(document, invoice)
         part, period = proration(line, invoice)
-        floor = round_money(terms.minimum_amount * part / period, str(invoice["currency"]))
+        floor = prorate(terms.minimum_amount, part, period, str(invoice["currency"]))
         charged = sum(
             (
                 Decimal(other["amount"])
