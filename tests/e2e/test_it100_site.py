@@ -1,7 +1,9 @@
 """IT-100 panel on a pseudo-terminal -> `tollgate-edge run` -> `tollgate-cloud serve`, with a
-cable pull and replug in the middle, on SQLite and PostgreSQL."""
+cable pull and replug in the middle, and agent restarts while a partition stays armed, on SQLite
+and PostgreSQL."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,8 @@ import httpx
 import orjson
 import pytest
 
+from cloud.domain import BillableEvent, CloseReason, SessionRule
+from cloud.sessions.sessionizer import sessionize
 from firmware_sims.it100_panel import Alarm, Arm, BadChecksum, Disarm, It100Panel, Step
 from firmware_sims.processes import BIN, AgentProcess, fetch_events, run_command
 from firmware_sims.site import SimulatedIt100, Timing, render_site_config
@@ -40,10 +44,8 @@ AFTER = [("deactivation", "disarmed", "2"), ("activity", "alarm", "1"), ("activi
 
 
 def stored_usage(events: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
-    """Cloud events minus the status report a (re)connect asks for."""
-    return [
-        (e["kind"], e["name"], e["channel"]) for e in events if not e["attrs"].get("status_report")
-    ]
+    """Cloud events minus the status reports a (re)connect asks for."""
+    return [(e["kind"], e["name"], e["channel"]) for e in events if not e["attrs"].get("report")]
 
 
 @pytest.fixture
@@ -98,13 +100,13 @@ async def test_arming_and_alarms_survive_a_cable_pull(
     events = await fetch_events(client, gateway_id=GATEWAY_ID)
     assert stored_usage(events) == expected  # in order, none lost, none twice
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-    armed = [e for e in events if e["name"] == "armed" and not e["attrs"].get("status_report")]
+    armed = [e for e in events if e["name"] == "armed" and not e["attrs"].get("report")]
     assert [(e["attrs"]["user_code"], e["attrs"]["arm_mode"]) for e in armed] == [
         ("0040", "away"),
         ("0040", "stay"),
     ]
     # After the replug the agent asks for status; partition 2 was armed, so a report says so.
-    reports = [e for e in events if e["attrs"].get("status_report")]
+    reports = [e for e in events if e["attrs"].get("report")]
     assert [(e["name"], e["channel"]) for e in reports] == [("armed", "2")]
 
 
@@ -129,7 +131,7 @@ async def test_agent_status_shows_device_health(
             return False
         status = orjson.loads(status_file.read_bytes())
         (device,) = status["devices"]
-        return (
+        return bool(
             device["protocol"].get("bad_checksum") == 1
             and device["state"] == "ok"
             and device["errors"].get("DeviceUnreachable", 0) >= 1
@@ -149,3 +151,64 @@ async def test_agent_status_shows_device_health(
     assert await agent.terminate() == 0
     final = orjson.loads(status_file.read_bytes())
     assert final["state"] == "stopped"
+
+
+ALARM_RULE = SessionRule(frozenset({"armed"}), frozenset({"disarmed"}))
+
+
+def sessions_in_cloud(events: list[dict[str, Any]], channel: str) -> list[tuple[CloseReason, int]]:
+    """The cloud's sessionizer over the stored events of one partition: (reason, events)."""
+    billable = [
+        BillableEvent(
+            e["gateway_id"],
+            e["seq"],
+            e["device_id"],
+            e["channel"],
+            e["name"],
+            e["kind"],
+            None,
+            None,
+            datetime.fromisoformat(e["occurred_at"]),
+            e["attrs"].get("report"),
+        )
+        for e in events
+        if e["channel"] == channel
+    ]
+    as_of = max(e.occurred_at for e in billable)
+    return [(s.close_reason, len(s.events)) for s in sessionize(billable, ALARM_RULE, as_of=as_of)]
+
+
+RESTARTS = 3
+
+
+async def test_agent_restarts_while_armed_never_start_a_second_session(
+    serial_site: tuple[It100Panel, AgentProcess, httpx.AsyncClient],
+) -> None:
+    panel, agent, client = serial_site
+    await panel.wait_for_command("001")
+    await panel.play([Arm(partition=1, user_code="0040")], tick=0.05)
+
+    def stored(count: int) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            return len(await fetch_events(client, gateway_id=GATEWAY_ID)) >= count
+
+        return check
+
+    # The first dump (partition 1 ready) made no event; the arming is event 1.
+    await eventually(stored(1), what="the arming")
+    for restart in range(1, RESTARTS + 1):
+        assert await agent.terminate() == 0
+        await agent.spawn()  # a new process: nothing of the last one's memory
+        await panel.wait_for_command("001", count=1 + restart)
+        await eventually(stored(1 + restart), what=f"the status report of start {restart}")
+    await panel.play([Arm(partition=2, user_code="0041")], tick=0.05)  # a real arming, billed
+    await eventually(stored(2 + RESTARTS), what="the arming of partition 2")
+
+    events = await fetch_events(client, gateway_id=GATEWAY_ID)
+    assert [(e["channel"], e["attrs"]["command"], e["attrs"].get("report")) for e in events] == [
+        ("1", "652+700", None),
+        *[("1", "652", "status")] * RESTARTS,
+        ("2", "652+700", None),
+    ]
+    assert sessions_in_cloud(events, "1") == [(CloseReason.STILL_OPEN, 1 + RESTARTS)]
+    assert sessions_in_cloud(events, "2") == [(CloseReason.STILL_OPEN, 1)]
