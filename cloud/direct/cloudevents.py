@@ -6,19 +6,23 @@ pydantic-core call per event is several times faster than the SDK's event object
 error locations). Numbers in `data` are read exactly (`Decimal`), never as binary floats.
 """
 
-import json
-from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cloud.direct.mapping import RowError
+from cloud.direct.records import TooDeep, check_record, load_exact, too_deep
+from cloud.direct.times import MAX_TIME_TEXT
 from cloud.errors import BodyTooLarge, MalformedJson, UnsupportedMediaType
+from shared.bounds import MAX_JSON_DEPTH
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 _JSON_DATA = ("application/json", "text/json")
+# A batch array and an event object around `data`, with room: an event whose `data` nests deeper
+# than MAX_JSON_DEPTH is rejected on its own; a body deeper than this is refused whole.
+MAX_BODY_DEPTH = 2 * MAX_JSON_DEPTH
 
 
 class CloudEventEnvelope(BaseModel):
@@ -31,7 +35,7 @@ class CloudEventEnvelope(BaseModel):
     source: str = Field(min_length=1, max_length=255)
     type: str = Field(min_length=1, max_length=255)
     subject: str | None = Field(default=None, max_length=128)
-    time: str | None = None
+    time: str | None = Field(default=None, max_length=MAX_TIME_TEXT)
     datacontenttype: str | None = None
     data: Any = None
     data_base64: str | None = None
@@ -86,37 +90,54 @@ def parse_json(body: bytes) -> Any:
 
     orjson first (several times faster); the standard library, with `parse_float=Decimal`, when
     the document holds a float (orjson would have made it binary) or orjson refuses it (integers
-    beyond 64 bits, UTF-16).
+    beyond 64 bits, lone surrogates, UTF-16). Either way a body nested more than `MAX_BODY_DEPTH`
+    levels is refused before the standard library (which recurses per level) reads it.
     """
     try:
         document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        document = _EXACT
-    if document is _EXACT or _holds_float(document):
-        try:
-            document = json.loads(body, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise MalformedJson(f"body is not valid JSON: {exc}") from exc
-    return document
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):  # orjson's own bound, 1024 levels
+            raise MalformedJson(
+                f"body is nested more than 1024 levels deep; at most {MAX_BODY_DEPTH} are read"
+            ) from exc
+        return _load_exact(body)
+    depth, holds_float = _shape(document)
+    if depth > MAX_BODY_DEPTH:
+        raise MalformedJson(f"body {too_deep(depth, MAX_BODY_DEPTH)}")
+    return _load_exact(body) if holds_float else document
 
 
-_EXACT = object()  # marks "parse again with the standard library"
+def _load_exact(body: bytes) -> Any:
+    try:
+        return load_exact(body, max_depth=MAX_BODY_DEPTH)
+    except TooDeep as exc:
+        raise MalformedJson(f"body {exc}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedJson(f"body is not valid JSON: {exc}") from exc
 
 
-def _holds_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_holds_float(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_holds_float(item) for item in value)
-    return False
+def _shape(document: Any) -> tuple[int, bool]:
+    """How deep `document` nests and whether it holds a float; iterative, so never too deep."""
+    deepest, holds_float = 0, False
+    pending = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            deepest = max(deepest, depth)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            deepest = max(deepest, depth)
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, float):
+            holds_float = True
+    return deepest, holds_float
 
 
 def read_envelope(document: Any) -> CloudEventEnvelope:
     """One event's checked envelope; `RowError` naming the attribute otherwise."""
     if not isinstance(document, dict):
         raise RowError("event", "an event must be a JSON object")
+    check_record(document, depth=0)  # `data` is the first level: text, integers, nesting
     try:
         envelope = _ENVELOPE.validate_python(document)
     except ValidationError as exc:

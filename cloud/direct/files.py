@@ -3,23 +3,26 @@
 Rows are numbered as a person looking at the file counts them: in a CSV the header is row 1 and
 the first record row 2; in JSON Lines row N is line N. A file that cannot be read at all (unknown
 format, no header, a mapped column missing) raises `InvalidImport` before any row is read; a bad
-row (bytes that are not UTF-8, a line that is not a JSON object) becomes a `RowError` for that row
-only, so the good rows of the file are still stored.
+row (bytes that are not UTF-8, a line that is not a JSON object, a value beyond the bounds of
+`cloud.direct.records`, a CSV cell longer than `MAX_CELL`, a JSON line nested too deep to parse)
+becomes a `RowError` for that row only, so the good rows of the file are still stored.
 """
 
 import csv
 import io
-import json
 import re
+import sys
 from collections.abc import Iterator
-from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from cloud.direct.mapping import FileColumns, RowError, SourceMapping
+from cloud.direct.records import TooDeep, check_record, load_exact
 from cloud.errors import InvalidImport
+from shared.bounds import MAX_JSON_DEPTH
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a non-UTF-8 byte
+MAX_CELL = 131_072  # characters of one CSV cell (the csv module's own default field limit)
 
 
 class FileFormat(StrEnum):
@@ -33,7 +36,8 @@ FORMATS = {"formats": [f.value for f in FileFormat]}  # the detail of a refused 
 
 
 class FileRow(NamedTuple):
-    """One row of a file: its number and its record, or why it cannot be read."""
+    """One row of a file: its number, its record (when it could be read at all) and, for a bad
+    row, why it cannot be stored (a cell beyond the bounds keeps the record, for the row's id)."""
 
     row: int
     record: dict[str, Any] | None
@@ -81,9 +85,16 @@ def read_rows(data: bytes, file_format: FileFormat, mapping: SourceMapping) -> I
 
 def _csv_rows(text: str, mapping: SourceMapping) -> Iterator[FileRow]:
     reader = csv.reader(io.StringIO(text, newline=""))
-    header = next(reader, None)
+    try:
+        header = _next_record(reader)
+    except csv.Error as exc:
+        raise InvalidImport(f"the header row cannot be read: {exc}", detail={"row": 1}) from exc
     if header is None:
         raise InvalidImport("the file is empty: a CSV import needs a header row")
+    if any(len(name) > MAX_CELL for name in header):
+        raise InvalidImport(
+            f"the header row has a name longer than {MAX_CELL:,} characters", detail={"row": 1}
+        )
     header = [name.strip() for name in header]
     if bad := [name for name in header if _UNDECODABLE.search(name)]:
         raise InvalidImport(
@@ -110,10 +121,29 @@ def required_columns(mapping: SourceMapping) -> list[str]:
     return list(dict.fromkeys(name for name in wanted if name is not None))
 
 
+def _next_record(reader: Any) -> list[str] | None:
+    """The next record, however long its fields: the module's field limit (131,072 characters,
+    process-wide) is lifted for this one read, so that a long field cannot leave the reader in
+    the middle of a record; `_csv_records` bounds the cells itself."""
+    limit = csv.field_size_limit(sys.maxsize)
+    try:
+        values: list[str] | None = next(reader, None)
+    finally:
+        csv.field_size_limit(limit)
+    return values
+
+
 def _csv_records(reader: Any, header: list[str]) -> Iterator[FileRow]:
     row = 1
-    for values in reader:
+    while True:
         row += 1
+        try:
+            values = _next_record(reader)
+        except csv.Error as exc:
+            yield FileRow(row, None, RowError("row", f"cannot be read as CSV: {exc}"))
+            continue
+        if values is None:
+            return
         if not values or all(not value.strip() for value in values):
             continue
         if len(values) != len(header):
@@ -121,14 +151,27 @@ def _csv_records(reader: Any, header: list[str]) -> Iterator[FileRow]:
             yield FileRow(row, None, error)
             continue
         record = {name: value.strip() or None for name, value in zip(header, values, strict=True)}
-        yield _checked(row, record)
+        too_long = _too_long(header, values)
+        yield _checked(row, record) if too_long is None else FileRow(row, record, too_long)
+
+
+def _too_long(header: list[str], values: list[str]) -> RowError | None:
+    for name, value in zip(header, values, strict=True):
+        if len(value) > MAX_CELL:
+            reason = f"is {len(value):,} characters long, at most {MAX_CELL:,} are read"
+            return RowError(name, reason)
+    return None
 
 
 def _checked(row: int, record: dict[str, Any]) -> FileRow:
     for name, value in record.items():
         if isinstance(value, str) and (found := _UNDECODABLE.search(value)):
             byte = ord(found.group()) - 0xDC00
-            return FileRow(row, None, RowError(name, f"is not valid UTF-8 (byte 0x{byte:02X})"))
+            return FileRow(row, record, RowError(name, f"is not valid UTF-8 (byte 0x{byte:02X})"))
+    try:
+        check_record(record)
+    except RowError as error:
+        return FileRow(row, record, error)
     return FileRow(row, record, None)
 
 
@@ -141,11 +184,14 @@ def _jsonl_rows(text: str) -> Iterator[FileRow]:
             yield FileRow(row, None, RowError("line", f"is not valid UTF-8 (byte 0x{byte:02X})"))
             continue
         try:
-            record = json.loads(line, parse_float=Decimal)
+            record = load_exact(line, max_depth=MAX_JSON_DEPTH)
+        except TooDeep as exc:
+            yield FileRow(row, None, RowError("line", str(exc)))
+            continue
         except ValueError as exc:
             yield FileRow(row, None, RowError("line", f"is not valid JSON: {exc}"))
             continue
         if not isinstance(record, dict):
             yield FileRow(row, None, RowError("line", "must be a JSON object"))
             continue
-        yield FileRow(row, record, None)
+        yield _checked(row, record)

@@ -10,16 +10,17 @@ contract a gateway's normalizer produces) or a `RowError` naming the source fiel
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from typing import Annotated, Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from shared.bounds import parse_quantity
 from shared.events import ClockState, EventDraft, EventKind, Label
 
 IMPORT_ORIGIN_PREFIX = "import:"  # + source id: the idempotency origin of imported rows
-MAX_QUANTITY_DIGITS = 30  # digits before, and decimal places after, the point of a quantity
+MAX_SHOWN = 40  # characters of a refused value quoted back in a reason
 SourceText = Annotated[str, Field(min_length=1, max_length=255)]
 FieldPath = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -31,6 +32,27 @@ class RowError(Exception):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+def shown(value: Any) -> str:
+    """`value` quoted for a reason, cut to `MAX_SHOWN` characters (a reason is stored and sent)."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+class AmbiguousTimes(StrEnum):
+    """What a local time the clocks show twice (the repeated hour of a fall-back) means."""
+
+    REFUSE = "refuse"  # reject the row, naming both readings
+    EARLIER = "earlier"  # the first time the clocks showed it (summer time, before the change)
+    LATER = "later"  # the second time (winter time, after the change)
+
+
+class MissingTimes(StrEnum):
+    """What a local time the clocks skip (the lost hour of a spring-forward) means."""
+
+    REFUSE = "refuse"  # reject the row
+    SHIFT_FORWARD = "shift_forward"  # read with the offset before the change: 02:30 is 03:30
 
 
 class TypeRule(BaseModel):
@@ -56,6 +78,8 @@ class FileColumns(BaseModel):
     type: FieldPath | None = None  # without it, the mapping's single type rule applies to all rows
     id: FieldPath | None = None  # without it, a row's id is the SHA-256 of its mapped content
     time_zone: str | None = None  # for timestamps without an offset (legacy local time)
+    ambiguous_times: AmbiguousTimes = AmbiguousTimes.REFUSE  # a local time shown twice
+    missing_times: MissingTimes = MissingTimes.REFUSE  # a local time the clocks skip
 
     @field_validator("time_zone")
     @classmethod
@@ -66,6 +90,13 @@ class FileColumns(BaseModel):
             except (ZoneInfoNotFoundError, ValueError) as exc:
                 raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _zone_for_local_rules(self) -> Self:
+        local_rules = (self.ambiguous_times, self.missing_times)
+        if self.time_zone is None and local_rules != (AmbiguousTimes.REFUSE, MissingTimes.REFUSE):
+            raise ValueError("ambiguous_times and missing_times apply only with a time_zone")
+        return self
 
 
 class SourceMapping(BaseModel):
@@ -98,7 +129,7 @@ class SourceMapping(BaseModel):
         for rule in self.types:
             if rule.type == event_type:
                 return rule
-        raise RowError("type", f"no mapping for type {event_type!r}")
+        raise RowError("type", f"no mapping for type {shown(event_type)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,26 +153,6 @@ def lookup(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def parse_time(
-    value: Any, *, field: str, zone: ZoneInfo | None = None, naive_hint: str = "add Z or an offset"
-) -> datetime:
-    """An RFC 3339 / ISO 8601 time; a time without an offset needs `zone`."""
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value.strip():
-        try:
-            moment = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise RowError(field, f"{value!r} is not an RFC 3339 time") from None
-    else:
-        raise RowError(field, "a time is required")
-    if moment.tzinfo is None:
-        if zone is None:
-            raise RowError(field, f"{value!r} has no UTC offset ({naive_hint})")
-        moment = moment.replace(tzinfo=zone)
-    return moment
-
-
 _DRAFT_FIELDS = {"device_id": "device", "occurred_at": "time"}
 
 
@@ -162,7 +173,10 @@ def make_draft(
         quantity = lookup(record, rule.quantity)
         if quantity is None or quantity == "":
             raise RowError(rule.quantity, "a quantity is required for type " + repr(rule.type))
-        check_magnitude(quantity, field=rule.quantity)
+        try:
+            quantity = parse_quantity(quantity)
+        except ValueError as exc:
+            raise RowError(rule.quantity, str(exc)) from None
     channel = None if rule.channel is None else lookup(record, rule.channel)
     if channel is not None and not isinstance(channel, str):
         channel = str(channel)
@@ -191,29 +205,3 @@ def make_draft(
             "channel": rule.channel or "channel",
         }.get(where, _DRAFT_FIELDS.get(where, where))
         raise RowError(source_field, error["msg"].removeprefix("Value error, ")) from None
-
-
-def check_magnitude(quantity: Any, *, field: str) -> None:
-    """Refuse a quantity a sender can blow up (`1e99999` is 100,000 digits once written out)."""
-    if isinstance(quantity, str):
-        if len(quantity) <= MAX_QUANTITY_DIGITS and "e" not in quantity and "E" not in quantity:
-            return  # too short to hold more digits than allowed: the common case, no parsing
-        try:
-            number = Decimal(quantity)
-        except InvalidOperation:
-            return  # not a number at all: the event contract names that
-    elif isinstance(quantity, Decimal):
-        number = quantity
-    elif isinstance(quantity, int) and not isinstance(quantity, bool):
-        number = Decimal(quantity)
-    else:
-        return
-    if not number.is_finite() or number.is_zero():
-        return
-    places = -int(number.as_tuple().exponent)
-    if number.adjusted() >= MAX_QUANTITY_DIGITS or places > MAX_QUANTITY_DIGITS:
-        raise RowError(
-            field,
-            f"quantity {quantity} is out of range: at most {MAX_QUANTITY_DIGITS} digits before "
-            f"and {MAX_QUANTITY_DIGITS} after the decimal point",
-        )

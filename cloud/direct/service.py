@@ -33,9 +33,9 @@ from cloud.direct.mapping import (
     SourceMapping,
     lookup,
     make_draft,
-    parse_time,
 )
 from cloud.direct.models import ImportRun, Source, SourceUri
+from cloud.direct.records import MAX_ID, shown_id
 from cloud.direct.schemas import (
     EventsReceipt,
     ImportReport,
@@ -51,6 +51,7 @@ from cloud.direct.store import (
     plan_direct,
     store_direct,
 )
+from cloud.direct.times import parse_file_time, parse_rfc3339
 from cloud.errors import InvalidEvent, InvalidSource, SourceExists, SourceNotFound
 from cloud.gateways.service import register_gateway
 from cloud.ingest.models import StoredEvent
@@ -61,8 +62,6 @@ from shared.events import EventDraft
 from shared.signing import private_key_pem, public_key_pem
 
 GATEWAY_PREFIX = "source:"
-CE_NAIVE_TIME = "RFC 3339 needs Z or an offset"
-FILE_NAIVE_TIME = "set files.time_zone in the mapping"
 IMPORT_CHUNK_ROWS = 5_000  # rows per write transaction of an import
 MAX_REPORTED_ROWS = 1_000  # rejected rows listed in an import report
 
@@ -182,8 +181,8 @@ async def ingest_cloudevents(
         try:
             items.append(keyed_cloudevent(document, mapping=mapping, received_at=received_at))
         except RowError as error:
-            event_id = document.get("id") if isinstance(document, dict) else None
-            rejected.append(Rejected(index, event_id if isinstance(event_id, str) else None, error))
+            event_id = shown_id(document.get("id")) if isinstance(document, dict) else None
+            rejected.append(Rejected(index, event_id, error))
     outcome = await _store(db, seal_with, items, rejected, received_at)
     if mode == cloudevents.STRUCTURED and rejected:
         refused = rejected[0]
@@ -228,21 +227,23 @@ def keyed_cloudevent(document: Any, *, mapping: SourceMapping, received_at: date
         raise RowError("source", f"{envelope.source!r} is not a source this key may send")
     if not envelope.subject:
         raise RowError("subject", "required: the subject names the device")
+    occurred = parse_rfc3339(envelope.time, field="time")
     draft = make_draft(
         rule=mapping.rule_for(envelope.type),
         record=envelope.data or {},
         device_id=envelope.subject,
-        occurred_at=parse_time(envelope.time, field="time", naive_hint=CE_NAIVE_TIME),
+        occurred_at=occurred.moment,
         observed_at=received_at,
         clock=mapping.clock,
-        origin=_ce_origin(envelope),
+        origin=_ce_origin(envelope, occurred.note),
         device_field="subject",
     )
     return Keyed(envelope.source, envelope.id, draft)
 
 
-def _ce_origin(envelope: CloudEventEnvelope) -> Origin:
-    detail = {"ce_source": envelope.source, "ce_type": envelope.type}
+def _ce_origin(envelope: CloudEventEnvelope, time_note: dict[str, str] | None) -> Origin:
+    # `ce_time`: the time as sent, when it is finer than the microseconds stored.
+    detail = {"ce_source": envelope.source, "ce_type": envelope.type, **(time_note or {})}
     return Origin("cloudevents", envelope.id, detail)
 
 
@@ -404,17 +405,24 @@ def keyed_row(
         rule = mapping.rule_for(event_type)
     except RowError as error:
         raise RowError(columns.type or "type", error.reason) from None
-    row_id = None if columns.id is None else _text(record, columns.id, "a row id is required")
+    row_id = None if columns.id is None else _row_id_text(record, columns.id)
+    occurred = parse_file_time(
+        lookup(record, columns.time),
+        field=columns.time,
+        zone=zone,
+        ambiguous=columns.ambiguous_times,
+        missing=columns.missing_times,
+    )
+    detail: dict[str, str | int] = {"import_file": filename, "import_row": row.row}
+    detail.update(occurred.note or {})
     draft = make_draft(
         rule=rule,
         record=record,
         device_id=_text(record, columns.device, "a device id is required"),
-        occurred_at=parse_time(
-            lookup(record, columns.time), field=columns.time, zone=zone, naive_hint=FILE_NAIVE_TIME
-        ),
+        occurred_at=occurred.moment,
         observed_at=received_at,
         clock=mapping.clock,
-        origin=Origin("import", row_id or "", {"import_file": filename, "import_row": row.row}),
+        origin=Origin("import", row_id or "", detail),
         device_field=columns.device,
     )
     if row_id is None:
@@ -430,11 +438,18 @@ def _text(record: dict[str, Any], column: str, missing: str) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _row_id_text(record: dict[str, Any], column: str) -> str:
+    row_id = _text(record, column, "a row id is required")
+    if len(row_id) > MAX_ID:
+        raise RowError(column, f"is {len(row_id):,} characters long; a row id may have {MAX_ID}")
+    return row_id
+
+
 def _row_id(row: FileRow, columns: FileColumns) -> str | None:
     if row.record is None or columns.id is None:
         return None
     value = lookup(row.record, columns.id)
-    return None if value is None else str(value)
+    return shown_id(value if value is None or isinstance(value, str) else str(value))
 
 
 def content_id(draft: EventDraft) -> str:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from cloud.auth.service import IssuedKey, create_api_key
 from cloud.db import Database
+from shared.bounds import parse_quantity
 from tests.cloud.conftest import http_client
 
 SOURCE_ID = "acme"
@@ -21,6 +22,13 @@ MAPPING: dict[str, Any] = {
         {"type": EVENT_TYPE, "name": "pour", "kind": "measurement", "quantity": "kg", "unit": "kg"}
     ],
 }
+
+
+def quantity_reason(value: object) -> str:
+    """Why `shared.bounds.parse_quantity` refuses `value`: a refused quantity's reason, verbatim."""
+    with pytest.raises(ValueError) as caught:
+        parse_quantity(value)
+    return str(caught.value)
 
 
 def bearer(secret: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The pure CloudEvents codec: Content-Type, request documents, one event's envelope."""
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -8,6 +9,7 @@ import pytest
 
 from cloud.direct.cloudevents import (
     BATCH,
+    MAX_BODY_DEPTH,
     STRUCTURED,
     media_type,
     parse_json,
@@ -16,6 +18,7 @@ from cloud.direct.cloudevents import (
 )
 from cloud.direct.mapping import RowError
 from cloud.errors import BodyTooLarge, MalformedJson, UnsupportedMediaType
+from shared.bounds import MAX_JSON_DEPTH
 
 BINARY_HINT = "binary content mode is not accepted: send the event in structured mode"
 TYPES_HINT = f"send {STRUCTURED} (one event) or {BATCH} (a JSON array of events)"
@@ -249,3 +252,106 @@ def floats_in(value: object) -> Iterator[float]:
     elif isinstance(value, list):
         for item in value:
             yield from floats_in(item)
+
+
+def nested(depth: int, leaf: str = "1") -> str:
+    """A JSON array `depth` levels deep around `leaf`."""
+    return "[" * depth + leaf + "]" * depth
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (nested(MAX_BODY_DEPTH + 1).encode(),
+         f"body is nested {MAX_BODY_DEPTH + 1} levels deep; at most {MAX_BODY_DEPTH} are read"),
+        (nested(1100).encode(),
+         f"body is nested more than 1024 levels deep; at most {MAX_BODY_DEPTH} are read"),
+        (nested(900, "1.5").encode(),
+         f"body is nested 900 levels deep; at most {MAX_BODY_DEPTH} are read"),
+        (nested(100_000, "1.5").encode(),
+         f"body is nested more than 1024 levels deep; at most {MAX_BODY_DEPTH} are read"),
+        (("[" + "9" * 30 + ", " + nested(900) + "]").encode(),
+         f"body is nested 901 levels deep; at most {MAX_BODY_DEPTH} are read"),
+        (('["\\ud800", ' + nested(5000) + "]").encode(),
+         f"body is nested 5,001 levels deep; at most {MAX_BODY_DEPTH} are read"),
+    ],
+    ids=["orjson-past-bound", "orjson-limit", "float", "float-past-orjson", "big-int", "surrogate"],
+)  # fmt: skip
+def test_a_body_nested_too_deep_is_refused_before_it_is_read(body: bytes, message: str) -> None:
+    """However the body is parsed (orjson, or the exact standard-library path for floats, big
+    integers and lone surrogates) a body deeper than MAX_BODY_DEPTH is MalformedJson, never a
+    RecursionError."""
+    with pytest.raises(MalformedJson) as caught:
+        parse_json(body)
+    assert caught.value.message == message
+
+
+def test_a_body_at_the_depth_bound_is_read() -> None:
+    """MAX_BODY_DEPTH levels are read, on both paths."""
+    assert parse_json(nested(MAX_BODY_DEPTH).encode()) == json.loads(nested(MAX_BODY_DEPTH))
+    exact = parse_json(nested(MAX_BODY_DEPTH, "1.5").encode())
+    assert exact == json.loads(nested(MAX_BODY_DEPTH, "1.5"), parse_float=Decimal)
+
+
+def test_brackets_inside_strings_are_not_nesting() -> None:
+    """Brackets in strings (escaped quotes too) do not count towards the depth."""
+    body = json.dumps({"a": '[[[{{{"\\"' * 100, "kg": 1.5, "b": "x" + "[" * 500}).encode()
+    assert parse_json(body)["kg"] == Decimal("1.5")
+
+
+def test_an_invalid_body_is_malformed_json() -> None:
+    """Not JSON at all is MalformedJson with the parser's reason."""
+    with pytest.raises(MalformedJson) as caught:
+        parse_json(b'{"kg": 1.5,')
+    assert caught.value.message.startswith("body is not valid JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("document", "field", "reason"),
+    [
+        (envelope_document(id="a\x00b"), "id", "text may not contain U+0000 (at character 1)"),
+        (envelope_document(id="\ud800"), "id", "text may not contain U+D800 (at character 0)"),
+        (envelope_document(source="urn:\x00"), "source",
+         "text may not contain U+0000 (at character 4)"),
+        (envelope_document(type="t\x00"), "type", "text may not contain U+0000 (at character 1)"),
+        (envelope_document(subject="\x00"), "subject",
+         "text may not contain U+0000 (at character 0)"),
+        (envelope_document(time="\x00"), "time", "text may not contain U+0000 (at character 0)"),
+        (envelope_document(acmeregion="\udfff"), "acmeregion",
+         "text may not contain U+DFFF (at character 0)"),
+        (envelope_document(data={"kg": "1", "note": "a\x00"}), "data.note",
+         "text may not contain U+0000 (at character 1)"),
+        (envelope_document(data={"w": {"kg": "\x00"}}), "data.w.kg",
+         "text may not contain U+0000 (at character 0)"),
+        (envelope_document(data={"list": ["a", "b\x00"]}), "data.list[1]",
+         "text may not contain U+0000 (at character 1)"),
+        (envelope_document(data={"k\x00": 1}), "data",
+         "a key of this object: text may not contain U+0000 (at character 1)"),
+        (envelope_document(data={"n": 2**63}), "data.n",
+         "integer is outside the signed 64-bit range: send larger numbers as decimal strings"),
+        (envelope_document(data={"n": [-(2**63) - 1]}), "data.n[0]",
+         "integer is outside the signed 64-bit range: send larger numbers as decimal strings"),
+        (envelope_document(data={"n": json.loads(nested(MAX_JSON_DEPTH))}),
+         "data" + ".n" + "[0]" * (MAX_JSON_DEPTH - 1),
+         f"is nested deeper than {MAX_JSON_DEPTH} levels"),
+        (envelope_document(data={"n": json.loads(nested(500))}),
+         "data" + ".n" + "[0]" * (MAX_JSON_DEPTH - 1),
+         f"is nested deeper than {MAX_JSON_DEPTH} levels"),
+        (envelope_document(time="2026-11-20T10:00:00." + "0" * 60 + "Z"), "time",
+         "String should have at most 64 characters"),
+    ],
+)  # fmt: skip
+def test_values_beyond_the_bounds_name_the_attribute(
+    document: dict[str, Any], field: str, reason: str
+) -> None:
+    """NUL and lone surrogates in any text, integers beyond 64 bits and data nested deeper than
+    MAX_JSON_DEPTH are RowErrors naming the attribute (and the path into data)."""
+    with pytest.raises(RowError) as caught:
+        read_envelope(document)
+    assert (caught.value.field, caught.value.reason) == (field, reason)
+
+
+def test_values_at_the_bounds_are_accepted() -> None:
+    """Signed 64-bit extremes and data exactly MAX_JSON_DEPTH levels deep pass."""
+    data = {"kg": "1", "lo": -(2**63), "hi": 2**63 - 1, "n": json.loads(nested(MAX_JSON_DEPTH - 1))}
+    assert read_envelope(envelope_document(data=data)).data == data

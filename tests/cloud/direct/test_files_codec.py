@@ -2,12 +2,14 @@
 numbered as a person counts them, a bad row is an error of that row only, and a file that cannot
 be read at all is refused before its first row is read."""
 
+import csv
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from cloud.direct.files import FileFormat, FileRow, guess_format, read_rows
+from cloud.direct.files import MAX_CELL, FileFormat, FileRow, guess_format, read_rows
 from cloud.direct.mapping import RowError, SourceMapping
 from cloud.errors import InvalidImport
 
@@ -30,9 +32,10 @@ def rows(data: bytes, file_format: FileFormat) -> list[Row]:
 
 
 def described(row: FileRow) -> Row:
-    """A row with its error as plain (field, reason)."""
-    error = None if row.error is None else (row.error.field, row.error.reason)
-    return row.row, row.record, error
+    """A row with its error as plain (field, reason), and its record only if it is good."""
+    if row.error is None:
+        return row.row, row.record, None
+    return row.row, None, (row.error.field, row.error.reason)
 
 
 def refusal(data: bytes, mapping: SourceMapping = MAPPING) -> InvalidImport:
@@ -201,3 +204,91 @@ def test_an_unknown_extension_is_refused(filename: str) -> None:
         f"cannot tell the format of {filename!r}: name it .csv or .jsonl, or give the format"
     )
     assert caught.value.detail == {"formats": ["csv", "jsonl"]}
+
+
+# -- bounds ---------------------------------------------------------------------------------------
+
+HEADER = b"txn,meter,ts,kg\n"
+GOOD_LINE = b"t1,bin-1,2026-11-02T08:00:00Z,1.5\n"
+LONG = "x" * (MAX_CELL + 1)
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (f"t2,{LONG},2026-11-02T08:00:00Z,1\n".encode(),
+         ("meter", f"is {MAX_CELL + 1:,} characters long, at most {MAX_CELL:,} are read")),
+        (f't2,"{LONG}\n{LONG}",2026-11-02T08:00:00Z,1\n'.encode(),
+         ("meter", f"is {2 * MAX_CELL + 3:,} characters long, at most {MAX_CELL:,} are read")),
+        (b"t2,bin\x00,2026-11-02T08:00:00Z,1\n",
+         ("meter", "text may not contain U+0000 (at character 3)")),
+        (b"t2\x00,bin-2,2026-11-02T08:00:00Z,1\n",
+         ("txn", "text may not contain U+0000 (at character 2)")),
+    ],
+    ids=["long-cell", "long-quoted-multiline-cell", "nul-cell", "nul-id"],
+)  # fmt: skip
+def test_a_csv_row_beyond_the_bounds_is_its_own_error(bad: bytes, error: tuple[str, str]) -> None:
+    """A cell longer than the csv module's limit (even quoted over several lines) or holding NUL
+    is an error of its row; the rows around it are read, numbered as before."""
+    assert rows(HEADER + GOOD_LINE + bad + GOOD_LINE, FileFormat.CSV) == [
+        (2, GOOD, None),
+        (3, None, error),
+        (4, GOOD, None),
+    ]
+
+
+def test_the_csv_field_limit_is_left_as_it_was() -> None:
+    """Reading a long cell does not leave the process-wide csv limit raised."""
+    limit = csv.field_size_limit()
+    rows(HEADER + f"t2,{LONG},x,1\n".encode(), FileFormat.CSV)
+    assert csv.field_size_limit() == limit
+
+
+def test_a_header_cell_beyond_the_limit_refuses_the_file() -> None:
+    """A header name longer than the limit refuses the file (nothing is read)."""
+    error = refusal(f"txn,meter,ts,kg,{LONG}\n".encode() + GOOD_LINE)
+    assert error.message == f"the header row has a name longer than {MAX_CELL:,} characters"
+
+
+def jsonl(record: dict[str, Any] | str) -> bytes:
+    """One JSON Lines line."""
+    return (record if isinstance(record, str) else json.dumps(record)).encode() + b"\n"
+
+
+GOOD_JSON = {"txn": "t1", "meter": "bin-1", "ts": "2026-11-02T08:00:00Z", "kg": "1.5"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ('{"txn": "t2", "deep": ' + "[" * 990 + "]" * 990 + "}",
+         ("line", "is nested 991 levels deep; at most 32 are read")),
+        ('{"txn": "t2", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+         ("line", "is nested 100,001 levels deep; at most 32 are read")),
+        ('{"txn": "t2", "deep": ' + "[" * 32 + "]" * 32 + "}",
+         ("line", "is nested 33 levels deep; at most 32 are read")),
+        ({**GOOD_JSON, "meter": "bin\x00"},
+         ("meter", "text may not contain U+0000 (at character 3)")),
+        ('{"txn": "\\udc00", "meter": "bin-1"}',
+         ("txn", "text may not contain U+DC00 (at character 0)")),
+        ({**GOOD_JSON, "n": 2**64}, ("n", "integer is outside the signed 64-bit range: "
+                                     "send larger numbers as decimal strings")),
+        ({**GOOD_JSON, "w": {"kg": -(2**70)}}, ("w.kg", "integer is outside the signed 64-bit "
+                                               "range: send larger numbers as decimal strings")),
+    ],
+    ids=["990-deep", "100000-deep", "33-deep", "nul", "surrogate", "u64", "nested-big-int"],
+)  # fmt: skip
+def test_a_jsonl_row_beyond_the_bounds_is_its_own_error(
+    bad: dict[str, Any] | str, error: tuple[str, str]
+) -> None:
+    """A line nested deeper than MAX_JSON_DEPTH (measured before it is parsed, so never a
+    RecursionError), holding NUL or a lone surrogate, or an integer beyond 64 bits is an error
+    of its row; the rows around it are read."""
+    data = jsonl(GOOD_JSON) + jsonl(bad) + jsonl(GOOD_JSON)
+    assert rows(data, FileFormat.JSONL) == [(1, GOOD, None), (2, None, error), (3, GOOD, None)]
+
+
+def test_a_jsonl_row_at_the_depth_bound_is_read() -> None:
+    """A record whose values nest to exactly MAX_JSON_DEPTH levels (itself the first) is read."""
+    record = {**GOOD_JSON, "deep": json.loads("[" * 31 + "]" * 31)}
+    assert rows(jsonl(record), FileFormat.JSONL) == [(1, record, None)]

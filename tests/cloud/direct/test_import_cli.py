@@ -23,7 +23,14 @@ from cloud.direct.mapping import SourceMapping
 from cloud.direct.models import ImportRun
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.settings import Settings
-from tests.cloud.direct.conftest import CE_SOURCE, EVENT_TYPE, MAPPING, SOURCE_ID, bearer
+from tests.cloud.direct.conftest import (
+    CE_SOURCE,
+    EVENT_TYPE,
+    MAPPING,
+    SOURCE_ID,
+    bearer,
+    quantity_reason,
+)
 from tests.cloud.test_cli import plain_url
 
 DATA = Path(__file__).parent / "data"
@@ -34,9 +41,9 @@ bad_rows.csv: 7 rows, stored 2, 0 already stored, 5 rejected
   row 3: ts: 'yesterday' is not an RFC 3339 time
   row 4: meter: a device id is required
   row 5: type: no mapping for type 'spill'
-  row 6: kg: quantity 'abc' is not a decimal number
+  row 6: kg: {quantity}
   row 7: row: has 3 fields, the header has 5
-"""
+""".format(quantity=quantity_reason("abc"))
 
 
 @pytest.fixture

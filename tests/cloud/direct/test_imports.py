@@ -20,7 +20,13 @@ from cloud.db import Database
 from cloud.direct.models import ImportRun
 from cloud.ingest.models import StoredEvent
 from tests.cloud.conftest import counts, error_code, http_client
-from tests.cloud.direct.conftest import MAPPING, SOURCE_ID, bearer, create_source
+from tests.cloud.direct.conftest import (
+    MAPPING,
+    SOURCE_ID,
+    bearer,
+    create_source,
+    quantity_reason,
+)
 
 DATA = Path(__file__).parent / "data"
 GATEWAY = f"source:{SOURCE_ID}"
@@ -57,7 +63,7 @@ BAD_ROWS_CSV = [  # data/bad_rows.csv: rows 2 and 8 are good
         "position": 6,
         "id": "r6",
         "field": "kg",
-        "reason": "quantity 'abc' is not a decimal number",
+        "reason": quantity_reason("abc"),
     },
     {"position": 7, "id": None, "field": "row", "reason": "has 3 fields, the header has 5"},
 ]
@@ -69,7 +75,7 @@ BAD_ROWS_JSONL = [  # data/bad_rows.jsonl: lines 1 and 7 are good
         "position": 5,
         "id": "l5",
         "field": "kg",
-        "reason": "quantity 'abc' is not a decimal number",
+        "reason": quantity_reason("abc"),
     },
     {
         "position": 6,
@@ -368,7 +374,8 @@ async def test_each_bad_row_is_reported_and_the_good_rows_stored(
 async def test_a_row_with_a_latin1_byte_is_rejected_alone(
     admin: httpx.AsyncClient, db: Database
 ) -> None:
-    """A latin-1 'é' in one row: that row is rejected as not UTF-8, the others are stored."""
+    """A latin-1 'é' in one row: that row is rejected as not UTF-8 (its id still named), the
+    others are stored."""
     await create_source(admin)
     body = data("meters.csv").replace(b"t2,bin-1", b"t2,bin-\xe9")
 
@@ -376,7 +383,7 @@ async def test_a_row_with_a_latin1_byte_is_rejected_alone(
 
     assert totals(report) == (3, 2, 0, 1)
     assert report["errors"] == [
-        {"position": 3, "id": None, "field": "meter", "reason": "is not valid UTF-8 (byte 0xE9)"}
+        {"position": 3, "id": "t2", "field": "meter", "reason": "is not valid UTF-8 (byte 0xE9)"}
     ]
     assert [e.attrs["origin_id"] for e in await events(db)] == ["t1", "t3"]
 
