@@ -86,10 +86,12 @@ async def test_answers_poll_status_and_bad_frames(panel: It100Panel, port: Seria
     await port.write(encode_frame("000"))
     assert await read_frames(port, 1) == [Frame("500", "000")]
     await port.write(encode_frame("001"))
-    assert await read_frames(port, 3) == [
+    assert await read_frames(port, 5) == [
         Frame("500", "001"),
         Frame("650", "1"),
         Frame("652", "21"),
+        Frame("841", "1"),  # trouble LEDs off
+        Frame("841", "2"),
     ]
     await port.write(encode_bad_frame("000"))
     assert await read_frames(port, 1) == [Frame("501")]
