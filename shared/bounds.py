@@ -50,7 +50,13 @@ def parse_quantity(value: object) -> Decimal:
             raise ValueError(_too_many_digits())
         return Decimal(value)
     if isinstance(value, str):
-        if len(value) > MAX_QUANTITY_TEXT or not _DECIMAL_TEXT.fullmatch(value):
+        if len(value) > MAX_QUANTITY_TEXT:
+            raise ValueError(
+                f"quantity text is longer than {MAX_QUANTITY_TEXT} characters: it may have at "
+                f"most {MAX_QUANTITY_INTEGER_DIGITS} digits before the point and "
+                f"{MAX_QUANTITY_FRACTION_DIGITS} after it"
+            )
+        if not _DECIMAL_TEXT.fullmatch(value):
             raise ValueError(
                 f"quantity {value[:40]!r} is not a decimal number "
                 "(ASCII digits, an optional point and exponent)"

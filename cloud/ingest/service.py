@@ -172,6 +172,8 @@ def _validated(model: type[M], document: dict[str, Any] | bytes) -> M:
         return model.model_validate(document)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        if errors[0]["type"] == "json_invalid":  # e.g. nested deeper than pydantic's limit
+            raise MalformedJson(f"body is not valid JSON: {errors[0]['msg']}") from exc
         where = ".".join(map(str, errors[0]["loc"])) or "the top level"
         raise InvalidBatch(
             f"batch is invalid: {len(errors)} error(s), first at {where}: {errors[0]['msg']}",
