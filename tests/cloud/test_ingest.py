@@ -123,3 +123,26 @@ async def test_quantities_and_times_round_trip_exactly(
     assert all(type(row.quantity) is Decimal for row in stored)
     assert stored[1].quantity == Decimal("1234567890123456789.123456789")
     assert [row.occurred_at for row in stored] == [event.occurred_at for event in events]
+
+
+async def test_thirty_digits_each_side_round_trip_exactly(
+    client: httpx.AsyncClient, db: Database, gateway_key: Ed25519PrivateKey
+) -> None:
+    """What was signed is what is stored and served (PostgreSQL once turned 10**131072 into 0)."""
+    quantities = [
+        "123456789012345678901234567890.123456789012345678901234567891",
+        "-999999999999999999999999999999.999999999999999999999999999999",
+        "0.000000000000000000000000000001",
+        "100000000000000000000000000000",
+    ]
+    events = chain_events(
+        [draft(n, quantity=q) for n, q in enumerate(quantities, start=1)], gateway_id=GATEWAY
+    )
+    assert (await post(client, events, gateway_key)).status_code == 200
+
+    listed = (await client.get("/v1/events", headers=READER)).json()["events"]
+    assert [event["quantity"] for event in listed] == quantities
+    assert listed == [event.to_wire() for event in events]
+    async with db.transaction() as session:
+        stored = list(await session.scalars(select(StoredEvent.quantity).order_by(StoredEvent.seq)))
+    assert stored == [Decimal(q) for q in quantities]
