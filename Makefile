@@ -49,3 +49,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
+	$(BIN)/python -m bench.hostile_bodies

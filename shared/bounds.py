@@ -23,6 +23,9 @@ MAX_EVENTS_PER_BATCH = 10_000
 # Commas and brackets one event may bring into a batch body: 14 fields and 64 attrs take 79,
 # the rest is room for commas and brackets inside its strings.
 MAX_JSON_VALUES_PER_EVENT = 128
+# Objects and arrays (the costly values to build): an event and its attrs are 2, the rest is room
+# for braces and brackets inside its strings.
+MAX_JSON_CONTAINERS_PER_EVENT = 8
 MAX_SEQ = 2**62  # far beyond any gateway's life, and seq + 1 never overflows a BIGINT
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

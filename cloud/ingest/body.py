@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from cloud.errors import BodyTooLarge, MalformedBody, UnsupportedMediaType
 from cloud.settings import Limits
-from shared.bounds import MAX_JSON_VALUES_PER_EVENT
+from shared.bounds import MAX_JSON_CONTAINERS_PER_EVENT, MAX_JSON_VALUES_PER_EVENT
 
 BATCH_MEDIA_TYPE = "application/json"
 _GZIP = {"gzip", "x-gzip"}
@@ -83,17 +83,27 @@ def check_value_count(data: bytes, *, max_events: int) -> None:
     """Refuse a body that may hold more JSON values than a batch of `max_events` can, unparsed.
 
     Every value after the first in an array or object follows a comma, and every container opens
-    with a bracket, so these three counts (C loops, about 1 ms per MiB) bound the values orjson
-    would build: 300,000 empty events in 1 KiB of gzip are refused before a single one is made.
-    Characters inside strings are counted too; the budget per event leaves room for them.
+    with a bracket, so these counts (C loops, about 1 ms per MiB) bound the values orjson would
+    build; containers, the costly values, have a budget of their own: 300,000 empty events in
+    1 KiB of gzip are refused before a single one is made. Characters inside strings count too;
+    both budgets per event leave room for them.
     """
-    budget = max_events * MAX_JSON_VALUES_PER_EVENT + MAX_JSON_VALUES_PER_EVENT
-    values = data.count(b",") + data.count(b"{") + data.count(b"[")
-    if values > budget:
+    containers = data.count(b"{") + data.count(b"[")
+    container_budget = (max_events + 1) * MAX_JSON_CONTAINERS_PER_EVENT
+    values = data.count(b",") + containers
+    budget = (max_events + 1) * MAX_JSON_VALUES_PER_EVENT
+    if containers > container_budget or values > budget:
         raise BodyTooLarge(
-            f"body may hold {values} JSON values, a batch of at most {max_events} events "
-            f"holds at most {budget}",
-            detail={"json_values": values, "limit_json_values": budget, "limit_events": max_events},
+            f"body may hold {values} JSON values ({containers} objects or arrays); a batch of at "
+            f"most {max_events} events holds at most {budget} ({container_budget}): "
+            "send fewer events per batch",
+            detail={
+                "json_values": values,
+                "json_containers": containers,
+                "limit_json_values": budget,
+                "limit_json_containers": container_budget,
+                "limit_events": max_events,
+            },
         )
 
 

@@ -178,7 +178,10 @@ BUILDERS: dict[str, Callable[[Ed25519PrivateKey], Attack]] = {
         JSON,
     ),
     "300k_empty_events_gzip": lambda key: Attack(
-        empty_events_gzip(300_000), 413, "body_too_large", "at most 10000 are accepted", GZIP
+        empty_events_gzip(300_000), 413, "body_too_large", "objects or arrays", GZIP
+    ),
+    "10001_empty_events_gzip": lambda key: Attack(
+        empty_events_gzip(10_001), 413, "body_too_large", "at most 10000 are accepted", GZIP
     ),
     "1m_empty_events_gzip": lambda key: Attack(
         empty_events_gzip(1_000_000), 413, "body_too_large", "JSON values", GZIP
