@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.billing
 	$(BIN)/python -m bench.direct_ingest
 	$(BIN)/python -m bench.direct_ingest --batch-size 5000 --rows 20000
+	$(BIN)/python -m bench.hostile_bodies
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -49,4 +50,3 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
-	$(BIN)/python -m bench.hostile_bodies
