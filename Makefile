@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test fuzz bench lint venv clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tollgate needs Python 3.11+")'
@@ -30,9 +30,17 @@ $(CHROMIUM):
 		echo "no $(CHROMIUM): the browser test skips (fails under CI=true); apt-get install chromium"; \
 	fi
 
+# Lint and types first (seconds), then the suite, then schemathesis over the real collector.
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest
+	$(MAKE) fuzz
+
+# Both backends, one API key per role, a few minutes in all; findings in test-artifacts/.
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
