@@ -176,6 +176,7 @@ async def _bound_events(
         StoredEvent.quantity,
         StoredEvent.unit,
         StoredEvent.occurred_at,
+        StoredEvent.attrs["report"].as_string(),
     )
     for chunk in _chunks(device_ids):
         query = select(*columns).where(
@@ -418,6 +419,7 @@ async def _events_by_key(
         StoredEvent.quantity,
         StoredEvent.unit,
         StoredEvent.occurred_at,
+        StoredEvent.attrs["report"].as_string(),
     )
     found: dict[EventKey, BillableEvent] = {}
     position = tuple_(StoredEvent.gateway_id, StoredEvent.seq)

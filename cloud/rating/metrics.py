@@ -181,6 +181,8 @@ def _matching_events(
         and (not names or event.name in names)
         and (unit is None or event.unit == unit)
         and (not needs_quantity or event.quantity is not None)
+        # A status report confirms a state the panel already had: it is not usage.
+        and event.report is None
     ]
     matched.sort(key=_EVENT_ORDER)
     return matched

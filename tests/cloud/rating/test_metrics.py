@@ -337,3 +337,24 @@ def test_clip_never_makes_a_start() -> None:
     clipped = clip_piece(continued, at(1), at(2))
     assert clipped is not None and clipped.is_start is False
     assert clipped.duration == timedelta(hours=1)
+
+
+def test_status_reports_are_not_usage() -> None:
+    armed = event("g3", 1, "panel", "armed", 1)
+    report = BillableEvent(
+        gateway_id="g3",
+        seq=2,
+        device_id="panel",
+        channel=None,
+        name="armed",
+        kind="activation",
+        quantity=None,
+        unit=None,
+        occurred_at=at(5),
+        report="status",  # the panel's answer to a status request after a restart
+    )
+    spec = events_metric(Aggregation.COUNT, names=frozenset({"armed"}))
+
+    measured = measure(spec, pieces=[], events=[armed, report], profile_of={})
+
+    assert (measured.value, list(measured.events)) == (D(1), [("g3", 1)])
