@@ -31,11 +31,13 @@ def _exact_decimal(value: Any) -> Any:
 
 def _bounded(value: Decimal) -> Decimal:
     # The contract's bounds (30 digits each side of the point) hold for prices as for
-    # quantities, so rating never meets a number its exact context cannot hold.
+    # quantities, so rating never meets a number its exact context cannot hold. The number is
+    # kept as written ("10.00" stays "10.00").
     try:
-        return check_quantity(value)
+        check_quantity(value)
     except ValueError as exc:
         raise ValueError(str(exc).replace("quantity", "number", 1)) from None
+    return value
 
 
 ExactDecimal = Annotated[Decimal, BeforeValidator(_exact_decimal), AfterValidator(_bounded)]
