@@ -18,17 +18,26 @@ from shared.bounds import MAX_JSON_CONTAINERS_PER_EVENT, MAX_JSON_VALUES_PER_EVE
 BATCH_MEDIA_TYPE = "application/json"
 _GZIP = {"gzip", "x-gzip"}
 _IDENTITY = {"", "identity"}
+INFLATE_STEP = 1024 * 1024
 
 
-async def read_body(request: Request, *, limits: Limits) -> bytes:
-    """The request body, inflated if gzip-encoded, or `BodyTooLarge` / `MalformedBody`."""
+async def read_body(request: Request, *, limits: Limits, max_events: int | None = None) -> bytes:
+    """The request body, inflated if gzip-encoded, or `BodyTooLarge` / `MalformedBody`.
+
+    With `max_events` (a batch), a gzip body is inflated step by step and refused as soon as
+    what came out may hold more JSON values than that many events can (see `ValueCounter`):
+    a bomb of empty objects costs the first steps, not the whole inflation.
+    """
     check_declared_length(request.headers, limit=limits.max_body_bytes)
     received = bytearray()
     async for chunk in request.stream():
         received += chunk
         if len(received) > limits.max_body_bytes:
             raise _too_large("body", limits.max_body_bytes)
-    return decode_content(bytes(received), request.headers, limit=limits.max_inflated_bytes)
+    counter = None if max_events is None else ValueCounter(max_events=max_events)
+    return decode_content(
+        bytes(received), request.headers, limit=limits.max_inflated_bytes, counter=counter
+    )
 
 
 def check_content_type(headers: Headers) -> None:
@@ -55,32 +64,52 @@ def check_declared_length(headers: Headers, *, limit: int) -> None:
         raise _too_large("body", limit, size=int(declared))
 
 
-def decode_content(data: bytes, headers: Headers, *, limit: int) -> bytes:
+def decode_content(
+    data: bytes, headers: Headers, *, limit: int, counter: "ValueCounter | None" = None
+) -> bytes:
     """Undo the `Content-Encoding` (gzip or identity) of a body."""
     encoding = headers.get("content-encoding", "").strip().lower()
     if encoding in _IDENTITY:
         return data
     if encoding in _GZIP:
-        return gunzip(data, limit=limit)
+        return gunzip(data, limit=limit, counter=counter)
     raise MalformedBody(f"Content-Encoding {encoding!r} is not supported: send gzip or identity")
 
 
-def gunzip(data: bytes, *, limit: int) -> bytes:
-    """Inflate one gzip member, never producing more than `limit` bytes."""
+def gunzip(data: bytes, *, limit: int, counter: "ValueCounter | None" = None) -> bytes:
+    """Inflate one gzip member, never producing more than `limit` bytes.
+
+    It inflates `INFLATE_STEP` bytes at a time; `counter` (if any) sees each step.
+    """
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    inflated = bytearray()
+    pending = data
     try:
-        inflated = inflater.decompress(data, limit + 1)
+        while True:
+            step = inflater.decompress(pending, INFLATE_STEP)
+            pending = inflater.unconsumed_tail
+            inflated += step
+            if len(inflated) > limit:
+                raise _too_large("inflated body", limit)
+            if counter is not None:
+                counter.add(step)
+            if inflater.eof or not (step or pending):
+                break
     except zlib.error as exc:
         raise MalformedBody(f"body is not a valid gzip stream: {exc}") from exc
-    if len(inflated) > limit:
-        raise _too_large("inflated body", limit)
     if not inflater.eof or inflater.unused_data:
         raise MalformedBody("gzip stream is truncated or followed by extra bytes")
-    return inflated
+    return bytes(inflated)
 
 
 def check_value_count(data: bytes, *, max_events: int) -> None:
-    """Refuse a body that may hold more JSON values than a batch of `max_events` can, unparsed.
+    """Refuse a body that may hold more JSON values than a batch of `max_events` can, unparsed."""
+    ValueCounter(max_events=max_events).add(data)
+
+
+class ValueCounter:
+    """Counts what may become JSON values, over one or more pieces of a body, and refuses it
+    once past a batch's budget.
 
     Every value after the first in an array or object follows a comma, and every container opens
     with a bracket, so these counts (C loops, about 1 ms per MiB) bound the values orjson would
@@ -88,21 +117,33 @@ def check_value_count(data: bytes, *, max_events: int) -> None:
     1 KiB of gzip are refused before a single one is made. Characters inside strings count too;
     both budgets per event leave room for them.
     """
-    containers = data.count(b"{") + data.count(b"[")
-    container_budget = (max_events + 1) * MAX_JSON_CONTAINERS_PER_EVENT
-    values = data.count(b",") + containers
-    budget = (max_events + 1) * MAX_JSON_VALUES_PER_EVENT
-    if containers > container_budget or values > budget:
-        raise BodyTooLarge(
-            f"body may hold {values} JSON values ({containers} objects or arrays); a batch of at "
-            f"most {max_events} events holds at most {budget} ({container_budget}): "
-            "send fewer events per batch",
+
+    def __init__(self, *, max_events: int) -> None:
+        self.max_events = max_events
+        self.container_budget = (max_events + 1) * MAX_JSON_CONTAINERS_PER_EVENT
+        self.budget = (max_events + 1) * MAX_JSON_VALUES_PER_EVENT
+        self.containers = 0
+        self.values = 0
+
+    def add(self, piece: bytes) -> None:
+        """Count `piece`; `BodyTooLarge` once a budget is passed."""
+        containers = piece.count(b"{") + piece.count(b"[")
+        self.containers += containers
+        self.values += piece.count(b",") + containers
+        if self.containers > self.container_budget or self.values > self.budget:
+            raise self._refusal()
+
+    def _refusal(self) -> BodyTooLarge:
+        return BodyTooLarge(
+            f"body may hold {self.values} JSON values ({self.containers} objects or arrays); a "
+            f"batch of at most {self.max_events} events holds at most {self.budget} "
+            f"({self.container_budget}): send fewer events per batch",
             detail={
-                "json_values": values,
-                "json_containers": containers,
-                "limit_json_values": budget,
-                "limit_json_containers": container_budget,
-                "limit_events": max_events,
+                "json_values": self.values,
+                "json_containers": self.containers,
+                "limit_json_values": self.budget,
+                "limit_json_containers": self.container_budget,
+                "limit_events": self.max_events,
             },
         )
 

@@ -23,7 +23,9 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
 async def post_batch(request: Request, db: DatabaseDep, settings: SettingsDep) -> IngestReceipt:
     """Verify a gateway's signed batch and store its new events (idempotent by gateway and seq)."""
     check_content_type(request.headers)
-    body = await read_body(request, limits=settings.limits)
+    body = await read_body(
+        request, limits=settings.limits, max_events=settings.limits.max_batch_events
+    )
     return await ingest_batch(db=db, body=body, limits=settings.limits)
 
 

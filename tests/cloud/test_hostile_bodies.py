@@ -25,6 +25,8 @@ from shared.signing import batch_header, sign
 from tests.cloud.conftest import GATEWAY, JSON, READER, counts, make_events, post
 from tests.support.batches import batch_document
 
+MIB = 1024 * 1024
+
 NOTHING = {"batches": 0, "events": 0, "incidents": 0}
 GZIP = {**JSON, "Content-Encoding": "gzip"}
 FORGER = Ed25519PrivateKey.generate()
@@ -360,3 +362,22 @@ async def test_events_query_with_a_time_out_of_range_is_422(
     error = response.json()["error"]
     assert error["code"] == "invalid_parameters"
     assert ["query", "since"] in [item["loc"] for item in error["detail"]["errors"]]
+
+
+async def test_a_gzip_bomb_is_refused_after_the_first_steps_of_inflation(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    # 60 MiB of empty objects in about 60 KiB: refused once what came out passes the batch's
+    # budget of objects, not after inflating all of it (21 million objects).
+    inflated = b'{"gateway_id":"' + GATEWAY.encode() + b'","events":[' + b"{}," * (20 * MIB)
+    body = gzip.compress(inflated + b"{}]}", compresslevel=9)
+
+    response = await client.post(
+        "/v1/batches", content=body, headers={**JSON, "Content-Encoding": "gzip"}
+    )
+
+    assert response.status_code == 413
+    detail = response.json()["error"]["detail"]
+    assert detail["json_containers"] > detail["limit_json_containers"]
+    assert detail["json_containers"] < 2 * detail["limit_json_containers"] + 1024 * 1024
+    assert await counts(db) == {"batches": 0, "events": 0, "incidents": 0}
