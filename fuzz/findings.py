@@ -14,7 +14,8 @@ from pathlib import Path
 # A log record of the collector starts with uvicorn's level or logging's timestamp.
 _RECORD = re.compile(r"^(?:[A-Z]+:\s|\d{4}-\d\d-\d\d )")
 _CASE_ID = re.compile(r"^\d+\. Test Case ID: \S+\n", re.MULTILINE)
-_NOT_EXCEPTIONS = ("Traceback", "The above exception", "During handling", "^", "~")
+# A traceback's own exception lines: `module.Name: message` (or a bare name) at column 0.
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(?::|$)")
 
 
 @dataclass(frozen=True)
@@ -74,11 +75,7 @@ def server_exceptions(log: str) -> Counter[str]:
     for record in records:
         if not any(line.startswith("Traceback") for line in record):
             continue
-        raised = [
-            line.strip()[:300]
-            for line in record[1:]
-            if line.strip() and not line[0].isspace() and not line.startswith(_NOT_EXCEPTIONS)
-        ]
+        raised = [line[:300] for line in record[1:] if _RAISED.match(line) and line != "Traceback"]
         found[" <- ".join(reversed(raised))] += 1
     return found
 
