@@ -6,13 +6,15 @@ pydantic-core call per event is several times faster than the SDK's event object
 error locations). Numbers in `data` are read exactly (`Decimal`), never as binary floats.
 """
 
-from typing import Any, Literal
+import json
+from decimal import Decimal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from cloud.direct.mapping import RowError
-from cloud.direct.records import TooDeep, check_record, load_exact, too_deep
+from cloud.direct.records import check_record, might_break_bounds, nesting_depth, too_deep
 from cloud.direct.times import MAX_TIME_TEXT
 from cloud.errors import BodyTooLarge, MalformedJson, UnsupportedMediaType
 from shared.bounds import MAX_JSON_DEPTH
@@ -70,11 +72,28 @@ def _charset(parameters: str) -> str | None:
     return None
 
 
-def read_documents(body: bytes, *, mode: str, max_events: int) -> list[Any]:
-    """The request's event documents (one for structured mode), not yet checked one by one."""
-    document = parse_json(body)
+class Events(NamedTuple):
+    """A request's event documents, and whether each must be walked value by value."""
+
+    documents: list[Any]
+    check_values: bool
+
+
+def read_events(body: bytes, *, mode: str, max_events: int) -> Events:
+    """The request's event documents (one for structured mode), not yet checked one by one.
+
+    `check_values` is False when no value of the body can break a bound: its text holds none
+    that could (`might_break_bounds`) and `data` cannot nest too deep; `read_envelope` then
+    skips its walk over every value.
+    """
+    document, depth = parse_body(body)
+    check_values = (
+        depth > MAX_JSON_DEPTH + 1  # the event object, then `data` (+ 1 more in a batch: safe)
+        or json.detect_encoding(body) != "utf-8"
+        or might_break_bounds(body)
+    )
     if mode == STRUCTURED:
-        return [document]
+        return Events([document], check_values)
     if not isinstance(document, list):
         raise MalformedJson(f"{BATCH} must be a JSON array of events")
     if len(document) > max_events:
@@ -82,16 +101,34 @@ def read_documents(body: bytes, *, mode: str, max_events: int) -> list[Any]:
             f"batch carries {len(document)} events, at most {max_events} are accepted",
             detail={"events": len(document), "limit_events": max_events},
         )
-    return document
+    return Events(document, check_values)
+
+
+def read_documents(body: bytes, *, mode: str, max_events: int) -> list[Any]:
+    """The request's event documents (`read_events` without the flag)."""
+    return read_events(body, mode=mode, max_events=max_events).documents
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON, every number exact (`parse_body` without the depth)."""
+    return parse_body(body).document
+
+
+class ParsedBody(NamedTuple):
+    """A JSON body and how many levels of arrays and objects it nests (or an upper bound)."""
+
+    document: Any
+    depth: int
+
+
+def parse_body(body: bytes) -> ParsedBody:
     """The body as JSON, every number exact: floats as `Decimal`, integers of any size.
 
     orjson first (several times faster); the standard library, with `parse_float=Decimal`, when
     the document holds a float (orjson would have made it binary) or orjson refuses it (integers
     beyond 64 bits, lone surrogates, UTF-16). Either way a body nested more than `MAX_BODY_DEPTH`
-    levels is refused before the standard library (which recurses per level) reads it.
+    levels is refused, measured on the text before the standard library (which recurses per
+    level) reads it.
     """
     try:
         document = orjson.loads(body)
@@ -100,44 +137,51 @@ def parse_json(body: bytes) -> Any:
             raise MalformedJson(
                 f"body is nested more than 1024 levels deep; at most {MAX_BODY_DEPTH} are read"
             ) from exc
-        return _load_exact(body)
-    depth, holds_float = _shape(document)
+        document = _EXACT
+    depth = _depth(body)
     if depth > MAX_BODY_DEPTH:
         raise MalformedJson(f"body {too_deep(depth, MAX_BODY_DEPTH)}")
-    return _load_exact(body) if holds_float else document
+    if document is _EXACT or _holds_float(document):
+        try:
+            document = json.loads(body, parse_float=Decimal)  # safe: the depth is bounded
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedJson(f"body is not valid JSON: {exc}") from exc
+    return ParsedBody(document, depth)
 
 
-def _load_exact(body: bytes) -> Any:
-    try:
-        return load_exact(body, max_depth=MAX_BODY_DEPTH)
-    except TooDeep as exc:
-        raise MalformedJson(f"body {exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedJson(f"body is not valid JSON: {exc}") from exc
+_EXACT = object()  # marks "parse again with the standard library"
 
 
-def _shape(document: Any) -> tuple[int, bool]:
-    """How deep `document` nests and whether it holds a float; iterative, so never too deep."""
-    deepest, holds_float = 0, False
-    pending = [(document, 1)]
+def _depth(body: bytes) -> int:
+    # UTF-8 and UTF-16 keep brackets, quotes and backslashes as single bytes: latin-1 maps each
+    # byte to one character without failing. Fewer opening brackets bound the depth themselves.
+    openings = body.count(b"[") + body.count(b"{")
+    return openings if openings <= MAX_JSON_DEPTH else nesting_depth(body.decode("latin-1"))
+
+
+def _holds_float(document: Any) -> bool:
+    """Whether `document` holds a float anywhere; iterative, and it stops at the first."""
+    pending = [document]
     while pending:
-        value, depth = pending.pop()
+        value = pending.pop()
+        if isinstance(value, float):
+            return True
         if isinstance(value, dict):
-            deepest = max(deepest, depth)
-            pending.extend((item, depth + 1) for item in value.values())
+            pending.extend(value.values())
         elif isinstance(value, list):
-            deepest = max(deepest, depth)
-            pending.extend((item, depth + 1) for item in value)
-        elif isinstance(value, float):
-            holds_float = True
-    return deepest, holds_float
+            pending.extend(value)
+    return False
 
 
-def read_envelope(document: Any) -> CloudEventEnvelope:
-    """One event's checked envelope; `RowError` naming the attribute otherwise."""
+def read_envelope(document: Any, *, check_values: bool = True) -> CloudEventEnvelope:
+    """One event's checked envelope; `RowError` naming the attribute otherwise.
+
+    `check_values=False` skips the walk over every value, for a body `read_events` cleared.
+    """
     if not isinstance(document, dict):
         raise RowError("event", "an event must be a JSON object")
-    check_record(document, depth=0)  # `data` is the first level: text, integers, nesting
+    if check_values:
+        check_record(document, depth=0)  # `data` is the first level: text, integers, nesting
     try:
         envelope = _ENVELOPE.validate_python(document)
     except ValidationError as exc:

@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.bounds import parse_quantity
 from shared.events import ClockState, EventDraft, EventKind, Label
 
 IMPORT_ORIGIN_PREFIX = "import:"  # + source id: the idempotency origin of imported rows
@@ -167,16 +166,16 @@ def make_draft(
     origin: Origin,
     device_field: str,
 ) -> EventDraft:
-    """The event a record becomes under `rule`; `RowError` naming the source field otherwise."""
+    """The event a record becomes under `rule`; `RowError` naming the source field otherwise.
+
+    The quantity is read by the event contract's own `Quantity` (`shared.bounds.parse_quantity`:
+    ASCII decimal text or an integer within 30 + 30 digits), once; its refusal names the field.
+    """
     quantity = None
     if rule.quantity is not None:
         quantity = lookup(record, rule.quantity)
         if quantity is None or quantity == "":
             raise RowError(rule.quantity, "a quantity is required for type " + repr(rule.type))
-        try:
-            quantity = parse_quantity(quantity)
-        except ValueError as exc:
-            raise RowError(rule.quantity, str(exc)) from None
     channel = None if rule.channel is None else lookup(record, rule.channel)
     if channel is not None and not isinstance(channel, str):
         channel = str(channel)

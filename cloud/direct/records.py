@@ -26,6 +26,11 @@ MAX_ID = 255  # characters of a record's id (the idempotency key's column)
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
 _OPENING = frozenset("[{")
+# What JSON text must hold for a parsed value to break a bound: a NUL or surrogate escape (raw
+# control characters are not JSON), or a run of 19 digits (an integer beyond 64 bits has one).
+_SUSPECT = r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})|\x00|[0-9]{19}"
+_SUSPECT_TEXT = re.compile(_SUSPECT)
+_SUSPECT_BYTES = re.compile(_SUSPECT.encode())
 
 
 def nesting_depth(text: str) -> int:
@@ -42,6 +47,14 @@ def nesting_depth(text: str) -> int:
 
 class TooDeep(ValueError):
     """A JSON text nests deeper than the parser is allowed to follow."""
+
+
+def might_break_bounds(text: str | bytes) -> bool:
+    """Whether JSON `text` (UTF-8 if bytes) could hold a value `check_value` refuses, nesting
+    aside: when it cannot, the walk over every value is skipped (one regular expression)."""
+    if isinstance(text, bytes):
+        return _SUSPECT_BYTES.search(text) is not None
+    return _SUSPECT_TEXT.search(text) is not None
 
 
 def load_exact(text: str | bytes, *, max_depth: int) -> Any:

@@ -292,3 +292,12 @@ def test_a_jsonl_row_at_the_depth_bound_is_read() -> None:
     """A record whose values nest to exactly MAX_JSON_DEPTH levels (itself the first) is read."""
     record = {**GOOD_JSON, "deep": json.loads("[" * 31 + "]" * 31)}
     assert rows(jsonl(record), FileFormat.JSONL) == [(1, record, None)]
+
+
+def test_a_header_with_nul_refuses_the_file() -> None:
+    """A NUL in a column name refuses the file (no column of it could be stored or named)."""
+    error = refusal(b"txn,meter,ts,kg,no\x00te\n" + GOOD_LINE)
+    assert (error.message, error.detail) == (
+        "the header row holds NUL in 1 column name(s)",
+        {"row": 1},
+    )
