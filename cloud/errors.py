@@ -22,9 +22,12 @@
      ├── EnrollmentCodeUnknown       404    enrollment_code_unknown  no such code (or mistyped)
      ├── EnrollmentCodeUsed          409    enrollment_code_used     a code enrolls one gateway
      ├── EnrollmentCodeExpired       410    enrollment_code_expired
-     ├── Unauthorized                401    unauthorized        no API key, or an unknown or
-     │                                                          revoked one
-     ├── Forbidden                   403    forbidden           the key's scope does not allow it
+     ├── Unauthorized                401    unauthorized        no credential, or a dead one
+     │                                                          (unknown, revoked, expired key;
+     │                                                          stale or wrong gateway signature;
+     │                                                          dead share link): detail.missing
+     ├── Forbidden                   403    forbidden           a live key of another role:
+     │                                                          detail.role, detail.required
      ├── InvalidBillingInput         422    invalid_billing_input  a billing document that cannot
      │    │                                                     be used (time zone, currency, ...)
      │    └── RatingOutOfBounds      422    rating_out_of_bounds  a price, quantity or amount
@@ -55,8 +58,10 @@
      │                                                          is taken
      └── InvalidSettings             -      -                   a database URL we cannot use
 
-Services raise these and never `HTTPException`; `cloud.app` maps them to their status with the body
-`{"error": {"code": ..., "message": ..., "detail": {...}}}`. Errors of `shared` (the event
+Services raise these and never `HTTPException`; `cloud.answers` maps them to their status with the
+body `{"error": {"id": ..., "code": ..., "message": ..., "detail": {...}}}` (the id is also in the
+log line of the answer). What escapes every handler is answered there too: 500 `internal_error`,
+or 503 `database_unavailable` when the database cannot be reached. Errors of `shared` (the event
 contract) are caught at the ingest boundary and re-raised as ours with `raise ... from exc`.
 """
 
