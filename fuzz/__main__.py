@@ -168,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcome.runs.append(
         f"in all {total:.0f} s, seed {args.seed}, at most {args.max_examples} examples a pass"
     )
+    if args.baseline.exists() and not args.update_baseline:
+        outcome.runs.append(f"failures accepted in {args.baseline} are not listed")
     report = render_markdown(
         outcome.findings,
         header="Schemathesis findings",
