@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.errors import CollectorError, InvalidParameters, error_locations
+from cloud.storable_text import StorableUrl
 
 log = logging.getLogger("cloud.answers")
 
@@ -41,7 +42,8 @@ def install_error_answers(app: FastAPI) -> None:
     app.add_exception_handler(CollectorError, _collector_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_middleware(ErrorBoundary)
+    app.add_middleware(StorableUrl)
+    app.add_middleware(ErrorBoundary)  # added last: outside StorableUrl, so it answers for it
 
 
 def answer(request: Request, error: CollectorError) -> JSONResponse:
@@ -114,6 +116,15 @@ class ErrorBoundary:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except CollectorError as exc:  # raised by a middleware, outside the route's handlers
+            if started:
+                raise
+            error_id = new_error_id()
+            log.info("answered %s %s: %s [%s]", exc.status, scope.get("path"), exc.code, error_id)
+            body = error_body(
+                code=exc.code, message=exc.message, detail=exc.detail, error_id=error_id
+            )
+            await _send_json(send, exc.status, body)
         except Exception as exc:
             error_id = new_error_id()
             unavailable = _is_unavailable(exc)

@@ -3,9 +3,9 @@
 Routers declare the errors of their own domain (`error_responses(404, 409)`); what every route
 shares is added here from the route itself, so it cannot be forgotten: 401 and 403 where the
 route's access rule needs a credential, 404 where a path names a resource, 422 where there are
-parameters or a body, and 500 and 503 everywhere (an unexpected fault, a database that cannot
-be reached). FastAPI's own 422 schema (`HTTPValidationError`) is replaced by our error body,
-which is what the collector really answers.
+parameters or a body, 400 where a body may fail to decode, and 500 and 503 everywhere (an
+unexpected fault, a database that cannot be reached). FastAPI's own 422 schema
+(`HTTPValidationError`) is replaced by our error body, which is what the collector answers.
 """
 
 from http import HTTPStatus
@@ -53,6 +53,8 @@ def statuses_of(route: RouteContext) -> set[int]:
     dependant = route.dependant
     if dependant.path_params or dependant.query_params or dependant.body_params:
         statuses.add(422)
+    if dependant.body_params:
+        statuses.add(400)  # a body that is not UTF-8 JSON at all
     return statuses
 
 

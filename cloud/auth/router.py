@@ -23,12 +23,13 @@ from cloud.invoices.evidence import line_evidence
 from cloud.invoices.exports import ExportFormat, export_invoice
 from cloud.invoices.html import PageLinks
 from cloud.invoices.service import get_invoice
+from cloud.storable_text import RequestBody
 
 router = APIRouter(prefix="/v1", tags=["share links"])
 Token = Annotated[str, Path(min_length=10, max_length=64, pattern=r"^tgs_[A-Za-z0-9_-]+$")]
 
 
-class ShareLinkCreate(BaseModel):
+class ShareLinkCreate(RequestBody):
     """How long the link lives (default 14 days, at most 90)."""
 
     expires_in_seconds: int = Field(

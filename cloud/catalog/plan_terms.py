@@ -14,10 +14,11 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Annotated, Any, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
 from cloud.domain import Charge, PlanVersion, PriceModel, Tier
+from cloud.storable_text import RequestBody
 from shared.bounds import check_quantity
 
 
@@ -45,7 +46,7 @@ NonNegative = Annotated[ExactDecimal, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[ExactDecimal, Field(gt=0, allow_inf_nan=False)]
 
 
-class TierTerms(BaseModel):
+class TierTerms(RequestBody):
     """A tier: units up to `up_to` (inclusive; null or omitted for the last, unbounded tier,
     since TOML has no null)."""
 
@@ -56,7 +57,7 @@ class TierTerms(BaseModel):
     flat_fee: NonNegative = Decimal(0)
 
 
-class ChargeTerms(BaseModel):
+class ChargeTerms(RequestBody):
     """One priced metric; which price fields are required depends on `model`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -98,7 +99,7 @@ def _check_tiers(tiers: list[TierTerms]) -> None:
         raise ValueError("tier up_to values must strictly increase")
 
 
-class PlanTerms(BaseModel):
+class PlanTerms(RequestBody):
     """A plan version's terms, effective from `effective_from` until the next version's."""
 
     model_config = ConfigDict(extra="forbid")

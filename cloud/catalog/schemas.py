@@ -14,6 +14,7 @@ from cloud.catalog.accounts import DEFAULT_SERIES, AccountKind
 from cloud.catalog.checks import DEVICE_ID_PATTERN, SERIES_PATTERN, SLUG_PATTERN
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.domain import Aggregation, DurationUnit, MetricField, MetricSource
+from cloud.storable_text import RequestBody
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=64, examples=["smith-household"])]
 DeviceId = Annotated[str, Field(pattern=DEVICE_ID_PATTERN, max_length=128, examples=["tv-1"])]
@@ -27,7 +28,7 @@ Time = Annotated[
 ItemT = TypeVar("ItemT")
 
 
-class Request(BaseModel):
+class Request(RequestBody):
     """A request body: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")

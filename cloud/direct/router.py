@@ -8,7 +8,7 @@ reading key.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from cloud.api import (
     AdminDep,
@@ -38,6 +38,7 @@ from cloud.direct.service import (
 )
 from cloud.errors import Forbidden
 from cloud.ingest.body import read_body
+from cloud.storable_text import RequestBody
 
 router = APIRouter(prefix="/v1", tags=["direct ingestion"])
 AUTH = (401, 403)
@@ -140,7 +141,7 @@ async def get_source(source_id: str, db: DatabaseDep, _: ReadDep) -> SourceView:
         return await describe_source(session=session, source_id=source_id)
 
 
-class KeyRequest(BaseModel):
+class KeyRequest(RequestBody):
     """Who the new ingest key is for."""
 
     name: str = Field(min_length=1, max_length=200)

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.direct.mapping import SourceMapping
+from cloud.storable_text import RequestBody
 
 
 class RecordError(BaseModel):
@@ -47,7 +48,7 @@ class ImportReport(BaseModel):
     import_id: int | None = None
 
 
-class SourceCreate(BaseModel):
+class SourceCreate(RequestBody):
     """A new direct source: its id and mapping."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from cloud.storable_text import RequestBody
+
 
 class GatewayHead(BaseModel):
     """Where a gateway's stored chain ends, and the key its batches must be signed with now."""
@@ -34,7 +36,7 @@ class GatewayStatus(BaseModel):
     incidents: dict[str, int] = Field(description="incident count per kind")
 
 
-class EnrollmentRequest(BaseModel):
+class EnrollmentRequest(RequestBody):
     """What a gateway sends to enroll: the code it was given and its own public key."""
 
     code: str = Field(min_length=1, max_length=64)
@@ -50,7 +52,7 @@ class Enrollment(BaseModel):
     enrolled_at: datetime
 
 
-class KeyRotationRequest(BaseModel):
+class KeyRotationRequest(RequestBody):
     """A new public key, signed with the gateway's current key over the canonical statement."""
 
     new_public_key_pem: str = Field(min_length=1, max_length=4096)

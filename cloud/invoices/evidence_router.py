@@ -30,13 +30,15 @@ async def get_line_evidence(
         return await line_evidence(session=session, invoice_id=invoice_id, n=n)
 
 
-EXPORT_CONTENT = {
+EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The invoice in the asked format",
         "content": {"application/json": {}, "text/csv": {}, "text/html": {}},
     }
 }
-PAGE_CONTENT = {200: {"description": "The printable page", "content": {"text/html": {}}}}
+PAGE_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The printable page", "content": {"text/html": {}}}
+}
 
 
 @router.get(

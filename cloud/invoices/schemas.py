@@ -10,11 +10,12 @@ from cloud.invoices.finalization import invoice_number
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.service import AccountResult, RunReport
 from cloud.rating.money import round_money
+from cloud.storable_text import RequestBody
 
 PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 
 
-class InvoiceRunRequest(BaseModel):
+class InvoiceRunRequest(RequestBody):
     """Run one billing period, for every account or for one."""
 
     model_config = ConfigDict(extra="forbid")

@@ -1,5 +1,6 @@
 """Data-quality records and queries: incidents per gateway and gaps in its seq run."""
 
+import re
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -8,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from cloud.ingest.models import StoredEvent
 from cloud.quality.models import Incident, IncidentKind
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def add_incident(
@@ -24,12 +27,18 @@ def add_incident(
         Incident(
             gateway_id=gateway_id,
             kind=kind.value,
-            detail=detail,
+            detail=storable(detail),
             first_seq=first_seq,
             last_seq=last_seq,
             created_at=datetime.now(UTC),
         )
     )
+
+
+def storable(text: str) -> str:
+    """`text` with U+0000 and lone surrogates shown as U+FFFD: an incident quotes what it
+    refused, and what it refused may hold what the database cannot store."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 async def count_incidents(*, session: AsyncSession, gateway_id: str) -> dict[str, int]:
