@@ -47,7 +47,10 @@ def add_commands(commands: Commands) -> None:
     show.set_defaults(run=_show)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> None:
+EXIT_ACCOUNTS_FAILED = 1  # the run finished; some accounts could not be rated (listed)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     now = _parse_now(args.now)
     grace = settings.invoice_grace if args.grace is None else _parse_grace(args.grace)
 
@@ -79,6 +82,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     for failure in report.failures:
         print(f"failed: {failure.account_id}: {failure.error_code}: {failure.error}")
     print(report)
+    return EXIT_ACCOUNTS_FAILED if report.failures else 0
 
 
 def _finalize(args: argparse.Namespace, settings: Settings) -> None:
