@@ -70,13 +70,19 @@ async def find_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway | N
     return await session.get(Gateway, gateway_id)
 
 
-async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> GatewayStatus:
-    """Where a gateway's stored chain ends, its gaps and its incidents; `GatewayNotFound`."""
+async def registered_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway:
+    """The registered gateway with that id; `GatewayNotFound` if none."""
     gateway = await find_gateway(session=session, gateway_id=gateway_id)
     if gateway is None:
         raise GatewayNotFound(
             f"no gateway {gateway_id!r} is registered", detail={"gateway_id": gateway_id}
         )
+    return gateway
+
+
+async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> GatewayStatus:
+    """Where a gateway's stored chain ends, its gaps and its incidents; `GatewayNotFound`."""
+    gateway = await registered_gateway(session=session, gateway_id=gateway_id)
     last = await _last_event(session=session, gateway_id=gateway_id)
     return GatewayStatus(
         gateway_id=gateway.id,
@@ -95,11 +101,7 @@ async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> Gateway
 
 async def gateway_head(*, session: AsyncSession, gateway_id: str) -> GatewayHead:
     """Where a gateway's stored chain ends and its current key; `GatewayNotFound`."""
-    gateway = await find_gateway(session=session, gateway_id=gateway_id)
-    if gateway is None:
-        raise GatewayNotFound(
-            f"no gateway {gateway_id!r} is registered", detail={"gateway_id": gateway_id}
-        )
+    gateway = await registered_gateway(session=session, gateway_id=gateway_id)
     last = await _last_event(session=session, gateway_id=gateway_id)
     return GatewayHead(
         gateway_id=gateway.id,

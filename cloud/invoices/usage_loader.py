@@ -50,6 +50,21 @@ SESSION_COLUMNS = (
 RULE_COLUMNS = (DeviceProfile.start_on, DeviceProfile.end_on, DeviceProfile.timeout_seconds)
 
 
+# The columns of a BillableEvent, in its field order (attrs.report: a status report is no usage).
+BILLABLE_EVENT_COLUMNS = (
+    StoredEvent.gateway_id,
+    StoredEvent.seq,
+    StoredEvent.device_id,
+    StoredEvent.channel,
+    StoredEvent.name,
+    StoredEvent.kind,
+    StoredEvent.quantity,
+    StoredEvent.unit,
+    StoredEvent.occurred_at,
+    StoredEvent.attrs["report"].as_string(),
+)
+
+
 class BillingAccount(Protocol):
     """What the loader needs of an account (an `Account` row or any value with these)."""
 
@@ -166,18 +181,7 @@ async def _bound_events(
 ) -> dict[str, list[BillableEvent]]:
     """account_id -> its bound events, in the total order."""
     events: dict[str, list[BillableEvent]] = defaultdict(list)
-    columns = (
-        StoredEvent.gateway_id,
-        StoredEvent.seq,
-        StoredEvent.device_id,
-        StoredEvent.channel,
-        StoredEvent.name,
-        StoredEvent.kind,
-        StoredEvent.quantity,
-        StoredEvent.unit,
-        StoredEvent.occurred_at,
-        StoredEvent.attrs["report"].as_string(),
-    )
+    columns = BILLABLE_EVENT_COLUMNS
     for chunk in _chunks(device_ids):
         query = select(*columns).where(
             StoredEvent.device_id.in_(chunk),
@@ -409,18 +413,7 @@ async def _sessions_by_id(*, session: AsyncSession, ids: Sequence[int]) -> dict[
 async def _events_by_key(
     *, session: AsyncSession, keys: Sequence[EventKey]
 ) -> dict[EventKey, BillableEvent]:
-    columns = (
-        StoredEvent.gateway_id,
-        StoredEvent.seq,
-        StoredEvent.device_id,
-        StoredEvent.channel,
-        StoredEvent.name,
-        StoredEvent.kind,
-        StoredEvent.quantity,
-        StoredEvent.unit,
-        StoredEvent.occurred_at,
-        StoredEvent.attrs["report"].as_string(),
-    )
+    columns = BILLABLE_EVENT_COLUMNS
     found: dict[EventKey, BillableEvent] = {}
     position = tuple_(StoredEvent.gateway_id, StoredEvent.seq)
     for index in range(0, len(keys), KEY_CHUNK):
