@@ -35,7 +35,7 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 	$(MAKE) fuzz
 
 # Both backends, one API key per role, a few minutes in all; findings in test-artifacts/.
