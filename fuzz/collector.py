@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -161,8 +161,25 @@ def serve(db_url: str, log: Path) -> Iterator[str]:
     """`tollgate-cloud serve` on a free port until exit; its base URL."""
     port = free_port()
     command = [cli("tollgate-cloud"), "serve", "--db", db_url, "--host", "127.0.0.1"]
+    with serving([*command, "--port", str(port)], port=port, log=log) as base_url:
+        yield base_url
+
+
+@contextmanager
+def serving(
+    command: Sequence[str | Path],
+    *,
+    port: int,
+    log: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """A collector command serving on `port` until the block ends; its base URL once /healthz
+    answers (its output goes to `log`)."""
     with log.open("wb") as output:
-        server = subprocess.Popen([*command, "--port", str(port)], stdout=output, stderr=output)
+        server = subprocess.Popen(
+            [str(part) for part in command], cwd=cwd, env=env, stdout=output, stderr=output
+        )
     try:
         base_url = f"http://127.0.0.1:{port}"
         wait_healthy(base_url, server, log)

@@ -2,16 +2,11 @@
 `'.[sims]'`, each in a fresh virtualenv, then real subcommands and an import of every module of
 the packages that extra serves (a module needing another extra's package fails)."""
 
-import socket
-import subprocess
-import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from fuzz.collector import free_port, serving
 from tests.install.venvs import (
     PACKAGED,
     REPO,
@@ -49,7 +44,7 @@ def test_the_cloud_extra_alone_migrates_loads_a_catalog_and_serves(
     key = checked(run([cloud, "apikey", "create", "--name", "ci", "--db", db], cwd=tmp_path))
     (tmp_path / "key").write_text(key.strip())
 
-    port = _free_port()
+    port = free_port()
     serve: list[str | Path] = [
         cloud,
         "serve",
@@ -60,7 +55,8 @@ def test_the_cloud_extra_alone_migrates_loads_a_catalog_and_serves(
         "--port",
         str(port),
     ]
-    with _serving(serve, port=port, cwd=tmp_path) as base_url:
+    log = tmp_path / "serve.log"
+    with serving(serve, port=port, log=log, cwd=tmp_path, env=NO_SYSTEM_ZONES) as base_url:
         # verify-invoice --url goes through httpx: the collector's own answer comes back.
         verify: list[str | Path] = [cloud, "verify-invoice", "999", "--url", base_url]
         answer = run([*verify, "--api-key-file", tmp_path / "key"], cwd=tmp_path)
@@ -112,47 +108,3 @@ def test_the_sims_extra_alone_runs_a_simulator_and_has_the_demo(
     published = checked(run([sim, "mqtt-device", "--duration", "2"], cwd=tmp_path))
     assert "mqtt-device published" in published
     assert "published 0 messages" not in published
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def _serving(command: list[str | Path], *, port: int, cwd: Path) -> Iterator[str]:
-    """A server command running until the block ends; its base URL once /healthz answers."""
-    log = cwd / "serve.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [str(part) for part in command],
-            cwd=cwd,
-            env=NO_SYSTEM_ZONES,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(base_url, process, log)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_healthy(base_url: str, process: "subprocess.Popen[bytes]", log: Path) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            pytest.fail(f"serve exited {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"serve never answered /healthz:\n{log.read_text()}")
