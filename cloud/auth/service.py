@@ -40,6 +40,12 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def new_secret(kind: str, *, prefix_chars: int) -> tuple[str, str, str]:
+    """A new secret reading `kind` + 32 random bytes: (secret, its hash, its shown prefix)."""
+    secret = kind + secrets.token_urlsafe(32)
+    return secret, hash_key(secret), secret[:prefix_chars]
+
+
 async def create_api_key(
     *,
     session: AsyncSession,
@@ -49,11 +55,11 @@ async def create_api_key(
 ) -> IssuedKey:
     """Make a key with role `scope`; only its hash and prefix are stored."""
     check_scope(scope)
-    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    secret, key_hash, prefix = new_secret(KEY_PREFIX, prefix_chars=_PREFIX_CHARS)
     row = ApiKey(
         name=name,
-        prefix=secret[:_PREFIX_CHARS],
-        key_hash=hash_key(secret),
+        prefix=prefix,
+        key_hash=key_hash,
         scope=scope,
         created_at=datetime.now(UTC),
         expires_at=expires_at,

@@ -5,7 +5,6 @@ is stored. A link expires (at most `MAX_LIFETIME` after it is made) and can be r
 meant for a customer's browser or an e-mail, where no API key may go.
 """
 
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.auth.models import ShareLink
-from cloud.auth.service import hash_key
+from cloud.auth.service import hash_key, new_secret
 from cloud.errors import InvalidParameters, Unauthorized
 
 TOKEN_PREFIX = "tgs_"
@@ -46,12 +45,12 @@ async def create_share_link(
             f"a share link lives more than 0 s and at most {MAX_LIFETIME.days} days",
             detail={"max_seconds": int(MAX_LIFETIME.total_seconds())},
         )
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token, token_hash, prefix = new_secret(TOKEN_PREFIX, prefix_chars=_PREFIX_CHARS)
     now = datetime.now(UTC)
     row = ShareLink(
         invoice_id=invoice_id,
-        token_hash=hash_key(token),
-        prefix=token[:_PREFIX_CHARS],
+        token_hash=token_hash,
+        prefix=prefix,
         created_by=created_by,
         created_at=now,
         expires_at=now + lifetime,
