@@ -32,6 +32,7 @@ from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
 from cloud.quality.models import Incident
 from cloud.sessions.models import SessionRow, SessionWork
+from cloud.thresholds.models import ThresholdFiring, UsageThreshold
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 TABLES = (
@@ -61,6 +62,8 @@ TABLES = (
     SourceUri,
     DirectEventKey,
     ImportRun,
+    UsageThreshold,
+    ThresholdFiring,
 )
 
 
