@@ -28,9 +28,9 @@ from cloud.catalog.models import (
 from cloud.db import Base
 from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
+from cloud.incidents.models import Incident
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
-from cloud.quality.models import Incident
 from cloud.sessions.models import SessionRow, SessionWork
 from cloud.thresholds.models import ThresholdFiring, UsageThreshold
 
