@@ -42,6 +42,7 @@ from cloud.direct.mapping import SourceMapping
 from cloud.direct.schemas import SourceCreate
 from cloud.direct.service import add_source, create_ingest_key, import_file
 from cloud.schema import migrate
+from cloud.wiring import connect
 
 TARGET = 20_000  # events (rows) per second, on SQLite
 DEVICES = 50
@@ -299,6 +300,7 @@ def cli() -> None:
     parser.add_argument("--rows", type=int, default=200_000, help="rows per imported file")
     parser.add_argument("--transport", choices=["uvicorn", "asgi"], default="uvicorn")
     parser.add_argument("--postgres", action="store_true", help="also measure PostgreSQL")
+    connect()
     asyncio.run(main(parser.parse_args()))
 
 

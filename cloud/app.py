@@ -24,17 +24,21 @@ from cloud.ingest.router import router as ingest_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
 from cloud.openapi_answers import document_answers
+from cloud.scheduler import running_jobs
 from cloud.sessions.router import router as sessions_router
 from cloud.settings import Settings
+from cloud.wiring import connect, jobs
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A collector app; its lifespan opens the database named by `settings`."""
     settings = settings or Settings.load()
+    connect()
+    background = jobs(settings) if settings.background_jobs else []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Database(settings.db_url) as db:
+        async with Database(settings.db_url) as db, running_jobs(db, background):
             app.state.db = db
             yield
 

@@ -29,9 +29,11 @@ from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import describe_gateway, register_gateway
 from cloud.invoices import cli as invoices_cli
 from cloud.invoices import evidence_cli
+from cloud.scheduler import run_once
 from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
 from cloud.settings import Settings
+from cloud.wiring import connect, jobs
 
 EXIT_USAGE = 2
 
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     site_add.add_argument("--db", help=db_help)
     site_add.set_defaults(run=_site_add)
 
+    sweep = commands.add_parser(
+        "sweep", help="run every background job once (silence, offline gateways, webhooks, ...)"
+    )
+    sweep.add_argument("--only", metavar="JOB", help="run only the job of that name")
+    sweep.add_argument("--db", help=db_help)
+    sweep.set_defaults(run=_sweep)
+
     modules = (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli, auth_cli)
     for module in modules:
         module.add_commands(commands)
@@ -94,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    connect()
     try:
         settings = Settings.load(db=args.db)
         status = args.run(args, settings)  # a command may return its own exit status
@@ -124,6 +134,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     # imported libraries cost about 15% of ingest CPU (bench/collector_ingest.py).
     gc.freeze()
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+def _sweep(args: argparse.Namespace, settings: Settings) -> None:
+    selected = [job for job in jobs(settings) if args.only in (None, job.name)]
+    if args.only is not None and not selected:
+        names = ", ".join(job.name for job in jobs(settings)) or "none"
+        raise CommandFailed(f"no background job {args.only!r} (jobs: {names})")
+    _require_schema(settings)
+
+    async def run() -> dict[str, object]:
+        async with Database(settings.db_url) as db:
+            return await run_once(db, selected)
+
+    for name, report in asyncio.run(run()).items():
+        print(f"{name}: {'failed (see the log)' if report is None else report}")
 
 
 def _require_schema(settings: Settings) -> None:

@@ -11,6 +11,11 @@ from shared.bounds import MAX_EVENTS_PER_BATCH
 DB_ENV = "TOLLGATE_DB"
 INVOICE_GRACE_ENV = "TOLLGATE_INVOICE_GRACE"
 PUBLIC_URL_ENV = "TOLLGATE_PUBLIC_URL"
+BACKGROUND_JOBS_ENV = "TOLLGATE_BACKGROUND_JOBS"
+SWEEP_INTERVAL_ENV = "TOLLGATE_SWEEP_INTERVAL"
+GATEWAY_OFFLINE_AFTER_ENV = "TOLLGATE_GATEWAY_OFFLINE_AFTER"
+DEFAULT_SWEEP_INTERVAL = timedelta(seconds=30)
+DEFAULT_GATEWAY_OFFLINE_AFTER = timedelta(minutes=5)
 DEFAULT_INVOICE_GRACE = timedelta(days=5)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_DB_URL = "sqlite+aiosqlite:///./tollgate-cloud.sqlite"
@@ -73,11 +78,18 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     invoice_grace: timedelta = DEFAULT_INVOICE_GRACE  # drafts stay open this long after the month
     public_url: str = ""  # the collector as customers reach it (absolute links in pages)
+    # Background jobs (cloud/scheduler.py) run in `serve`; Settings() in tests runs none, so no
+    # sweep changes a test's data behind its back (tests call the jobs themselves).
+    background_jobs: bool = False
+    sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
+    gateway_offline_after: timedelta = DEFAULT_GATEWAY_OFFLINE_AFTER
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
         if self.invoice_grace < timedelta(0):
             raise InvalidSettings("invoice_grace must not be negative")
+        if self.sweep_interval <= timedelta(0) or self.gateway_offline_after <= timedelta(0):
+            raise InvalidSettings("sweep_interval and gateway_offline_after must be positive")
         if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
             raise InvalidSettings(
                 f"public URL {self.public_url!r}: use http(s)://host[:port][/path]"
@@ -96,5 +108,29 @@ class Settings:
         )
         public_url = os.environ.get(PUBLIC_URL_ENV, "").rstrip("/")
         return cls(
-            db_url=url, limits=limits or Limits(), invoice_grace=grace, public_url=public_url
+            db_url=url,
+            limits=limits or Limits(),
+            invoice_grace=grace,
+            public_url=public_url,
+            background_jobs=_switch(BACKGROUND_JOBS_ENV, default=True),
+            sweep_interval=_duration(SWEEP_INTERVAL_ENV, DEFAULT_SWEEP_INTERVAL),
+            gateway_offline_after=_duration(
+                GATEWAY_OFFLINE_AFTER_ENV, DEFAULT_GATEWAY_OFFLINE_AFTER
+            ),
         )
+
+
+def _duration(env: str, default: timedelta) -> timedelta:
+    text = os.environ.get(env)
+    return default if not text else parse_duration(text, what=f"${env}")
+
+
+def _switch(env: str, *, default: bool) -> bool:
+    text = os.environ.get(env, "").strip().lower()
+    if not text:
+        return default
+    if text in {"on", "true", "1", "yes"}:
+        return True
+    if text in {"off", "false", "0", "no"}:
+        return False
+    raise InvalidSettings(f"${env} {text!r}: use on or off")

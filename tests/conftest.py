@@ -28,6 +28,15 @@ def _postgres_available() -> bool:
     return True
 
 
+@pytest.fixture(scope="session", autouse=True)
+def change_feed() -> None:
+    """The collector's change-feed consumers, as every real process subscribes them at start
+    (create_app and the CLI call `connect`); tests that store batches without an app need them."""
+    from cloud.wiring import connect
+
+    connect()
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_dsn() -> str:
     """The PostgreSQL server of this machine; a failure under CI=true, a skip elsewhere."""

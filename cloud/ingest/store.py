@@ -3,7 +3,8 @@
 Under the gateway's lock the batch must link to the stored chain on both sides; its events are
 split into those already stored with the same hash (a duplicate delivery, acknowledged again) and
 new ones, stored with one bulk insert. A stored seq arriving with another hash refuses the whole
-batch, and so does a broken link: the transaction is rolled back and nothing is stored.
+batch, and so does a broken link: the transaction is rolled back and nothing is stored. The new
+events are published on the change feed (`cloud.ingest.feed`) inside the same transaction.
 """
 
 from datetime import UTC, datetime
@@ -15,11 +16,11 @@ from sqlalchemy.orm import Session
 from cloud.errors import ChainBroken, SeqConflict, UnknownGateway
 from cloud.gateways.models import Gateway
 from cloud.ingest.bulk_insert import insert_events
+from cloud.ingest.feed import StoredBatch, publish
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.schemas import IngestReceipt
 from cloud.quality.models import IncidentKind
 from cloud.quality.service import add_incident
-from cloud.sessions.service import note_events
 from shared.events import GENESIS_HASH, Batch, UsageEvent
 
 MAX_REPORTED_SEQS = 20
@@ -45,7 +46,17 @@ def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
     check_links(batch, links)
     duplicates = len(batch.events) - len(fresh)
     if fresh:
-        insert_new(session, batch=batch, events=fresh)
+        batch_id, received_at = insert_new(session, batch=batch, events=fresh)
+        publish(
+            session,
+            StoredBatch(
+                gateway_id=batch.gateway_id,
+                batch_id=batch_id,
+                received_at=received_at,
+                events=fresh,
+                duplicates=duplicates,
+            ),
+        )
     if duplicates:
         add_incident(
             session=session,
@@ -122,8 +133,8 @@ def new_events(batch: Batch, links: dict[int, StoredLink]) -> list[UsageEvent]:
     return fresh
 
 
-def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> None:
-    """Insert the batch header and its new events."""
+def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> tuple[int, datetime]:
+    """Insert the batch header and its new events; the batch's row id and receipt time."""
     received_at = datetime.now(UTC)
     batch_id = session.scalar(
         insert(ReceivedBatch)
@@ -141,7 +152,7 @@ def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> N
     )
     assert batch_id is not None
     insert_events(session=session, events=events, batch_id=batch_id, received_at=received_at)
-    note_events(session, ((e.device_id, e.channel, e.occurred_at) for e in events))
+    return batch_id, received_at
 
 
 def unknown_gateway(gateway_id: str) -> UnknownGateway:
