@@ -33,6 +33,11 @@ MAX_JSON_DEPTH = 32  # nesting of a JSON value carried in attrs or CloudEvents d
 MAX_TEXT = 1024  # characters of one attrs string
 MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+# A gateway's heartbeat (shared.heartbeat): a thousand devices of ~200 bytes each with a few
+# error kinds fit; the agent trims error detail, then devices, before it would send more.
+MAX_HEARTBEAT_BYTES = 512 * 1024
+MAX_HEARTBEAT_DEVICES = 1000
+MAX_HEARTBEAT_ERROR_KINDS = 32  # error kinds counted per device
 
 # ASCII only: str.isdigit and Decimal() also take Arabic-Indic digits and underscores.
 # An exponent of up to 18 digits is what Decimal() takes; check_quantity then bounds the digits.

@@ -3,7 +3,8 @@
 ContractError
  ├── MalformedBatch     the batch's shape is wrong (counts, seq run, gateway ids)
  ├── ChainBroken        a hash does not match the recomputed SHA-256 chain
- └── InvalidSignature   the Ed25519 signature does not match the batch header
+ ├── InvalidSignature   the Ed25519 signature does not match the batch header (or heartbeat)
+ └── MalformedHeartbeat a heartbeat envelope is too large, not JSON, or not the contract's shape
 """
 
 
@@ -25,3 +26,7 @@ class ChainBroken(ContractError):
 
 class InvalidSignature(ContractError):
     """The batch signature does not verify under the gateway's public key."""
+
+
+class MalformedHeartbeat(ContractError):
+    """A heartbeat envelope that is too large, not JSON, or not the contract's shape."""
