@@ -27,12 +27,14 @@ from cloud.catalog.models import (
 )
 from cloud.db import Base
 from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
+from cloud.fleet.models import DeviceTwin, GatewayTwin
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.incidents.models import Incident
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
 from cloud.sessions.models import SessionRow, SessionWork
 from cloud.thresholds.models import ThresholdFiring, UsageThreshold
+from cloud.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 TABLES = (
@@ -64,6 +66,12 @@ TABLES = (
     ImportRun,
     UsageThreshold,
     ThresholdFiring,
+    DeviceTwin,
+    GatewayTwin,
+    WebhookEndpoint,
+    WebhookMessage,
+    WebhookDelivery,
+    WebhookAttempt,
 )
 
 

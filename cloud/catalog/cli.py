@@ -228,10 +228,12 @@ def _add_profile(commands: Commands) -> None:
     add.add_argument("--start-on", default="", help="event names that start a session: a,b")
     add.add_argument("--end-on", default="", help="event names that end a session: c,d")
     add.add_argument("--timeout", help='close a session after this long idle: "90s", "30m", "4h"')
+    add.add_argument("--expected-interval", help='silent after this long unheard: "15m", "1h"')
 
 
 def _profile_add(args: argparse.Namespace, settings: Settings) -> None:
     timeout = None if args.timeout is None else parse_timeout(args.timeout)
+    interval = None if args.expected_interval is None else parse_timeout(args.expected_interval)
     _in_transaction(
         settings,
         lambda s: devices.create_profile(
@@ -241,6 +243,7 @@ def _profile_add(args: argparse.Namespace, settings: Settings) -> None:
             start_on=_names(args.start_on),
             end_on=_names(args.end_on),
             timeout_seconds=timeout,
+            expected_interval_seconds=interval,
         ),
     )
     print(f"profile {args.profile_id} added")

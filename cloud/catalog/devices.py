@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.checks import check_device_id, check_labels, check_limit, check_name, check_slug
 from cloud.catalog.models import Device, DeviceProfile
+from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
 from cloud.catalog.store import get_row, insert_new
-from cloud.errors import DeviceNotFound, ProfileNotFound, SiteNotFound
+from cloud.errors import DeviceNotFound, InvalidBillingInput, ProfileNotFound, SiteNotFound
 from cloud.gateways.models import Site
 from cloud.sessions.rules import check_rule
 from cloud.sessions.service import enqueue_device
@@ -28,8 +29,13 @@ async def create_profile(
     start_on: Sequence[str] = (),
     end_on: Sequence[str] = (),
     timeout_seconds: int | None = None,
+    expected_interval_seconds: int | None = None,
 ) -> DeviceProfile:
-    """Create a profile; its rule is checked (no `start_on`: its devices have no sessions)."""
+    """Create a profile; its rule is checked (no `start_on`: its devices have no sessions).
+
+    `expected_interval_seconds`: how often its devices report at least (the fleet's silence
+    sweep); None: no silence check.
+    """
     starts, ends = _checked_rule(start_on, end_on, timeout_seconds)
     profile = DeviceProfile(
         id=check_slug("profile", profile_id),
@@ -37,9 +43,20 @@ async def create_profile(
         start_on=starts,
         end_on=ends,
         timeout_seconds=timeout_seconds,
+        expected_interval_seconds=check_expected_interval(expected_interval_seconds),
         created_at=datetime.now(UTC),
     )
     return await insert_new(session, profile, what="profile", key=profile.id)
+
+
+def check_expected_interval(seconds: int | None) -> int | None:
+    """A positive number of seconds (at most 366 days) or None; `InvalidBillingInput` otherwise."""
+    if seconds is not None and (isinstance(seconds, bool) or not 0 < seconds <= MAX_TIMEOUT_SECONDS):
+        raise InvalidBillingInput(
+            f"expected_interval_seconds must be 1..{MAX_TIMEOUT_SECONDS} seconds, got {seconds}",
+            detail={"expected_interval_seconds": seconds},
+        )
+    return seconds
 
 
 async def get_profile(*, session: AsyncSession, profile_id: str) -> DeviceProfile:

@@ -72,6 +72,7 @@ class ProfileDecl(_Declaration):
     start_on: list[str] = Field(default_factory=list)
     end_on: list[str] = Field(default_factory=list)
     timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    expected_interval_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
 
 
 class MetricDecl(_Declaration):
@@ -258,17 +259,21 @@ async def _profile(session: AsyncSession, decl: ProfileDecl) -> bool:
             start_on=decl.start_on,
             end_on=decl.end_on,
             timeout_seconds=decl.timeout_seconds,
+            expected_interval_seconds=decl.expected_interval_seconds,
         )
         return True
     _require_same(
         "profile",
         decl.id,
-        _fields(stored, "name", "start_on", "end_on", "timeout_seconds"),
+        _fields(
+            stored, "name", "start_on", "end_on", "timeout_seconds", "expected_interval_seconds"
+        ),
         {
             "name": decl.name.strip(),
             "start_on": check_labels(decl.start_on, field="start_on"),
             "end_on": check_labels(decl.end_on, field="end_on"),
             "timeout_seconds": decl.timeout_seconds,
+            "expected_interval_seconds": decl.expected_interval_seconds,
         },
     )
     return False

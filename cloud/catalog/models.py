@@ -38,6 +38,8 @@ class DeviceProfile(Base):
     start_on: Mapped[list[str]] = mapped_column(JSON)
     end_on: Mapped[list[str]] = mapped_column(JSON)
     timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    # How often its devices report at least (the fleet's silence sweep); None: never checked.
+    expected_interval_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

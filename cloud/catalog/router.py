@@ -113,6 +113,7 @@ async def post_profile(body: ProfileCreate, db: DatabaseDep, _: BillingDep) -> P
             start_on=body.start_on,
             end_on=body.end_on,
             timeout_seconds=body.timeout_seconds,
+            expected_interval_seconds=body.expected_interval_seconds,
         )
         return ProfileOut.model_validate(row)
 

@@ -100,6 +100,12 @@ class ProfileCreate(ProfileRule):
 
     id: Slug
     name: Name
+    expected_interval_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="its devices report at least this often, else silent_device; null: unchecked",
+    )
 
 
 class ProfileOut(Stored):
@@ -110,6 +116,7 @@ class ProfileOut(Stored):
     start_on: list[str]
     end_on: list[str]
     timeout_seconds: int | None
+    expected_interval_seconds: int | None
     created_at: datetime
 
 
