@@ -1,0 +1,88 @@
+"""`emit`: the transactional outbox. An event becomes a message and one pending delivery per
+enabled endpoint subscribed to its type, written in the caller's own transaction: they commit
+with the change that caused the event (an incident, an invoice) or roll back with it, so no
+event is lost between the caller's commit and the send, and none is sent for a change undone.
+
+Sending is delivery.py's job (a scheduler job); emit does no I/O besides these inserts.
+"""
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+
+from cloud.webhooks.message_ids import new_message_id
+from cloud.webhooks.models import DeliveryState, WebhookDelivery, WebhookEndpoint, WebhookMessage
+from cloud.webhooks.types import EventType
+
+
+def emit(
+    session: Session, event_type: str, data: Mapping[str, Any], *, at: datetime | None = None
+) -> str | None:
+    """Queue `data` as an `event_type` event for every endpoint that wants it; the message id.
+
+    None (and nothing written) when no enabled endpoint subscribes to the type. `data` must be
+    JSON: Decimal and dates are written as strings. An unknown type is a ValueError (a bug).
+    """
+    kind = EventType(event_type)
+    at = at or datetime.now(UTC)
+    endpoints = session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(WebhookEndpoint.enabled)
+    ).all()
+    wanted = sorted(row.id for row in endpoints if kind.value in row.event_types)
+    if not wanted:
+        return None
+    message_id = new_message_id(at)
+    session.execute(
+        insert(WebhookMessage).values(
+            id=message_id, event_type=kind.value, payload=as_json(data), created_at=at
+        )
+    )
+    session.execute(
+        insert(WebhookDelivery),
+        [_pending(message_id, endpoint_id, at) for endpoint_id in wanted],
+    )
+    return message_id
+
+
+async def emit_async(
+    session: AsyncSession,
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    at: datetime | None = None,
+) -> str | None:
+    """`emit` in an async session's transaction (the same rows, the same commit)."""
+    return await session.run_sync(lambda sync: emit(sync, event_type, data, at=at))
+
+
+def as_json(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` as plain JSON values (Decimal and dates as strings); TypeError for anything else."""
+    parsed: dict[str, Any] = orjson.loads(
+        orjson.dumps(data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    )
+    return parsed
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"webhook data must be JSON, not {type(value).__name__}")
+
+
+def _pending(message_id: str, endpoint_id: int, at: datetime) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "endpoint_id": endpoint_id,
+        "state": DeliveryState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "lease_until": None,
+    }
