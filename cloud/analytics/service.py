@@ -2,31 +2,24 @@
 
 The usage is exactly what billing reads: `load_period_usage` loads each billing month the range
 touches (bound events by `occurred_at`, current session pieces clipped to period and bindings),
-and every bucket is measured with `measure` over the events inside it and the pieces clipped to
-it. Buckets never cross a local month, so each is measured from one month's usage. A local day
-with a DST change is 23 or 25 hours long.
+and every bucket is measured by `cloud.usage.buckets.measure_buckets` over the events inside it
+and the pieces clipped to it. Buckets never cross a local month, so each is measured from one
+month's usage. A local day with a DST change is 23 or 25 hours long.
 """
 
-import bisect
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.accounts import get_account
 from cloud.catalog.metrics import get_metric, metric_spec
-from cloud.domain import MetricSpec
 from cloud.errors import InvalidParameters
-from cloud.invoices.usage_loader import load_period_usage
-from cloud.rating.metrics import clip_piece, measure
 from cloud.rating.periods import day_buckets, next_period, period_of
-from cloud.rating.rating import AccountUsage
-
-Bucket = tuple[datetime, datetime]
+from cloud.usage.buckets import Bucket, UsagePoint, measure_buckets
+from cloud.usage.loader import load_period_usage
 
 
 class Granularity(enum.StrEnum):
@@ -39,15 +32,6 @@ class Granularity(enum.StrEnum):
 
 MAX_BUCKETS = {Granularity.HOUR: 24 * 62, Granularity.DAY: 400, Granularity.MONTH: 120}
 """The most buckets one request may ask for (about two months of hours, 400 days, ten years)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UsagePoint:
-    """One bucket [start, end) in UTC and the metric's value in it."""
-
-    start: datetime
-    end: datetime
-    value: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,21 +99,6 @@ def bucket_bounds(
     if granularity is Granularity.MONTH:
         return _month_buckets(start, end, time_zone)
     return _hour_buckets(start, end, time_zone)
-
-
-def measure_buckets(
-    spec: MetricSpec, usage: AccountUsage, buckets: Sequence[Bucket]
-) -> list[UsagePoint]:
-    """The metric in each bucket: events by `occurred_at`, pieces clipped to the bucket."""
-    times = [event.occurred_at for event in usage.events]  # in the total order: sorted by time
-    points = []
-    for lower, upper in buckets:
-        events = usage.events[bisect.bisect_left(times, lower) : bisect.bisect_left(times, upper)]
-        clipped = (clip_piece(piece, lower, upper) for piece in usage.pieces)
-        pieces = [piece for piece in clipped if piece is not None]
-        value = measure(spec, pieces=pieces, events=events, profile_of=usage.profile_of).value
-        points.append(UsagePoint(lower, upper, value))
-    return points
 
 
 def _range(

@@ -38,9 +38,9 @@ from cloud.ingest.models import StoredEvent
 from cloud.invoices.finalization import FINALIZED, invoice_number
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceLine
-from cloud.invoices.usage_loader import load_period_usage
 from cloud.rating.money import round_money
 from cloud.sessions.models import SessionRow
+from cloud.usage.loader import load_period_usage
 
 LOOKBACK_PERIODS = 12
 LineKey = tuple[str, str | None, str | None, int | None, datetime]

@@ -26,8 +26,8 @@ from cloud.gateways.models import Gateway, GatewayKey
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.service import wire_event
 from cloud.invoices.exports import format_utc, invoice_header, line_document
+from cloud.invoices.frozen_usage import invoice_catalog
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
-from cloud.invoices.usage_loader import invoice_catalog
 from cloud.sessions.models import SessionRow
 
 KEY_CHUNK = 500  # (gateway_id, seq) pairs per IN list

@@ -21,18 +21,18 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.analytics.service import UsagePoint, measure_buckets
 from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric
 from cloud.domain import LineKind
 from cloud.errors import InvalidParameters, InvoiceNotFound
 from cloud.invoices.finalization import invoice_number
+from cloud.invoices.frozen_usage import FrozenUsage, frozen_line_usage
 from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
-from cloud.invoices.usage_loader import FrozenUsage, frozen_line_usage
 from cloud.rating.money import round_money
 from cloud.rating.periods import day_buckets
 from cloud.rating.rating import AccountUsage
+from cloud.usage.buckets import UsagePoint, measure_buckets
 
 CSV_COLUMNS = (
     "invoice_number",

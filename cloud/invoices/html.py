@@ -1,7 +1,7 @@
 """A readable, printable invoice page: one self-contained HTML document, no JavaScript, no CDN.
 
 Pure: it renders the export document (`cloud.invoices.exports.invoice_document`) and, per usage
-line, its daily usage (`cloud.analytics.service.UsagePoint`s) as an inline SVG bar chart drawn
+line, its daily usage (`cloud.usage.buckets.UsagePoint`s) as an inline SVG bar chart drawn
 here. Every value from the database goes through `html.escape`; URLs are built from numbers and
 quoted query values only.
 """
@@ -14,7 +14,7 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cloud.analytics.service import UsagePoint
+from cloud.usage.buckets import UsagePoint
 
 CHART_WIDTH = 560
 CHART_HEIGHT = 120

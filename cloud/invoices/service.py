@@ -4,7 +4,7 @@
       1. finalize the drafts whose grace period is over (`finalization.finalize_due`);
       2. bring sessions up to date (`refresh_sessions(as_of=now)`);
       3. per chunk of accounts, in one write transaction: load the period's usage in bulk
-         (`usage_loader`), rate it (`rate_period`), add adjustments for earlier finalized
+         (`cloud.usage.loader`), rate it (`rate_period`), add adjustments for earlier finalized
          invoices (`adjustments`), and write or replace the draft with its lines and evidence.
 
 A finalized invoice of the period is never touched (reported as such); an account without a plan
@@ -32,10 +32,10 @@ from cloud.invoices.adjustments import adjustment_lines
 from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
-from cloud.invoices.usage_loader import load_period_usage, rated_catalogs
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
 from cloud.sessions.service import refresh_sessions
+from cloud.usage.loader import load_period_usage, rated_catalogs
 
 CHUNK_ACCOUNTS = 500
 INVOICES = cast(Table, Invoice.__table__)

@@ -9,14 +9,16 @@ catalog's unbilled report lists it.
 A handful of Core queries per call (bindings, devices, events, sessions; device lists in chunks),
 grouping in Python, no ORM object per event: an invoice run calls this once per chunk of accounts.
 
-Also what an invoice freezes and reads back: `rated_catalogs` (each bound device's profile and
-each profile's session rule, as rated) and `frozen_line_usage` (a line's session pieces and
-events exactly as its evidence rows name them, for the page's charts).
+Also the catalog an invoice freezes (`rated_catalogs`: each bound device's profile and each
+profile's session rule, as rated) and the lookups by id that read a frozen line back
+(`sessions_by_id`, `events_by_key`, `whole_piece`; `cloud.invoices.frozen_usage` owns the
+invoice's tables). This package sits below invoices and analytics (layer 7): it reads catalog,
+ingest and sessions tables and never an invoice's.
 """
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.catalog.models import Binding, Device, DeviceProfile
 from cloud.domain import BillableEvent, CloseReason, EventKey, SessionPiece
 from cloud.ingest.models import StoredEvent
-from cloud.invoices.models import Invoice, InvoiceEvidence
 from cloud.rating.metrics import clip_piece
 from cloud.rating.periods import Period, month_period
 from cloud.rating.rating import AccountUsage
@@ -134,7 +135,8 @@ async def load_period_usage(
     }
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    """`items` in slices of `IN_CHUNK`: each IN (...) list stays under every backend's limit."""
     for index in range(0, len(items), IN_CHUNK):
         yield items[index : index + IN_CHUNK]
 
@@ -146,7 +148,7 @@ async def _bound_intervals(
     start = min(period.start for period in periods.values())
     end = max(period.end for period in periods.values())
     intervals: dict[str, list[BoundInterval]] = defaultdict(list)
-    for account_ids in _chunks(sorted(periods)):
+    for account_ids in chunks(sorted(periods)):
         query = select(
             Binding.device_id, Binding.account_id, Binding.valid_from, Binding.valid_to
         ).where(
@@ -165,7 +167,7 @@ async def _bound_intervals(
 
 async def _profiles(*, session: AsyncSession, device_ids: Sequence[str]) -> dict[str, str]:
     profile_of: dict[str, str] = {}
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         query = select(Device.id, Device.profile_id).where(Device.id.in_(chunk))
         profile_of.update((await session.execute(query)).all())
     return profile_of
@@ -182,7 +184,7 @@ async def _bound_events(
     """account_id -> its bound events, in the total order."""
     events: dict[str, list[BillableEvent]] = defaultdict(list)
     columns = BILLABLE_EVENT_COLUMNS
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         query = select(*columns).where(
             StoredEvent.device_id.in_(chunk),
             StoredEvent.occurred_at >= start,
@@ -195,11 +197,12 @@ async def _bound_events(
                     events[interval.account_id].append(BillableEvent(*row))
                     break
     for account_events in events.values():
-        account_events.sort(key=_event_order)
+        account_events.sort(key=event_order)
     return events
 
 
-def _event_order(event: BillableEvent) -> tuple[datetime, str, int]:
+def event_order(event: BillableEvent) -> tuple[datetime, str, int]:
+    """The total order of events (occurred_at, gateway, seq): what rating reads them in."""
     return event.order
 
 
@@ -215,7 +218,7 @@ async def _bound_pieces(
 ) -> dict[str, list[SessionPiece]]:
     """account_id -> the current sessions' pieces inside its bindings and period."""
     pieces: dict[str, list[SessionPiece]] = defaultdict(list)
-    for chunk in _chunks(device_ids):
+    for chunk in chunks(device_ids):
         query = select(*SESSION_COLUMNS).where(
             SessionRow.current.is_(True),
             SessionRow.device_id.in_(chunk),
@@ -223,17 +226,17 @@ async def _bound_pieces(
             or_(SessionRow.ended_at.is_(None), and_(SessionRow.ended_at >= start)),
         )
         for row in await session.execute(query):
-            whole = _whole_piece(row, profile=profile_of.get(row[1], ""), as_of=as_of)
+            whole = whole_piece(row, profile=profile_of.get(row[1], ""), as_of=as_of)
             for interval in intervals[row[1]]:
                 piece = clip_piece(whole, interval.start, interval.end)
                 if piece is not None:
                     pieces[interval.account_id].append(piece)
     for account_pieces in pieces.values():
-        account_pieces.sort(key=_piece_order)
+        account_pieces.sort(key=piece_order)
     return pieces
 
 
-def _whole_piece(
+def whole_piece(
     row: tuple[int, str, str, str, datetime, datetime | None, str], *, profile: str, as_of: datetime
 ) -> SessionPiece:
     """The whole session as one piece; a still-open one lasts until `as_of`."""
@@ -254,11 +257,12 @@ def _whole_piece(
     )
 
 
-def _piece_order(piece: SessionPiece) -> tuple[datetime, int]:
+def piece_order(piece: SessionPiece) -> tuple[datetime, int]:
+    """Pieces by start, then session id: a stable order for rating and evidence."""
     return (piece.piece_start, piece.session_id)
 
 
-# --- what an invoice freezes ------------------------------------------------------------------
+# --- what an invoice freezes and reads back ----------------------------------------------------
 
 
 async def rated_catalogs(
@@ -278,7 +282,7 @@ async def rated_catalogs(
     start = min(period.start for _, period in periods) - CATALOG_LOOKBACK
     end = max(period.end for _, period in periods)
     columns = (Binding.account_id, Device.id, DeviceProfile.id, *RULE_COLUMNS)
-    for account_ids in _chunks(sorted(catalogs)):
+    for account_ids in chunks(sorted(catalogs)):
         query = (
             select(*columns)
             .join(Device, Device.id == Binding.device_id)
@@ -309,97 +313,11 @@ def frozen_rule(
     }
 
 
-async def invoice_catalog(
-    *, session: AsyncSession, invoice_id: int, device_ids: Iterable[str]
-) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """(device -> profile, profile -> rule) of these devices as the invoice was rated.
-
-    An invoice rated before its catalog was frozen (migration 0008) gets today's catalog.
-    """
-    wanted = sorted(set(device_ids))
-    frozen = await session.scalar(select(Invoice.rated_catalog).where(Invoice.id == invoice_id))
-    if frozen is not None:
-        devices = {d: str(frozen["devices"][d]) for d in wanted if d in frozen["devices"]}
-        rules = {p: frozen["profiles"][p] for p in sorted(set(devices.values()))}
-        return devices, rules
-    devices, rules = {}, {}
-    for chunk in _chunks(wanted):
-        query = (
-            select(Device.id, DeviceProfile.id, *RULE_COLUMNS)
-            .join(DeviceProfile, DeviceProfile.id == Device.profile_id)
-            .where(Device.id.in_(chunk))
-        )
-        for device_id, profile_id, start_on, end_on, timeout in await session.execute(query):
-            devices[device_id] = profile_id
-            rules[profile_id] = frozen_rule(start_on, end_on, timeout)
-    return devices, dict(sorted(rules.items()))
-
-
-@dataclass(frozen=True, slots=True)
-class FrozenUsage:
-    """What one invoice line was rated from, read back through its evidence rows."""
-
-    pieces: list[SessionPiece]
-    events: list[BillableEvent]
-    profile_of: dict[str, str]
-
-
-async def frozen_line_usage(*, session: AsyncSession, invoice_id: int) -> dict[int, FrozenUsage]:
-    """line n -> its session pieces (bounds from the evidence rows) and events, in order.
-
-    Sessions and events are never changed or deleted, so this is what the line was rated from
-    whatever arrived or was recomputed since; profiles are the invoice's frozen catalog.
-    """
-    rows = (
-        await session.execute(
-            select(
-                InvoiceEvidence.line_n,
-                InvoiceEvidence.session_id,
-                InvoiceEvidence.piece_start,
-                InvoiceEvidence.piece_end,
-                InvoiceEvidence.gateway_id,
-                InvoiceEvidence.seq,
-            ).where(InvoiceEvidence.invoice_id == invoice_id)
-        )
-    ).all()
-    stored = await _sessions_by_id(
-        session=session, ids=sorted({row[1] for row in rows if row[1] is not None})
-    )
-    events = await _events_by_key(
-        session=session,
-        keys=sorted({(str(row[4]), int(row[5])) for row in rows if row[5] is not None}),
-    )
-    devices = {row[1] for row in stored.values()} | {e.device_id for e in events.values()}
-    profile_of, _ = await invoice_catalog(
-        session=session, invoice_id=invoice_id, device_ids=devices
-    )
-    usage: dict[int, FrozenUsage] = defaultdict(lambda: FrozenUsage([], [], profile_of))
-    for n, session_id, piece_start, piece_end, gateway_id, seq in rows:
-        line = usage[n]
-        if session_id is not None and piece_start is not None and piece_end is not None:
-            whole = _whole_piece(
-                stored[session_id], profile=profile_of.get(stored[session_id][1], ""), as_of=EPOCH
-            )
-            line.pieces.append(
-                replace(
-                    whole,
-                    piece_start=piece_start,
-                    piece_end=piece_end,
-                    is_start=piece_start == whole.started_at,
-                )
-            )
-        elif gateway_id is not None and seq is not None:
-            line.events.append(events[(gateway_id, seq)])
-    for line in usage.values():
-        line.pieces.sort(key=_piece_order)
-        line.events.sort(key=_event_order)
-    return dict(usage)
-
-
 SessionTuple = tuple[int, str, str, str, datetime, datetime | None, str]
 
 
-async def _sessions_by_id(*, session: AsyncSession, ids: Sequence[int]) -> dict[int, SessionTuple]:
+async def sessions_by_id(*, session: AsyncSession, ids: Sequence[int]) -> dict[int, SessionTuple]:
+    """Stored sessions by id (current or not: an invoice names the one it was rated from)."""
     found: dict[int, SessionTuple] = {}
     for index in range(0, len(ids), IN_CHUNK):
         query = select(*SESSION_COLUMNS).where(SessionRow.id.in_(ids[index : index + IN_CHUNK]))
@@ -410,9 +328,10 @@ async def _sessions_by_id(*, session: AsyncSession, ids: Sequence[int]) -> dict[
     return found
 
 
-async def _events_by_key(
+async def events_by_key(
     *, session: AsyncSession, keys: Sequence[EventKey]
 ) -> dict[EventKey, BillableEvent]:
+    """Stored events by (gateway_id, seq), as BillableEvents."""
     columns = BILLABLE_EVENT_COLUMNS
     found: dict[EventKey, BillableEvent] = {}
     position = tuple_(StoredEvent.gateway_id, StoredEvent.seq)
