@@ -40,7 +40,8 @@
      │    ├── PlanNotFound           404    plan_not_found
      │    ├── BindingNotFound        404    binding_not_found
      │    ├── InvoiceNotFound        404    invoice_not_found
-     │    └── InvoiceLineNotFound    404    invoice_line_not_found
+     │    ├── InvoiceLineNotFound    404    invoice_line_not_found
+     │    └── ThresholdNotFound      404    threshold_not_found
      ├── BillingConflict             409
      │    ├── AlreadyExists          409    already_exists      an account, profile, device,
      │    │                                                     metric, plan or plan version
@@ -56,6 +57,12 @@
      ├── SourceNotFound              404    source_not_found
      ├── SourceExists                409    source_exists       the id or a CloudEvents source URI
      │                                                          is taken
+     ├── IncidentNotFound            404    incident_not_found
+     ├── IncidentTransition          409    incident_transition  acknowledging or resolving an
+     │                                                          incident its state does not allow
+     ├── WebhookEndpointNotFound     404    webhook_endpoint_not_found
+     ├── WebhookDeliveryNotFound     404    webhook_delivery_not_found
+     ├── DeliveryNotReplayable       409    delivery_not_replayable  a delivery still pending
      └── InvalidSettings             -      -                   a database URL we cannot use
 
 Services raise these and never `HTTPException`; `cloud.answers` maps them to their status with the
@@ -306,6 +313,12 @@ class InvoiceLineNotFound(BillingNotFound):
     code = "invoice_line_not_found"
 
 
+class ThresholdNotFound(BillingNotFound):
+    """No usage threshold with that id."""
+
+    code = "threshold_not_found"
+
+
 class BillingConflict(CollectorError):
     """The request conflicts with what is stored."""
 
@@ -371,6 +384,69 @@ class SourceExists(CollectorError):
 
     status = 409
     code = "source_exists"
+
+
+class IncidentNotFound(CollectorError):
+    """No data-quality incident with that id."""
+
+    status = 404
+    code = "incident_not_found"
+
+
+class IncidentTransition(CollectorError):
+    """The incident's state does not allow that step (resolving a resolved one, say)."""
+
+    status = 409
+    code = "incident_transition"
+
+
+class InvalidHeartbeat(CollectorError):
+    """A heartbeat envelope that is not JSON, not the contract's shape, or another gateway's."""
+
+    status = 422
+    code = "invalid_heartbeat"
+
+
+class InvalidHeartbeatSignature(CollectorError):
+    """The heartbeat's signature does not verify under the gateway's current key."""
+
+    status = 401
+    code = "invalid_heartbeat_signature"
+
+
+class StaleHeartbeat(CollectorError):
+    """A heartbeat whose `sent_at` is too far from the collector's clock (a replay, or a skew)."""
+
+    status = 401
+    code = "stale_heartbeat"
+
+
+class DeviceTwinNotFound(CollectorError):
+    """The collector has heard nothing of that device (no event, no heartbeat report)."""
+
+    status = 404
+    code = "device_twin_not_found"
+
+
+class WebhookEndpointNotFound(CollectorError):
+    """No webhook endpoint with that id."""
+
+    status = 404
+    code = "webhook_endpoint_not_found"
+
+
+class WebhookDeliveryNotFound(CollectorError):
+    """No webhook delivery with that id."""
+
+    status = 404
+    code = "webhook_delivery_not_found"
+
+
+class DeliveryNotReplayable(CollectorError):
+    """A delivery still pending (being tried) cannot be replayed; only a finished one."""
+
+    status = 409
+    code = "delivery_not_replayable"
 
 
 class InvalidSettings(CollectorError):

@@ -54,8 +54,8 @@ from cloud.direct.store import (
 from cloud.direct.times import parse_file_time, parse_rfc3339
 from cloud.errors import InvalidEvent, InvalidSource, SourceExists, SourceNotFound
 from cloud.gateways.service import register_gateway
+from cloud.incidents.counts import count_incidents
 from cloud.ingest.models import StoredEvent
-from cloud.quality.service import count_incidents
 from cloud.settings import Limits
 from shared.canonical import dump_canonical
 from shared.events import EventDraft

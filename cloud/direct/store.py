@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from cloud.catalog.models import Device
 from cloud.direct.mapping import RowError
 from cloud.direct.models import DirectEventKey
+from cloud.incidents.models import IncidentKind
+from cloud.incidents.sink import record_incident
 from cloud.ingest.models import StoredEvent
 from cloud.ingest.store import lock_gateway, store_locked_batch
-from cloud.quality.models import IncidentKind
-from cloud.quality.service import add_incident
 from shared.chain import seal
 from shared.events import GENESIS_HASH, Batch, EventDraft, UsageEvent
 from shared.signing import batch_header, load_private_key, sign
@@ -207,12 +207,13 @@ def note_late(
     late = [event for event in events if now - event.occurred_at > LATE_AFTER]
     if late:
         oldest = min(event.occurred_at for event in late)
-        add_incident(
-            session=session,
+        record_incident(
+            session,
             gateway_id=gateway_id,
             kind=IncidentKind.LATE_ARRIVAL,
             first_seq=late[0].seq,
             last_seq=late[-1].seq,
+            evidence={"seqs": [event.seq for event in late]},
             detail=f"{len(late)} event(s) arrived more than {LATE_AFTER} after they occurred, "
             f"the oldest from {oldest.isoformat()}",
         )
@@ -229,8 +230,8 @@ def note_unknown_devices(
         known.update(session.scalars(select(Device.id).where(Device.id.in_(chunk))))
     unknown = [device for device in named if device not in known]
     if unknown:
-        add_incident(
-            session=session,
+        record_incident(
+            session,
             gateway_id=gateway_id,
             kind=IncidentKind.UNKNOWN_DEVICE,
             first_seq=events[0].seq,
@@ -244,8 +245,8 @@ def note_unknown_devices(
 def note_duplicates(session: Session, *, gateway_id: str, count: int, of: int) -> None:
     """An incident for records whose `(origin, id)` was stored before (or twice in one go)."""
     if count:
-        add_incident(
-            session=session,
+        record_incident(
+            session,
             gateway_id=gateway_id,
             kind=IncidentKind.DUPLICATE_DELIVERY,
             detail=f"{count} of {of} events already stored (same source and id)",
@@ -259,8 +260,8 @@ def note_rejected(session: Session, *, gateway_id: str, rejected: Iterable[Rejec
         reasons = "; ".join(
             f"#{r.position} {r.error.field}: {r.error.reason}" for r in rejected[:MAX_NAMED]
         )
-        add_incident(
-            session=session,
+        record_incident(
+            session,
             gateway_id=gateway_id,
             kind=IncidentKind.REJECTED_EVENT,
             detail=f"{len(rejected)} record(s) rejected: {reasons}",

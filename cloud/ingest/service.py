@@ -41,13 +41,13 @@ from cloud.errors import (
 )
 from cloud.gateways.enrollment import active_gateway, retired_keys, signed_by_any
 from cloud.gateways.models import Gateway
+from cloud.incidents.models import IncidentKind
+from cloud.incidents.sink import record_incident
 from cloud.ingest.body import check_value_count
 from cloud.ingest.cursor import EventCursor
 from cloud.ingest.models import StoredEvent
 from cloud.ingest.schemas import EventPage, EventQuery, IngestReceipt
 from cloud.ingest.store import store_batch, unknown_gateway
-from cloud.quality.models import IncidentKind
-from cloud.quality.service import add_incident
 from cloud.settings import Limits
 from shared import errors as contract
 from shared.events import HEADER_FIELDS, MAX_ATTRS, Batch, BatchHeader, UsageEvent
@@ -289,8 +289,8 @@ async def _file_refusal(*, db: Database, claim: Claim, error: CollectorError) ->
 
 
 def _add_refusal(session: Session, *, claim: Claim, error: CollectorError) -> None:
-    add_incident(
-        session=session,
+    record_incident(
+        session,
         gateway_id=claim.gateway_id,
         kind=_INCIDENT_KINDS[type(error)],
         detail=error.message,

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from cloud.errors import ChainBroken, SeqConflict, UnknownGateway
 from cloud.gateways.models import Gateway
+from cloud.incidents.models import IncidentKind
+from cloud.incidents.sink import record_incident
 from cloud.ingest.bulk_insert import insert_events
 from cloud.ingest.feed import StoredBatch, publish
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.schemas import IngestReceipt
-from cloud.quality.models import IncidentKind
-from cloud.quality.service import add_incident
 from shared.events import GENESIS_HASH, Batch, UsageEvent
 
 MAX_REPORTED_SEQS = 20
@@ -58,13 +58,14 @@ def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
             ),
         )
     if duplicates:
-        add_incident(
-            session=session,
+        record_incident(
+            session,
             gateway_id=batch.gateway_id,
             kind=IncidentKind.DUPLICATE_DELIVERY,
             first_seq=batch.first_seq,
             last_seq=batch.last_seq,
             detail=f"{duplicates} of {len(batch.events)} events already stored",
+            evidence={"seqs": [e.seq for e in batch.events if e.seq in links]},
         )
     return IngestReceipt(
         gateway_id=batch.gateway_id,

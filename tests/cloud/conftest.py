@@ -15,8 +15,8 @@ from cloud.auth.models import ApiKey
 from cloud.auth.service import hash_key
 from cloud.db import Database
 from cloud.gateways.service import register_gateway
+from cloud.incidents.models import Incident
 from cloud.ingest.models import ReceivedBatch, StoredEvent
-from cloud.quality.models import Incident
 from cloud.schema import migrate
 from cloud.settings import Settings
 from shared.events import UsageEvent

@@ -8,8 +8,9 @@ from fastapi import FastAPI
 
 from cloud.auth.service import create_api_key
 from cloud.db import Database
-from cloud.quality.models import IncidentKind
-from cloud.quality.service import add_incident, count_incidents
+from cloud.incidents.counts import count_incidents
+from cloud.incidents.models import IncidentKind
+from cloud.incidents.sink import record_incident
 from tests.cloud.conftest import GATEWAY, counts, error_code, http_client
 
 
@@ -64,13 +65,14 @@ async def test_a_url_with_nul_is_422_before_any_route(
 
 
 async def test_an_incident_quoting_unstorable_text_is_stored(db: Database) -> None:
-    async with db.transaction(write=True) as session:
-        add_incident(
-            session=session,
+    await db.run_write(
+        lambda session: record_incident(
+            session,
             gateway_id=GATEWAY,
             kind=IncidentKind.CHAIN_BROKEN,
             detail="refused key 'a\u0000b' and '\ud800'",
         )
+    )
     async with db.transaction() as session:
         assert (await count_incidents(session=session, gateway_id=GATEWAY)) == {"chain_broken": 1}
     assert (await counts(db))["incidents"] == 1

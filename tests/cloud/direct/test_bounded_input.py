@@ -16,8 +16,8 @@ from sqlalchemy import select
 from cloud.db import Database
 from cloud.direct.files import MAX_CELL
 from cloud.direct.models import ImportRun
+from cloud.incidents.models import Incident
 from cloud.ingest.models import StoredEvent
-from cloud.quality.models import Incident
 from shared.bounds import MAX_JSON_DEPTH
 from tests.cloud.conftest import error_code
 from tests.cloud.direct.conftest import (

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from cloud.auth.service import IssuedKey, revoke_api_key
 from cloud.db import Database
-from cloud.quality.models import Incident
+from cloud.incidents.models import Incident
 from cloud.settings import Limits, Settings
 from shared.chain import verify_chain
 from shared.events import GENESIS_HASH, UsageEvent
