@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.catalog.checks import check_device_id, check_labels, check_limit, check_name, check_slug
 from cloud.catalog.models import Device, DeviceProfile
 from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
+from cloud.catalog.session_rules import check_rule
 from cloud.catalog.store import get_row, insert_new
 from cloud.errors import DeviceNotFound, InvalidBillingInput, ProfileNotFound, SiteNotFound
 from cloud.gateways.models import Site
-from cloud.sessions.rules import check_rule
 from cloud.sessions.service import enqueue_device
 
 
@@ -51,7 +51,9 @@ async def create_profile(
 
 def check_expected_interval(seconds: int | None) -> int | None:
     """A positive number of seconds (at most 366 days) or None; `InvalidBillingInput` otherwise."""
-    if seconds is not None and (isinstance(seconds, bool) or not 0 < seconds <= MAX_TIMEOUT_SECONDS):
+    if seconds is not None and (
+        isinstance(seconds, bool) or not 0 < seconds <= MAX_TIMEOUT_SECONDS
+    ):
         raise InvalidBillingInput(
             f"expected_interval_seconds must be 1..{MAX_TIMEOUT_SECONDS} seconds, got {seconds}",
             detail={"expected_interval_seconds": seconds},

@@ -45,11 +45,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import await_only
 
 from cloud.catalog.models import Device, DeviceProfile
+from cloud.catalog.session_rules import rule_of
 from cloud.db import Database
 from cloud.domain import BillableEvent, CloseReason, ComputedSession, EventKey, SessionRule
 from cloud.ingest.models import StoredEvent
 from cloud.sessions.models import SessionRow, SessionWork
-from cloud.sessions.rules import rule_of
 from cloud.sessions.sessionizer import sessionize
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

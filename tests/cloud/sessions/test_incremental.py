@@ -11,10 +11,10 @@ from datetime import datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cloud.catalog.session_rules import rule_of
 from cloud.db import Database
 from cloud.domain import BillableEvent
 from cloud.schema import migrate
-from cloud.sessions.rules import rule_of
 from cloud.sessions.service import refresh_sessions
 from cloud.sessions.sessionizer import sessionize
 from tests.cloud.sessions.support import LOCK, add_device, add_profile, at, current

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloud.catalog.session_rules import check_rule, rule_of
 from cloud.domain import BillableEvent, CloseReason, ComputedSession, SessionRule
 from cloud.errors import InvalidBillingInput
-from cloud.sessions.rules import check_rule, rule_of
 from cloud.sessions.sessionizer import STATUS_REPORT, sessionize
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)

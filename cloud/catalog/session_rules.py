@@ -1,4 +1,8 @@
-"""Session rules: a device profile's `start_on`, `end_on` and timeout as a `SessionRule`."""
+"""Session rules: a device profile's `start_on`, `end_on` and timeout as a `SessionRule`.
+
+In the catalog because a rule is part of a profile: the catalog checks it when a profile is made
+or changed (`check_rule`), and sessions read it (`rule_of`) without the catalog importing them.
+"""
 
 from collections.abc import Sequence
 from datetime import timedelta
