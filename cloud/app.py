@@ -14,26 +14,30 @@ from sqlalchemy import text
 from cloud.analytics.router import router as analytics_router
 from cloud.answers import install_error_answers
 from cloud.api import PUBLIC, DatabaseDep
-from cloud.auth.router import router as auth_router
 from cloud.catalog.router import router as catalog_router
 from cloud.db import Database
 from cloud.direct.router import router as direct_router
+from cloud.fleet.router import devices as fleet_devices_router
+from cloud.fleet.router import gateways as fleet_gateways_router
 from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
+from cloud.invoices.share_router import router as share_router
 from cloud.openapi_answers import document_answers
 from cloud.scheduler import running_jobs
 from cloud.sessions.router import router as sessions_router
 from cloud.settings import Settings
+from cloud.thresholds.router import router as thresholds_router
+from cloud.webhooks.router import router as webhooks_router
 from cloud.wiring import connect, jobs
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A collector app; its lifespan opens the database named by `settings`."""
     settings = settings or Settings.load()
-    connect()
+    connect(settings)
     background = jobs(settings) if settings.background_jobs else []
 
     @asynccontextmanager
@@ -52,15 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(direct_router)
     app.include_router(gateways_router)
+    app.include_router(fleet_gateways_router)  # status, head, heartbeats, the gateway list
     app.include_router(enrollments_router)
     # Specific paths before catch-alls: the catalog's /v1/devices/{id:path} would swallow
     # /v1/devices/{id}/sessions, and /v1/invoices/{id} would swallow /v1/invoices/{id}.html.
     app.include_router(sessions_router)
+    app.include_router(fleet_devices_router)  # /v1/devices/{id}/twin, /v1/twins
     app.include_router(analytics_router)
+    app.include_router(thresholds_router)  # /v1/accounts/{id}/thresholds beside the catalog's
     app.include_router(catalog_router)
     app.include_router(evidence_router)
     app.include_router(invoices_router)
-    app.include_router(auth_router)
+    app.include_router(share_router)
+    app.include_router(webhooks_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], dependencies=[PUBLIC])
     install_error_answers(app)
     document_answers(app)

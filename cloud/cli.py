@@ -19,20 +19,22 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
-from cloud.auth import cli as auth_cli
 from cloud.catalog import cli as catalog_cli
 from cloud.cli_support import DB_HELP, CommandFailed
 from cloud.db import Database
 from cloud.direct import cli as direct_cli
 from cloud.errors import CollectorError
+from cloud.fleet import cli as fleet_cli
+from cloud.fleet.gateway_reads import describe_gateway
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
-from cloud.gateways.service import describe_gateway, register_gateway
+from cloud.gateways.service import register_gateway
 from cloud.invoices import cli as invoices_cli
-from cloud.invoices import evidence_cli
+from cloud.invoices import evidence_cli, share_cli
 from cloud.scheduler import run_once
 from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
 from cloud.settings import Settings
+from cloud.thresholds import cli as thresholds_cli
 from cloud.wiring import connect, jobs
 
 EXIT_USAGE = 2
@@ -93,9 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--db", help=db_help)
     sweep.set_defaults(run=_sweep)
 
-    modules = (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli, auth_cli)
+    modules = (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli, share_cli)
     for module in modules:
         module.add_commands(commands)
+    fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
+    thresholds_cli.add_commands(commands)
     return parser
 
 

@@ -14,6 +14,13 @@ PUBLIC_URL_ENV = "TOLLGATE_PUBLIC_URL"
 BACKGROUND_JOBS_ENV = "TOLLGATE_BACKGROUND_JOBS"
 SWEEP_INTERVAL_ENV = "TOLLGATE_SWEEP_INTERVAL"
 GATEWAY_OFFLINE_AFTER_ENV = "TOLLGATE_GATEWAY_OFFLINE_AFTER"
+THRESHOLD_INTERVAL_ENV = "TOLLGATE_THRESHOLD_INTERVAL"
+DEFAULT_THRESHOLD_INTERVAL = timedelta(minutes=5)  # each check rates the period so far
+LOW_BATTERY_ENV = "TOLLGATE_LOW_BATTERY"
+CLOCK_SKEW_AFTER_ENV = "TOLLGATE_CLOCK_SKEW_AFTER"
+CLOCK_BEHIND_AFTER_ENV = "TOLLGATE_CLOCK_BEHIND_AFTER"
+DEFAULT_CLOCK_SKEW_AFTER = timedelta(minutes=5)  # an event this far ahead of receipt: clock_skew
+DEFAULT_LOW_BATTERY = 20  # percent: a device reporting less has a low_battery incident
 DEFAULT_SWEEP_INTERVAL = timedelta(seconds=30)
 DEFAULT_GATEWAY_OFFLINE_AFTER = timedelta(minutes=5)
 DEFAULT_INVOICE_GRACE = timedelta(days=5)
@@ -83,6 +90,12 @@ class Settings:
     background_jobs: bool = False
     sweep_interval: timedelta = DEFAULT_SWEEP_INTERVAL
     gateway_offline_after: timedelta = DEFAULT_GATEWAY_OFFLINE_AFTER
+    threshold_interval: timedelta = DEFAULT_THRESHOLD_INTERVAL
+    low_battery: int = DEFAULT_LOW_BATTERY  # percent (0..100)
+    clock_skew_after: timedelta = DEFAULT_CLOCK_SKEW_AFTER
+    # A synced event received this long after it occurred is clock_skew; None: not checked
+    # (an outbox backlog delivers synced events late by design).
+    clock_behind_after: timedelta | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
@@ -90,6 +103,12 @@ class Settings:
             raise InvalidSettings("invoice_grace must not be negative")
         if self.sweep_interval <= timedelta(0) or self.gateway_offline_after <= timedelta(0):
             raise InvalidSettings("sweep_interval and gateway_offline_after must be positive")
+        if self.threshold_interval <= timedelta(0):
+            raise InvalidSettings("threshold_interval must be positive")
+        if isinstance(self.low_battery, bool) or not 0 <= self.low_battery <= 100:
+            raise InvalidSettings(
+                f"low_battery must be a percentage 0..100, got {self.low_battery}"
+            )
         if self.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
             raise InvalidSettings(
                 f"public URL {self.public_url!r}: use http(s)://host[:port][/path]"
@@ -117,12 +136,30 @@ class Settings:
             gateway_offline_after=_duration(
                 GATEWAY_OFFLINE_AFTER_ENV, DEFAULT_GATEWAY_OFFLINE_AFTER
             ),
+            threshold_interval=_duration(THRESHOLD_INTERVAL_ENV, DEFAULT_THRESHOLD_INTERVAL),
+            low_battery=_percent(LOW_BATTERY_ENV, DEFAULT_LOW_BATTERY),
+            clock_skew_after=_duration(CLOCK_SKEW_AFTER_ENV, DEFAULT_CLOCK_SKEW_AFTER),
+            clock_behind_after=_optional_duration(CLOCK_BEHIND_AFTER_ENV),
         )
 
 
 def _duration(env: str, default: timedelta) -> timedelta:
     text = os.environ.get(env)
     return default if not text else parse_duration(text, what=f"${env}")
+
+
+def _optional_duration(env: str) -> timedelta | None:
+    text = os.environ.get(env)
+    return None if not text else parse_duration(text, what=f"${env}")
+
+
+def _percent(env: str, default: int) -> int:
+    text = os.environ.get(env, "").strip().rstrip("%")
+    if not text:
+        return default
+    if not text.isdigit() or int(text) > 100:
+        raise InvalidSettings(f"${env} {text!r}: use a percentage 0..100 (20 or 20%)")
+    return int(text)
 
 
 def _switch(env: str, *, default: bool) -> bool:
