@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.db import Database
 from cloud.errors import InvoiceFinalized, InvoiceNotFound
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
+from cloud.invoices.webhook_events import emit_finalized
 
 DRAFT = "draft"
 FINALIZED = "finalized"
@@ -38,6 +39,8 @@ async def finalize_invoice(*, db: Database, invoice_id: int, now: datetime) -> I
         invoice.number = number
         invoice.finalized_at = now
         await session.flush()
+        printed = invoice_number(invoice.series, number)
+        await emit_finalized(session=session, invoice=invoice, number=printed)  # same transaction
         return invoice
 
 

@@ -32,6 +32,7 @@ from cloud.invoices.adjustments import adjustment_lines
 from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
+from cloud.invoices.webhook_events import emit_drafted, stored_drafts
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
 from cloud.sessions.service import refresh_sessions
@@ -280,6 +281,8 @@ async def _write_drafts(
             Invoice.account_id, Invoice.id, sort_by_parameter_order=True
         )
         ids.update((await session.execute(statement, fresh)).all())
+    rewritten = [invoice_id for account_id, invoice_id in current.items() if account_id in headers]
+    before = await stored_drafts(session=session, invoice_ids=rewritten)
     await _replace_headers(session=session, headers=headers, current=current)
     line_rows: list[dict[str, Any]] = []
     evidence_rows: list[dict[str, Any]] = []
@@ -299,6 +302,9 @@ async def _write_drafts(
         await session.execute(insert(LINES), line_rows)
     if evidence_rows:
         await insert_evidence(session=session, rows=evidence_rows)
+    await emit_drafted(
+        session=session, headers=headers, ids=ids, line_rows=line_rows, before=before
+    )  # invoice.drafted for new drafts and changed ones, in this transaction
     return results
 
 
