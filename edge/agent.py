@@ -12,6 +12,10 @@ pollers until the forwarder has freed room (DESIGN guarantee 3).
 Shutdown (SIGTERM/SIGINT): pollers stop first, the writer commits what is queued, the forwarder
 is cancelled (its lease goes back to the outbox), the diagnostics page stops, the outbox closes.
 
+The heartbeat (`edge.heartbeat`) is a task of its own: the gateway's signed health report at
+`[cloud] heartbeat_interval`, after a batch ack when batches are going out; the forwarder's
+ack only sets its event, so it never holds up a batch.
+
 The diagnostics page (`edge.diagnostics`) is one more task: it reads `status()`, subscribes to
 `tail` (the writer publishes every committed event there) and asks `poll_now()` of a device.
 `[diagnostics] enabled = false` leaves it out (no socket is bound).
@@ -53,6 +57,7 @@ from edge.drivers.modbus import ModbusDriver
 from edge.errors import BadReading, OutboxFull
 from edge.forwarder import Forwarder
 from edge.health import DeviceHealth
+from edge.heartbeat import HeartbeatSender, Sources
 from edge.keys import load_or_create_key
 from edge.normalize import GaugeTracker, Normalized, normalize_reading, reconcile_stored
 from edge.outbox import CounterValue, Outbox
@@ -123,6 +128,7 @@ class Agent:
         self.outbox_full = False
         self.outbox: Outbox | None = None
         self.forwarder: Forwarder | None = None
+        self.heartbeat: HeartbeatSender | None = None
         self.tail = EventTail()
         """Committed events, for the diagnostics page's live tail."""
         self._poll_now = {
@@ -155,7 +161,16 @@ class Agent:
                 key=key,
                 key_path=gateway.private_key_path,  # picks up a rotated key (rotate-key)
                 config=self.config.forwarder,
-                on_ack=self._check_room,
+                on_ack=self._after_ack,
+            )
+            self.heartbeat = HeartbeatSender(
+                client=client,
+                gateway_id=gateway.id,
+                key=self.forwarder.current_key,
+                sources=self._heartbeat_sources,
+                interval=self.config.cloud.heartbeat_interval,
+                timeout=self.config.forwarder.request_timeout,
+                busy=lambda: self.forwarder is not None and self.forwarder.busy,
             )
             log.info(
                 "agent started",
@@ -205,6 +220,8 @@ class Agent:
             ]
             writer = group.create_task(self._write(outbox, forwarder), name="writer")
             sender = group.create_task(forwarder.run(), name="forwarder")
+            assert self.heartbeat is not None
+            beats = group.create_task(self.heartbeat.run(), name="heartbeat")
             status = group.create_task(
                 publish_forever(self._status_path, lambda: self.status("running")), name="status"
             )
@@ -221,7 +238,7 @@ class Agent:
             if diagnostics is not None and page is not None:
                 diagnostics.stop()
                 await page
-            await stop_tasks([sender, status])
+            await stop_tasks([sender, beats, status])
         write_status(self._status_path, await self.status("stopped"))
 
     @property
@@ -244,6 +261,18 @@ class Agent:
                 "cloud_url": self.config.gateway.cloud_url,
                 "key_fingerprint": self._key_fingerprint,
             },
+            heartbeat=None if self.heartbeat is None else self.heartbeat.health,
+        )
+
+    async def _heartbeat_sources(self) -> Sources:
+        """What the heartbeat reports: the status page's sources, read now."""
+        if self.outbox is None or self.forwarder is None:
+            raise RuntimeError("the agent is not running")
+        return Sources(
+            stats=await self.outbox.stats(),
+            link=self.forwarder.health,
+            devices=self.health,
+            clock=self._clock.state,
         )
 
     async def poll_now(self, device_id: str) -> list[Reading]:
@@ -466,6 +495,11 @@ class Agent:
             )
         self.outbox_full = True
         self._room.clear()
+
+    async def _after_ack(self) -> None:
+        await self._check_room()
+        if self.heartbeat is not None:
+            self.heartbeat.batch_delivered()  # sets an event: never waits
 
     async def _check_room(self) -> None:
         if self.outbox_full and self.outbox is not None and await self.outbox.has_room():

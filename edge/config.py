@@ -101,6 +101,17 @@ class ForwarderConfig(Section):
     """500 answers for one batch before it is dead-lettered (other 5xx are retried forever)."""
 
 
+class CloudConfig(Section):
+    """What the gateway tells the collector besides its batches: the signed heartbeat.
+
+    A heartbeat goes out after a batch is delivered once `heartbeat_interval` has passed since
+    the last one, and on its own every `heartbeat_interval` when no batch is going out.
+    """
+
+    heartbeat_interval: Annotated[Duration, Field(ge=0.1, le=3600.0)] = 60.0
+    """Between "100ms" (tests) and "1h"; the collector's offline threshold should be a few."""
+
+
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _LISTEN_EXAMPLE = '"127.0.0.1:8080", "0.0.0.0:8080" or "[::1]:8080"'
@@ -543,6 +554,7 @@ class SiteConfig(Section):
 
     gateway: GatewayConfig
     forwarder: ForwarderConfig = ForwarderConfig()
+    cloud: CloudConfig = CloudConfig()
     diagnostics: DiagnosticsConfig = DiagnosticsConfig()
     mqtt: MqttConfig | None = None
     ble: BleConfig = BleConfig()

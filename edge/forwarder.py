@@ -110,6 +110,8 @@ class Forwarder:
         self._on_ack = on_ack
         self._wake = asyncio.Event()
         self.health = LinkHealth()
+        self.busy = False
+        """True while batches are going out (the heartbeat then waits for the next ack)."""
 
     def _backoff(self) -> wait_exponential_jitter:
         # retry_initial * 2**n plus up to retry_initial of jitter, capped at retry_max.
@@ -142,6 +144,11 @@ class Forwarder:
         self._key_stamp = stamp
         log.info("gateway key reloaded", extra={"fields": {"path": str(self._key_path)}})
         return True
+
+    def current_key(self) -> Ed25519PrivateKey:
+        """The key batches are signed with now (the file reread if it changed): the heartbeat's."""
+        self.reload_key()
+        return self._key
 
     def notify(self) -> None:
         """New events were committed: reconsider sending."""
@@ -178,12 +185,19 @@ class Forwarder:
         One request is in flight at a time, so the collector receives the runs in order; the
         next batch is leased, encoded and compressed while the current one is on the wire.
         """
+        self.busy = True
+        try:
+            return await self._forward_all()
+        finally:
+            self.busy = False
+
+    async def _forward_all(self) -> int:
         await self._ensure_synced()
         sent = 0
         current = await self._prepare()
         while current is not None:
-            lease, body = current
-            delivery = asyncio.create_task(self._deliver_with_retry(lease, body))
+            lease, body, signed_with = current
+            delivery = asyncio.create_task(self._deliver_with_retry(lease, body, signed_with))
             try:
                 upcoming = await self._prepare()
                 await delivery
@@ -197,19 +211,21 @@ class Forwarder:
             current = upcoming
         return sent
 
-    async def _prepare(self) -> tuple[Lease, bytes] | None:
+    async def _prepare(self) -> tuple[Lease, bytes, Ed25519PrivateKey] | None:
         lease = await self._outbox.lease(self._config.batch_max_events)
         if lease is None:
             return None
-        self.reload_key()
-        return lease, await self._encode(lease)
+        key = self.current_key()
+        return lease, await self._encode(lease, key), key
 
-    async def _encode(self, lease: Lease) -> bytes:
-        document = encode_batch(lease, gateway_id=self._gateway_id, key=self._key)
+    async def _encode(self, lease: Lease, key: Ed25519PrivateKey) -> bytes:
+        document = encode_batch(lease, gateway_id=self._gateway_id, key=key)
         # zlib releases the GIL, so compressing in a thread overlaps with the request in flight.
         return await asyncio.to_thread(gzip.compress, document, GZIP_LEVEL)
 
-    async def _deliver_with_retry(self, lease: Lease, body: bytes) -> None:
+    async def _deliver_with_retry(
+        self, lease: Lease, body: bytes, signed_with: Ed25519PrivateKey
+    ) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientForwardError),
             wait=self._backoff(),
@@ -230,8 +246,11 @@ class Forwarder:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if self.reload_key():  # rotated while this batch waited: sign it anew
-                        body = await self._encode(lease)
+                    # Rotated while this batch waited (whoever reread the file: the next
+                    # batch's preparation, the heartbeat): sign it anew.
+                    if self.current_key() is not signed_with:
+                        signed_with = self._key
+                        body = await self._encode(lease, signed_with)
                     try:
                         await self._deliver(body)
                     except ServerFault as exc:

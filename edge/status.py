@@ -18,6 +18,7 @@ import orjson
 from edge.errors import GatewayError
 from edge.forwarder import LinkHealth
 from edge.health import DeviceHealth
+from edge.heartbeat import HeartbeatHealth
 from edge.outbox import OutboxStats
 
 STATUS_FILE = "status.json"
@@ -34,6 +35,7 @@ def status_document(
     devices: dict[str, DeviceHealth],
     clock: str | None = None,
     identity: dict[str, Any] | None = None,
+    heartbeat: HeartbeatHealth | None = None,
 ) -> dict[str, Any]:
     """One snapshot of everything a technician needs first."""
     return {
@@ -45,7 +47,12 @@ def status_document(
         "identity": identity or {},
         "alarms": ["outbox_full"] if outbox_full else [],
         "outbox": dataclasses.asdict(outbox),
-        "cloud_link": dataclasses.asdict(link),
+        # HTTP statuses as text keys: orjson (status.json) refuses int keys.
+        "cloud_link": {
+            **dataclasses.asdict(link),
+            "refusals": {str(status): count for status, count in link.refusals.items()},
+        },
+        "heartbeat": None if heartbeat is None else dataclasses.asdict(heartbeat),
         "devices": [health.as_dict() for health in devices.values()],
     }
 
@@ -97,6 +104,12 @@ def format_status(document: dict[str, Any]) -> str:
         f"cloud: last success {link['last_success'] or 'never'}, "
         f"last error {link['last_error'] or 'none'}",
     ]
+    beats = document.get("heartbeat")
+    if beats:
+        lines.append(
+            f"heartbeat: {beats['sent']} sent, {beats['failed']} failed, last sent "
+            f"{beats['last_sent_at'] or 'never'}, last error {beats['last_error'] or 'none'}"
+        )
     if outbox["dead_letters"]:
         last = link.get("last_dead_letter") or "before this start"
         lines.append(
