@@ -11,6 +11,7 @@ import json
 import re
 import sys
 import tomllib
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -249,8 +250,19 @@ def _profile_add(args: argparse.Namespace, settings: Settings) -> None:
     print(f"profile {args.profile_id} added")
 
 
+# The `device` group of each parser built, so a package above the catalog (fleet's `device
+# show`) can add to it without the catalog importing that package (see `device_commands`).
+_DEVICE_GROUPS: "weakref.WeakKeyDictionary[Commands, Commands]" = weakref.WeakKeyDictionary()
+
+
+def device_commands(commands: Commands) -> Commands:
+    """The subcommands of `tollgate-cloud device` added to `commands` by `add_commands`."""
+    return _DEVICE_GROUPS[commands]
+
+
 def _add_device(commands: Commands) -> None:
     group = _group(commands, "device", "manage billable devices")
+    _DEVICE_GROUPS[commands] = group
     add = _command(group, "add", "register a device (its id is its events' device_id)", _device_add)
     add.add_argument("--id", required=True, dest="device_id")
     add.add_argument("--name", required=True)

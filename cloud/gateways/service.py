@@ -1,18 +1,14 @@
-"""Register gateways and describe what the collector holds for each."""
+"""Register gateways and find them (their chain status and twin: cloud/fleet/gateway_reads.py)."""
 
 from datetime import UTC, datetime
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.errors import GatewayExists, GatewayNotFound, InvalidRegistration
 from cloud.gateways.models import Gateway, GatewayKey
-from cloud.gateways.schemas import GatewayHead, GatewayStatus
-from cloud.ingest.models import StoredEvent
-from cloud.quality.service import count_incidents, find_seq_gaps
 from shared.events import Identifier
 from shared.signing import load_public_key, public_key_pem
 
@@ -78,51 +74,3 @@ async def registered_gateway(*, session: AsyncSession, gateway_id: str) -> Gatew
             f"no gateway {gateway_id!r} is registered", detail={"gateway_id": gateway_id}
         )
     return gateway
-
-
-async def describe_gateway(*, session: AsyncSession, gateway_id: str) -> GatewayStatus:
-    """Where a gateway's stored chain ends, its gaps and its incidents; `GatewayNotFound`."""
-    gateway = await registered_gateway(session=session, gateway_id=gateway_id)
-    last = await _last_event(session=session, gateway_id=gateway_id)
-    return GatewayStatus(
-        gateway_id=gateway.id,
-        registered_at=gateway.registered_at,
-        site_id=gateway.site_id,
-        public_key_pem=gateway.public_key_pem,
-        revoked_at=gateway.revoked_at,
-        revoke_reason=gateway.revoke_reason,
-        last_seq=None if last is None else last[0],
-        last_hash=None if last is None else last[1],
-        event_count=await _count_events(session=session, gateway_id=gateway_id),
-        missing_ranges=await find_seq_gaps(session=session, gateway_id=gateway_id),
-        incidents=await count_incidents(session=session, gateway_id=gateway_id),
-    )
-
-
-async def gateway_head(*, session: AsyncSession, gateway_id: str) -> GatewayHead:
-    """Where a gateway's stored chain ends and its current key; `GatewayNotFound`."""
-    gateway = await registered_gateway(session=session, gateway_id=gateway_id)
-    last = await _last_event(session=session, gateway_id=gateway_id)
-    return GatewayHead(
-        gateway_id=gateway.id,
-        public_key_pem=gateway.public_key_pem,
-        last_seq=None if last is None else last[0],
-        last_hash=None if last is None else last[1],
-    )
-
-
-async def _last_event(*, session: AsyncSession, gateway_id: str) -> tuple[int, str] | None:
-    row = await session.execute(
-        select(StoredEvent.seq, StoredEvent.hash)
-        .where(StoredEvent.gateway_id == gateway_id)
-        .order_by(StoredEvent.seq.desc())
-        .limit(1)
-    )
-    return row.one_or_none()
-
-
-async def _count_events(*, session: AsyncSession, gateway_id: str) -> int:
-    count = await session.scalar(
-        select(func.count()).select_from(StoredEvent).where(StoredEvent.gateway_id == gateway_id)
-    )
-    return count or 0
