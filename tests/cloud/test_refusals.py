@@ -128,7 +128,8 @@ async def test_filling_a_gap_must_link_to_the_event_after_it(
     assert response.status_code == 409
     assert error_code(response) == "chain_broken"
     assert response.json()["error"]["detail"] == {"seq": 20}
-    assert await counts(db) == {"batches": 2, "events": 20, "incidents": 1}
+    assert await counts(db) == {"batches": 2, "events": 20, "incidents": 2}
+    assert await incident_kinds(db) == ["seq_gap", "chain_broken"]  # 11..20 stays missing
 
 
 async def test_stored_seq_with_another_hash_is_a_conflict(
