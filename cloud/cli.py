@@ -35,6 +35,7 @@ from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
 from cloud.settings import Settings
 from cloud.thresholds import cli as thresholds_cli
+from cloud.webhooks import cli as webhooks_cli
 from cloud.wiring import connect, jobs
 
 EXIT_USAGE = 2
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(commands)
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
     thresholds_cli.add_commands(commands)
+    webhooks_cli.add_commands(commands)
     return parser
 
 

@@ -63,9 +63,11 @@ async def emit_async(
 
 def as_json(data: Mapping[str, Any]) -> dict[str, Any]:
     """`data` as plain JSON values (Decimal and dates as strings); TypeError for anything else."""
-    parsed: dict[str, Any] = orjson.loads(
-        orjson.dumps(data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
-    )
+    try:
+        text = orjson.dumps(data, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise TypeError(f"webhook data must be JSON: {exc}") from exc
+    parsed: dict[str, Any] = orjson.loads(text)
     return parsed
 
 
