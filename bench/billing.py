@@ -63,7 +63,7 @@ from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.service import run_invoices
 from cloud.rating.rating import AccountUsage, rate_period
 from cloud.schema import migrate
-from cloud.sessions.models import SessionWork
+from cloud.session_work import SessionWork
 from cloud.sessions.service import refresh_sessions
 from cloud.sessions.sessionizer import sessionize
 

@@ -32,7 +32,8 @@ from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.incidents.models import Incident
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
-from cloud.sessions.models import SessionRow, SessionWork
+from cloud.session_work import SessionWork
+from cloud.sessions.models import SessionRow
 from cloud.thresholds.models import ThresholdFiring, UsageThreshold
 from cloud.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookMessage
 

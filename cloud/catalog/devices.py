@@ -18,7 +18,7 @@ from cloud.catalog.session_rules import check_rule
 from cloud.catalog.store import get_row, insert_new
 from cloud.errors import DeviceNotFound, InvalidBillingInput, ProfileNotFound, SiteNotFound
 from cloud.gateways.models import Site
-from cloud.sessions.service import enqueue_device
+from cloud.session_work import enqueue_device
 
 
 async def create_profile(

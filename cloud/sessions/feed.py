@@ -4,7 +4,7 @@ session work, in the batch's own transaction (a refused batch leaves no work beh
 from sqlalchemy.orm import Session
 
 from cloud.ingest.feed import StoredBatch
-from cloud.sessions.service import note_events
+from cloud.session_work import note_events
 
 
 def note_stored_batch(session: Session, stored: StoredBatch) -> None:

@@ -1,4 +1,4 @@
-"""Computed sessions, and the work queue of (device, channel) pairs whose sessions are stale."""
+"""Computed sessions (the work queue of stale pairs is `cloud.session_work`, a layer below)."""
 
 from datetime import datetime
 from typing import Any
@@ -30,14 +30,3 @@ class SessionRow(Base):
     event_count: Mapped[int] = mapped_column(Integer)
     current: Mapped[bool] = mapped_column(Boolean)
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime)
-
-
-class SessionWork(Base):
-    """A (device, channel) whose sessions must be recomputed from `since` on (written by ingest
-    in the batch's own transaction, consumed by the session refresh)."""
-
-    __tablename__ = "session_work"
-
-    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
-    since: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -10,7 +10,8 @@ from cloud.api import BillingDep, DatabaseDep, ReadDep, error_responses
 from cloud.catalog.models import Device
 from cloud.domain import CloseReason
 from cloud.errors import DeviceNotFound, InvalidParameters
-from cloud.sessions.service import EPOCH, StoredSession, refresh_sessions, sessions_overlapping
+from cloud.session_work import EPOCH
+from cloud.sessions.service import StoredSession, refresh_sessions, sessions_overlapping
 
 router = APIRouter(tags=["sessions"])
 

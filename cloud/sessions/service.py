@@ -1,11 +1,11 @@
 """The session store: an incremental, restartable recomputation of sessions from stored events.
 
 Ingest notes every new event's (device, channel, occurred_at) in `session_work` in the batch's
-own transaction (`note_events`), keeping the earliest time per pair. `refresh_sessions` consumes
-that queue: for each pair it recomputes from the start of the latest current session that began
-before the earliest new event (the only session such an event can change), retires the current
-sessions from that point on (`current = False`; rows are never deleted, so invoice evidence keeps
-pointing at what it was rated from) and inserts the new ones.
+own transaction (`cloud.session_work.note_events`), keeping the earliest time per pair.
+`refresh_sessions` consumes that queue: for each pair it recomputes from the start of the latest
+current session that began before the earliest new event (the only session such an event can
+change), retires the current sessions from that point on (`current = False`; rows are never
+deleted, so invoice evidence keeps pointing at what it was rated from) and inserts the new ones.
 
 Concurrency: a refresh works in chunks of devices, each in one write transaction. On SQLite write
 transactions serialize. On PostgreSQL a transaction-level advisory lock serializes refreshes, and
@@ -23,12 +23,10 @@ from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import (
-    Insert,
     String,
     Table,
     and_,
     bindparam,
-    case,
     delete,
     func,
     or_,
@@ -38,7 +36,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -49,18 +46,14 @@ from cloud.catalog.session_rules import rule_of
 from cloud.db import Database
 from cloud.domain import BillableEvent, CloseReason, ComputedSession, EventKey, SessionRule
 from cloud.ingest.models import StoredEvent
-from cloud.sessions.models import SessionRow, SessionWork
+from cloud.session_work import ALL_CHANNELS, EPOCH, WORK, note_events
+from cloud.sessions.models import SessionRow
 from cloud.sessions.sessionizer import sessionize
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ALL_CHANNELS = "*"
-"""The work item channel meaning every channel of the device, recomputed from the beginning."""
 
 CHUNK_DEVICES = 400  # devices per refresh transaction (and per IN list)
 ID_CHUNK = 1_000  # ids per UPDATE ... WHERE id IN (...)
 REFRESH_LOCK_KEY = 0x7011_5E55  # pg_advisory_xact_lock key of the session refresh
 
-WORK = cast(Table, SessionWork.__table__)
 SESSIONS = cast(Table, SessionRow.__table__)
 EVENTS = cast(Table, StoredEvent.__table__)
 
@@ -94,50 +87,6 @@ class StoredSession:
     last_activity_at: datetime
     close_reason: CloseReason
     events: tuple[EventKey, ...]
-
-
-# -- the work queue ------------------------------------------------------------------------------
-
-
-def upsert_work(dialect_name: str) -> Insert:
-    """`INSERT INTO session_work ... ON CONFLICT DO UPDATE` keeping the earliest `since`."""
-    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    statement = dialect_insert(WORK)
-    earlier = case(
-        (statement.excluded.since < WORK.c.since, statement.excluded.since), else_=WORK.c.since
-    )
-    return statement.on_conflict_do_update(
-        index_elements=["device_id", "channel"], set_={"since": earlier}
-    )
-
-
-def note_events(session: Session, events: Iterable[tuple[str, str | None, datetime]]) -> None:
-    """Note new events' (device_id, channel, occurred_at) as session work, in one statement.
-
-    Called by ingest in the batch's write transaction: a refused batch leaves no work behind.
-    """
-    earliest: dict[tuple[str, str], datetime] = {}
-    for device_id, channel, occurred_at in events:
-        pair = (device_id, channel or "")
-        known = earliest.get(pair)
-        if known is None or occurred_at < known:
-            earliest[pair] = occurred_at
-    if not earliest:
-        return
-    # Sorted: two transactions upserting the same pairs lock them in the same order (PostgreSQL).
-    rows = [
-        {"device_id": device_id, "channel": channel, "since": since}
-        for (device_id, channel), since in sorted(earliest.items())
-    ]
-    session.execute(upsert_work(session.get_bind().dialect.name), rows)
-
-
-async def enqueue_device(*, session: AsyncSession, device_id: str) -> None:
-    """Recompute all of a device's sessions at the next refresh (created, or profile changed)."""
-    await session.execute(
-        upsert_work(session.get_bind().dialect.name),
-        [{"device_id": device_id, "channel": ALL_CHANNELS, "since": EPOCH}],
-    )
 
 
 # -- the refresh ---------------------------------------------------------------------------------

@@ -80,7 +80,7 @@ async def test_a_failing_consumer_stores_nothing(
 
 
 async def _session_work(db: Database) -> int:
-    from cloud.sessions.models import SessionWork
+    from cloud.session_work import SessionWork
 
     async with db.transaction() as session:
         return await session.scalar(select(func.count()).select_from(SessionWork)) or 0

@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 
 from cloud.db import Database
 from cloud.gateways.enrollment import add_site
-from cloud.sessions.models import SessionWork
+from cloud.session_work import SessionWork
 from tests.cloud.catalog.conftest import post_ok
 from tests.cloud.conftest import error_code
 

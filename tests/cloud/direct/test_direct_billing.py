@@ -53,7 +53,8 @@ from cloud.ingest.models import StoredEvent
 from cloud.invoices.finalization import finalize_invoice
 from cloud.invoices.service import RunReport, run_invoices
 from cloud.invoices.verify import Problem, verify_invoice
-from cloud.sessions.service import EPOCH, StoredSession, refresh_sessions, sessions_overlapping
+from cloud.session_work import EPOCH
+from cloud.sessions.service import StoredSession, refresh_sessions, sessions_overlapping
 from shared.signing import load_private_key, public_key_pem
 from tests.cloud.conftest import http_client
 

@@ -6,8 +6,9 @@ from sqlalchemy import insert, select
 
 from cloud.catalog.models import Device, DeviceProfile
 from cloud.db import Database
-from cloud.sessions.models import SessionRow, SessionWork
-from cloud.sessions.service import EPOCH, StoredSession, sessions_overlapping
+from cloud.session_work import EPOCH, SessionWork
+from cloud.sessions.models import SessionRow
+from cloud.sessions.service import StoredSession, sessions_overlapping
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 FAR = datetime(9999, 1, 1, tzinfo=UTC)

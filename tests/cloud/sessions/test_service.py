@@ -9,15 +9,9 @@ from cloud.db import Database
 from cloud.domain import CloseReason
 from cloud.errors import ChainBroken
 from cloud.ingest.service import ingest_batch
+from cloud.session_work import EPOCH, enqueue_device, note_events
 from cloud.sessions.models import SessionRow
-from cloud.sessions.service import (
-    EPOCH,
-    RefreshReport,
-    enqueue_device,
-    note_events,
-    refresh_sessions,
-    sessions_overlapping,
-)
+from cloud.sessions.service import RefreshReport, refresh_sessions, sessions_overlapping
 from cloud.settings import Limits
 from tests.cloud.sessions.support import (
     CAMERA,
