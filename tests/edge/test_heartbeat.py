@@ -305,6 +305,11 @@ async def commit(agent: Agent, events: list[EventDraft]) -> None:
     agent.forwarder.notify()
 
 
+async def backlog_is_empty(agent: Agent) -> bool:
+    assert agent.outbox is not None
+    return (await agent.outbox.stats()).backlog == 0
+
+
 # --- the running agent ---------------------------------------------------------------------------
 
 
@@ -317,6 +322,7 @@ async def test_idle_heartbeats_arrive_at_the_interval_signed_and_complete(tmp_pa
             lambda: receiver.heartbeats[-1].devices[0].consecutive_failures > 0,
             what="the unreachable panel's failures in a heartbeat",
         )
+        received = len(receiver.heartbeats)
         status = await agent.status("running")
 
     beats = receiver.heartbeats
@@ -332,7 +338,8 @@ async def test_idle_heartbeats_arrive_at_the_interval_signed_and_complete(tmp_pa
     assert beats[-1].devices_total == 1
     assert (panel.device_id, panel.state) == ("panel-1", "failing")
     assert sum(panel.errors.values()) > 0
-    assert status["heartbeat"]["sent"] >= 4 and status["heartbeat"]["failed"] == 0
+    # The receiver counts a heartbeat before its answer reaches the agent: one may be on its way.
+    assert status["heartbeat"]["sent"] >= received - 1 and status["heartbeat"]["failed"] == 0
     assert "heartbeat: " in format_status(status)
 
 
@@ -409,15 +416,15 @@ async def test_a_heartbeat_route_that_is_down_never_stops_batches_and_is_logged_
         await eventually(lambda: beats.failed >= 3, what="three failed heartbeats")
         await commit(agent, drafts(6, at=datetime.now(UTC)))
         await eventually(lambda: receiver.seqs() == list(range(1, 14)), what="seqs 1..13")
-        backlog = (await agent.outbox.stats()).backlog
-        failed_while_down = beats.failed
+        await eventually(lambda: backlog_is_empty(agent), what="every batch acknowledged")
         status = await agent.status("running")
         receiver.heartbeat_status = 202  # the route comes back
         await eventually(lambda: len(receiver.heartbeats) >= 1, what="a heartbeat taken")
 
-    assert backlog == 0
+    assert status["outbox"]["backlog"] == 0 and status["cloud_link"]["batches_sent"] >= 3
     assert status["heartbeat"]["last_error"].startswith("HTTP 503")
-    assert status["heartbeat"]["consecutive_failures"] == failed_while_down
+    assert status["heartbeat"]["consecutive_failures"] == status["heartbeat"]["failed"] >= 3
+    assert status["heartbeat"]["sent"] == 0
     messages = Counter(r.getMessage() for r in caplog.records if r.name == "edge.heartbeat")
     assert (
         messages["heartbeat not delivered; batches are not affected, next one at the interval"] == 1
@@ -429,14 +436,16 @@ async def test_a_heartbeat_route_that_is_down_never_stops_batches_and_is_logged_
 async def test_a_hanging_heartbeat_route_does_not_delay_batches(tmp_path: Path) -> None:
     key = gateway_key(tmp_path)
     receiver = Receiver(key.public_key(), hold_heartbeats=asyncio.Event())
-    async with serving(receiver) as url, running_agent(site(url, tmp_path)) as agent:
+    # A long request timeout: the held heartbeat stays in flight for the whole test.
+    async with (
+        serving(receiver) as url,
+        running_agent(site(url, tmp_path, timeout="120s")) as agent,
+    ):
         await eventually(lambda: receiver.hanging >= 1, what="a heartbeat request hanging")
         await commit(agent, drafts(10, at=datetime.now(UTC)))
         await eventually(lambda: receiver.seqs() == list(range(1, 11)), what="seqs 1..10")
-        assert agent.outbox is not None
-        backlog = (await agent.outbox.stats()).backlog
+        await eventually(lambda: backlog_is_empty(agent), what="every batch acknowledged")
 
-    assert backlog == 0
     assert receiver.hanging_at_batch and min(receiver.hanging_at_batch) >= 1
 
 
