@@ -26,6 +26,7 @@ from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
 from cloud.invoices.share_router import router as share_router
 from cloud.openapi_answers import document_answers
+from cloud.quality.router import router as quality_router
 from cloud.scheduler import running_jobs
 from cloud.sessions.router import router as sessions_router
 from cloud.settings import Settings
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(invoices_router)
     app.include_router(share_router)
     app.include_router(webhooks_router)
+    app.include_router(quality_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], dependencies=[PUBLIC])
     install_error_answers(app)
     document_answers(app)

@@ -30,6 +30,7 @@ from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import register_gateway
 from cloud.invoices import cli as invoices_cli
 from cloud.invoices import evidence_cli, share_cli
+from cloud.quality import cli as quality_cli
 from cloud.scheduler import run_once
 from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(commands)
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
     thresholds_cli.add_commands(commands)
+    quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)
     return parser
 
