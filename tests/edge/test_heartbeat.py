@@ -5,7 +5,8 @@ The agent runs for real (its outbox, forwarder and heartbeat tasks, a Modbus dev
 unreachable) against a receiver on loopback (Starlette under uvicorn) that verifies every
 heartbeat with `shared.heartbeat.verify_heartbeat`. The receiver stands in for the collector's
 batch and head routes (it records the seqs and answers 200); this tests the sender, so a
-receiver stub is legitimate. The real collector's heartbeat route is tested on its own side.
+receiver stub is legitimate. The last test runs the agent against the real collector (uvicorn,
+a migrated database on both backends); the route's refusals are tested in tests/cloud/fleet.
 """
 
 import asyncio
@@ -21,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -30,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cloud.settings import Settings
 from edge.agent import Agent
 from edge.forwarder import LinkHealth
 from edge.health import DeviceHealth
@@ -43,6 +46,8 @@ from shared.errors import ContractError
 from shared.events import ClockState, EventDraft, EventKind
 from shared.heartbeat import Heartbeat, verify_heartbeat
 from shared.signing import private_key_pem
+from tests.cloud.conftest import GATEWAY as COLLECTOR_GATEWAY
+from tests.cloud.conftest import READER, running_app
 from tests.support.agent import running_agent
 from tests.support.waiting import eventually, free_port
 
@@ -266,11 +271,11 @@ def gateway_key(data_dir: Path) -> Ed25519PrivateKey:
     return create_private_key(data_dir / "gateway.key")
 
 
-def site(url: str, data_dir: Path, *, interval: str = "100ms", timeout: str = "10s") -> str:
+def site(url: str, data_dir: Path, *, timeout: str = "10s", gateway: str = GATEWAY) -> str:
     """A gateway with one Modbus panel that nobody serves (port 9) and fast batches."""
     return (
-        f'[gateway]\nid = "{GATEWAY}"\ncloud_url = "{url}"\ndata_dir = "{data_dir}"\n\n'
-        f'[cloud]\nheartbeat_interval = "{interval}"\n\n'
+        f'[gateway]\nid = "{gateway}"\ncloud_url = "{url}"\ndata_dir = "{data_dir}"\n\n'
+        '[cloud]\nheartbeat_interval = "100ms"\n\n'
         '[forwarder]\nbatch_max_events = 5\nbatch_max_wait = "20ms"\n'
         f'request_timeout = "{timeout}"\n'
         'retry_initial = "20ms"\nretry_max = "50ms"\n\n'
@@ -466,3 +471,53 @@ async def test_a_rotated_key_signs_the_next_heartbeats(tmp_path: Path) -> None:
     # At most the one heartbeat signed before the swap was refused under the new key.
     assert len(receiver.refused) <= 1
     assert all("heartbeat signature does not verify" in reason for reason in receiver.refused)
+
+
+# --- against the real collector ------------------------------------------------------------------
+
+
+async def test_the_real_collector_takes_the_agents_heartbeats(db_url: str, tmp_path: Path) -> None:
+    """The real agent and the real collector (uvicorn on loopback, a migrated database on both
+    backends): its batches are stored, its heartbeats verified and kept on the gateway twin, and
+    the unreachable panel's health copied into its device twin."""
+    key = gateway_key(tmp_path)
+    port = free_port()
+    async with running_app(Settings(db_url=db_url), key) as app:
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        )
+        serve = asyncio.create_task(server.serve())
+        try:
+            await eventually(lambda: server.started, what="the collector to start")
+            config = site(f"http://127.0.0.1:{port}", tmp_path, gateway=COLLECTOR_GATEWAY)
+            async with (
+                running_agent(config) as agent,
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=READER) as reader,
+            ):
+                await commit(agent, drafts(4, at=datetime.now(UTC)))
+
+                async def reported() -> bool:
+                    view = (await reader.get(f"/v1/gateways/{COLLECTOR_GATEWAY}")).json()
+                    beat = view.get("heartbeat") or {}
+                    return (
+                        view.get("last_seq") == 4
+                        and beat.get("outbox", {}).get("backlog_events") == 0
+                        and beat.get("cloud_link", {}).get("last_success_at") is not None
+                        and bool(beat.get("devices"))
+                        and beat["devices"][0]["consecutive_failures"] > 0
+                    )
+
+                await eventually(reported, what="a heartbeat after the batch, kept on the twin")
+                gateway = (await reader.get(f"/v1/gateways/{COLLECTOR_GATEWAY}")).json()
+                panel = (await reader.get("/v1/devices/panel-1/twin")).json()
+                assert agent.heartbeat is not None
+                health = agent.heartbeat.health
+        finally:
+            server.should_exit = True
+            await serve
+
+    assert gateway["status"] == "online" and gateway["last_heartbeat_at"] is not None
+    assert gateway["heartbeat"]["gateway_id"] == COLLECTOR_GATEWAY
+    assert gateway["heartbeat"]["boot_id"] == health.boot_id
+    assert panel["health"]["state"] == "failing"
+    assert health.failed == 0 and health.sent >= 1
