@@ -1,5 +1,8 @@
 """HTTP routes of share links: one invoice's page and evidence for a customer, without a key.
 
+In invoices because they serve invoices; the token service they use (`cloud.auth.share_links`)
+stays in auth, which never imports invoices.
+
 POST   /v1/invoices/{id}/share-links          billing   make a link (shown once)
 DELETE /v1/invoices/{id}/share-links          billing   revoke the invoice's live links
 GET    /v1/shared/{token}                     the link  the invoice page

@@ -1,4 +1,7 @@
-"""`tollgate-cloud share create | revoke`: links that open one invoice for a customer."""
+"""`tollgate-cloud share create | revoke`: links that open one invoice for a customer.
+
+In invoices (it looks the invoice up); the tokens themselves are `cloud.auth.share_links`.
+"""
 
 import argparse
 import asyncio
