@@ -9,8 +9,8 @@ import orjson
 
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
+from cloud.session_work import EPOCH
 from cloud.sessions.service import (
-    EPOCH,
     RefreshReport,
     StoredSession,
     refresh_sessions,
