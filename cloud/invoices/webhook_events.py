@@ -6,7 +6,8 @@
   receiver hears of a draft only when there is something new to read.
 - `invoice.finalized`: a draft got its number (by hand or at the end of its grace period).
 
-Decimals are written in plain notation (`shared.canonical.format_decimal`), times in RFC 3339.
+Totals are written to the currency's minor unit ("15.05", "12.20": they are sums of rounded
+lines, so nothing is rounded away), times in RFC 3339.
 """
 
 from collections import defaultdict
@@ -21,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.rating.money import round_money
 from cloud.webhooks.outbox import emit_async
 from cloud.webhooks.types import EventType
-from shared.canonical import format_decimal
 
 # The line fields that make up what a draft says (`DraftLine.row` keys, invoice_id aside).
 LINE_FIELDS = (
@@ -115,7 +116,7 @@ async def emit_drafted(
             "period": header["period"],
             "period_start": header["period_start"].isoformat(),
             "period_end": header["period_end"].isoformat(),
-            "total": format_decimal(header["total"]),
+            "total": money(header["total"], header["currency"]),
             "currency": header["currency"],
             "lines": len(content.lines),
         }
@@ -133,8 +134,13 @@ async def emit_finalized(*, session: AsyncSession, invoice: Invoice, number: str
         "account_id": invoice.account_id,
         "number": number,
         "period": invoice.period,
-        "total": format_decimal(invoice.total),
+        "total": money(invoice.total, invoice.currency),
         "currency": invoice.currency,
         "finalized_at": finalized_at.isoformat(),
     }
     await emit_async(session, EventType.INVOICE_FINALIZED, data)
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """An invoice amount as text in the currency's minor unit: "12.20" EUR, "1200" JPY."""
+    return str(round_money(amount, currency))

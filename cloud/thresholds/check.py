@@ -23,7 +23,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import String, literal, select
@@ -36,6 +35,7 @@ from cloud.db import Database, DecimalText, UtcDateTime
 from cloud.errors import InvalidBillingInput
 from cloud.invoices.lines import Rates, RunAccount, rate_account
 from cloud.invoices.service import load_rates
+from cloud.invoices.webhook_events import money
 from cloud.rating.periods import Period, period_of
 from cloud.sessions.service import refresh_sessions
 from cloud.thresholds.measure import Crossing, ThresholdSpec, crossings
@@ -250,22 +250,25 @@ async def _insert_firing(*, session: AsyncSession, firing: Firing, now: datetime
 
 
 def message_data(firing: Firing, now: datetime) -> dict[str, Any]:
-    """The `usage.threshold_reached` data: JSON values only (decimals and times as text)."""
+    """The `usage.threshold_reached` data: JSON values only, decimals and times as text.
+
+    `threshold` is the value as set (plain notation), `observed` units in plain notation or an
+    amount in the currency's minor unit (a sum of rounded lines: "2.10")."""
     threshold, observed = firing.crossing.threshold, firing.crossing.observed
     return {
         "threshold_id": threshold.id,
         "account_id": firing.account.id,
         "metric_id": threshold.metric_id,
         "measure": threshold.measure.value,
-        "threshold": _decimal(threshold.value),
-        "observed": _decimal(observed),
+        "threshold": format_decimal(threshold.value),
+        "observed": (
+            money(observed, firing.account.currency)
+            if threshold.measure == Measure.AMOUNT
+            else format_decimal(observed)
+        ),
         "currency": firing.account.currency if threshold.measure == Measure.AMOUNT else None,
         "period": firing.period.label,
         "period_start": firing.period.start.isoformat(),
         "period_end": firing.period.end.isoformat(),
         "reached_at": now.isoformat(),
     }
-
-
-def _decimal(value: Decimal) -> str:
-    return format_decimal(value)

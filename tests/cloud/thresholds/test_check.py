@@ -98,7 +98,7 @@ async def test_an_amount_threshold_counts_usage_not_the_base_fee(billing: Billin
     assert [
         (m["threshold_id"], m["observed"], m["currency"])
         for m in await payloads(billing.db, REACHED)
-    ] == [(total, "2.1", "EUR"), (energy, "2.3", "EUR")]
+    ] == [(total, "2.10", "EUR"), (energy, "2.30", "EUR")]
 
 
 async def test_session_metrics_see_the_sessions_of_stored_events(billing: Billing) -> None:
