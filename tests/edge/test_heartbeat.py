@@ -43,9 +43,9 @@ from edge.status import STATUS_FILE, format_status, read_status
 from shared.bounds import MAX_HEARTBEAT_BYTES
 from shared.canonical import dump_canonical, format_time
 from shared.errors import ContractError
-from shared.events import ClockState, EventDraft, EventKind
+from shared.events import HEADER_FIELDS, BatchHeader, ClockState, EventDraft, EventKind
 from shared.heartbeat import Heartbeat, verify_heartbeat
-from shared.signing import private_key_pem
+from shared.signing import private_key_pem, verify_header
 from tests.cloud.conftest import GATEWAY as COLLECTOR_GATEWAY
 from tests.cloud.conftest import READER, running_app
 from tests.support.agent import running_agent
@@ -191,6 +191,7 @@ class Receiver:
 
     public_key: Ed25519PublicKey
     batch_status: int = 200
+    verify_batches: bool = False  # refuse (401) a batch not signed by `public_key`
     heartbeat_status: int = 202
     heartbeats: list[Heartbeat] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
@@ -224,6 +225,13 @@ class Receiver:
     async def batch(self, request: Request) -> Response:
         document = orjson.loads(gzip.decompress(await request.body()))
         self.hanging_at_batch.append(self.hanging)
+        if self.verify_batches:
+            header = BatchHeader.model_validate({name: document[name] for name in HEADER_FIELDS})
+            try:
+                verify_header(header, self.public_key)
+            except ContractError:
+                self.log.append(f"refused batch {header.first_seq}..{header.last_seq}")
+                return JSONResponse({"error": {"code": "bad_signature"}}, 401)
         if self.hold_batches is not None:
             await self.hold_batches.wait()
         if self.batch_status != 200:
@@ -471,6 +479,30 @@ async def test_a_rotated_key_signs_the_next_heartbeats(tmp_path: Path) -> None:
     # At most the one heartbeat signed before the swap was refused under the new key.
     assert len(receiver.refused) <= 1
     assert all("heartbeat signature does not verify" in reason for reason in receiver.refused)
+
+
+async def test_a_batch_in_retry_is_re_signed_when_another_task_reread_the_key(
+    tmp_path: Path,
+) -> None:
+    """The heartbeat rereads the key file too (`Forwarder.current_key`): a batch refused under
+    the old key must still go out signed with the new one, whoever noticed the change first."""
+    old = gateway_key(tmp_path)
+    new = Ed25519PrivateKey.generate()
+    receiver = Receiver(new.public_key(), verify_batches=True)  # the collector has the new key
+    async with serving(receiver) as url, running_agent(site(url, tmp_path)) as agent:
+        assert agent.forwarder is not None
+        await commit(agent, drafts(3, at=datetime.now(UTC)))
+        await eventually(
+            lambda: "refused batch 1..3" in receiver.log, what="the old-key batch refused"
+        )
+        replacement = tmp_path / "gateway.key.new"
+        replacement.write_bytes(private_key_pem(new))
+        replacement.chmod(0o600)
+        replacement.replace(tmp_path / "gateway.key")
+        # Another task (the heartbeat, here the test) rereads the file before the retry does.
+        assert agent.forwarder.current_key() is not old
+        await eventually(lambda: receiver.batches == [(1, 3)], what="the batch, re-signed")
+        await eventually(lambda: len(receiver.heartbeats) >= 1, what="a new-key heartbeat")
 
 
 # --- against the real collector ------------------------------------------------------------------
