@@ -223,3 +223,23 @@ def test_the_job_runs_in_the_background_at_its_own_interval() -> None:
     [job] = [job for job in jobs(Settings()) if job.name == "thresholds"]
     assert job.run is check_thresholds
     assert job.every == Settings().threshold_interval
+
+
+async def test_an_account_that_cannot_be_rated_is_reported_and_others_still_fire(
+    billing: Billing,
+) -> None:
+    await household(billing, "huge")
+    await household(billing, "fine")
+    await add_threshold(billing, "huge", "kwh", Measure.UNITS, "1")
+    fine = await add_threshold(billing, "fine", "kwh", Measure.UNITS, "1")
+    await billing.send(
+        reading("meter-huge", utc(2026, 11, 3), "1" + "0" * 29),  # x 0.10: beyond 10^18
+        reading("meter-fine", utc(2026, 11, 3), "2"),
+    )
+
+    report = await check_thresholds(billing.db, utc(2026, 11, 4))
+
+    assert report.fired == [fine]
+    assert report.failed == {"huge": "rating_out_of_bounds"}
+    assert str(report).endswith("1 fired, 1 accounts not rated (huge)")
+    assert [m["account_id"] for m in await payloads(billing.db, REACHED)] == ["fine"]
