@@ -99,13 +99,14 @@ def record_incidents(
     """
     if not subjects:
         return 0
-    active = set(
-        session.execute(
+    active = {
+        (gateway_id, device_id)
+        for gateway_id, device_id in session.execute(
             select(Incident.gateway_id, Incident.device_id).where(
                 Incident.kind == kind.value, Incident.state.in_(ACTIVE_STATES)
             )
-        ).tuples()
-    )
+        )
+    }
     fresh: dict[tuple[str, str | None], IncidentSubject] = {}
     for subject in subjects:
         key = (subject.gateway_id, subject.device_id)
