@@ -111,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    connect()
     try:
         settings = Settings.load(db=args.db)
+        connect(settings)
         status = args.run(args, settings)  # a command may return its own exit status
     except (CommandFailed, CollectorError) as exc:
         print(f"tollgate-cloud: error: {exc}", file=sys.stderr)
