@@ -148,6 +148,15 @@ def test_another_gateways_heartbeat_is_refused_when_the_id_is_given() -> None:
         (b'{"heartbeat": [], "signature": "x"}', '"heartbeat" must be an object'),
         (b'{"heartbeat": {}, "signature": 5}', '"signature" must be base64'),
         (b'{"heartbeat": {}, "signature": "not base64!"}', None),
+        (b'{"heartbeat": {}, "signature": "' + b"A" * 257 + b'"}', '"signature" must be base64'),
+        (b'{"heartbeat": {"a": "\\ud800"}, "signature": "AAAA"}', "not JSON"),
+        (b'{"heartbeat": {"a": 1e999}, "signature": "AAAA"}', "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (
+            b'{"heartbeat": {"a": ' + b"[" * 2000 + b"]" * 2000 + b'}, "signature": "AAAA"}',
+            "not JSON",
+        ),
+        (b'{"heartbeat": {"a": 123456789012345678901234567890}, "signature": "AAAA"}', None),
     ],
 )
 def test_malformed_envelopes_are_refused(body: bytes, reason: str | None) -> None:
