@@ -24,10 +24,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import cast
 
 import httpx
 import orjson
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from cloud.db import Database
@@ -180,7 +181,12 @@ def record_attempts(
     policy: DeliveryPolicy,
     report: DeliveryReport,
 ) -> None:
-    """Log every POST, move each delivery on, count failures per endpoint (into `report`)."""
+    """Log every POST, move each delivery on, count failures per endpoint (into `report`).
+
+    Locks endpoints, then deliveries (the order every writer of both takes); the endpoints
+    `FOR NO KEY UPDATE`, which does not wait for transactions emitting to them (those hold a
+    key-share lock through the deliveries' foreign key until they commit).
+    """
     endpoint_ids = sorted({attempt.outgoing.endpoint_id for attempt in attempts})
     endpoints = {
         row.id: row
@@ -188,43 +194,54 @@ def record_attempts(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.id.in_(endpoint_ids))
             .order_by(WebhookEndpoint.id)
+            .with_for_update(key_share=True)
+        )
+    }
+    delivery_ids = [attempt.outgoing.delivery_id for attempt in attempts]
+    rows = {
+        row.id: row
+        for row in session.scalars(
+            select(WebhookDelivery)
+            .where(
+                WebhookDelivery.id.in_(delivery_ids),
+                WebhookDelivery.state == DeliveryState.PENDING.value,
+            )
+            .order_by(WebhookDelivery.id)
             .with_for_update()
         )
     }
+    log: list[dict[str, object]] = []
     for attempt in attempts:
-        state = _record_one(session, attempt, now, policy)
-        if state is None:
+        delivery = rows.get(attempt.outgoing.delivery_id)
+        if delivery is None:
             continue  # deleted meanwhile: nothing left to move on
-        report.sent += 1
-        if state is DeliveryState.SUCCEEDED:
-            report.succeeded += 1
-        elif state is DeliveryState.FAILED:
-            report.failed += 1
-        else:
-            report.retrying += 1
+        log.extend(_log_rows(delivery.id, attempt))
+        _tally(report, _move_on(delivery, attempt, now, policy))
         endpoint = endpoints.get(attempt.outgoing.endpoint_id)
         if endpoint is not None and _count_on_endpoint(endpoint, attempt, now, policy):
             report.disabled_endpoints.append(endpoint.id)
+    if log:
+        session.execute(insert(cast(Table, WebhookAttempt.__table__)), log)
 
 
-def _record_one(
-    session: Session, attempt: Attempt, now: datetime, policy: DeliveryPolicy
-) -> DeliveryState | None:
-    """Log the attempt's POSTs and move its delivery on; its new state (None: it is gone)."""
-    delivery = session.get(WebhookDelivery, attempt.outgoing.delivery_id, with_for_update=True)
-    if delivery is None or delivery.state != DeliveryState.PENDING.value:
-        return None
-    for made in attempt.tries:
-        session.add(
-            WebhookAttempt(
-                delivery_id=delivery.id,
-                at=made.at,
-                status_code=made.status,
-                error=made.error,
-                response_excerpt=made.excerpt,
-                duration_ms=made.duration_ms,
-            )
-        )
+def _log_rows(delivery_id: int, attempt: Attempt) -> list[dict[str, object]]:
+    return [
+        {
+            "delivery_id": delivery_id,
+            "at": made.at,
+            "status_code": made.status,
+            "error": made.error,
+            "response_excerpt": made.excerpt,
+            "duration_ms": made.duration_ms,
+        }
+        for made in attempt.tries
+    ]
+
+
+def _move_on(
+    delivery: WebhookDelivery, attempt: Attempt, now: datetime, policy: DeliveryPolicy
+) -> DeliveryState:
+    """The delivery after this attempt: succeeded, failed (out of attempts) or rescheduled."""
     last = attempt.last
     delivery.attempts += 1
     delivery.lease_until = None
@@ -241,6 +258,16 @@ def _record_one(
         return DeliveryState.FAILED
     delivery.next_attempt_at = now + delay
     return DeliveryState.PENDING
+
+
+def _tally(report: DeliveryReport, state: DeliveryState) -> None:
+    report.sent += 1
+    if state is DeliveryState.SUCCEEDED:
+        report.succeeded += 1
+    elif state is DeliveryState.FAILED:
+        report.failed += 1
+    else:
+        report.retrying += 1
 
 
 def _count_on_endpoint(

@@ -63,9 +63,11 @@ async def list_endpoints(*, session: AsyncSession) -> list[WebhookEndpoint]:
     return list(await session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
 
 
-async def get_endpoint(*, session: AsyncSession, endpoint_id: int) -> WebhookEndpoint:
-    """The endpoint `endpoint_id`, or WebhookEndpointNotFound."""
-    row = await session.get(WebhookEndpoint, endpoint_id)
+async def get_endpoint(
+    *, session: AsyncSession, endpoint_id: int, lock: bool = False
+) -> WebhookEndpoint:
+    """The endpoint `endpoint_id` (its row locked if `lock`), or WebhookEndpointNotFound."""
+    row = await session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
     if row is None:
         raise WebhookEndpointNotFound(
             f"no webhook endpoint {endpoint_id}", detail={"endpoint_id": endpoint_id}
@@ -110,7 +112,8 @@ async def enable_endpoint(
 
 async def delete_endpoint(*, session: AsyncSession, endpoint_id: int) -> int:
     """Delete the endpoint with its deliveries and their log; how many deliveries went."""
-    await get_endpoint(session=session, endpoint_id=endpoint_id)
+    # The endpoint's row first: delivery records lock endpoints before deliveries too.
+    await get_endpoint(session=session, endpoint_id=endpoint_id, lock=True)
     deliveries = select(WebhookDelivery.id).where(WebhookDelivery.endpoint_id == endpoint_id)
     await session.execute(delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(deliveries)))
     gone = await session.execute(

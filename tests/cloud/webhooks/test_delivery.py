@@ -2,6 +2,7 @@
 signature with `standardwebhooks.Webhook.verify`. Nothing is mocked. The tests drive
 `deliver_due` with an explicit `now` (the backoff is never slept through)."""
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 
@@ -158,3 +159,20 @@ async def test_a_collector_restart_with_deliveries_pending_delivers_them(db_url:
     assert sorted(set(receiver.ids())) == sorted(messages)
     assert len(receiver.ids()) == 6  # two were sent twice, with the same id
     assert receiver.refused == []
+
+
+async def test_two_collectors_running_at_once_send_each_delivery_once(db_url: str) -> None:
+    """Two Databases (two collectors) run deliver_due together in rounds of 10: the claims'
+    leases (and SKIP LOCKED on PostgreSQL) hand each delivery to one of them."""
+    small_rounds = replace(FAST, batch_size=10)
+    async with Receiver() as receiver, Database(db_url) as one, Database(db_url) as two:
+        await migrate(one.engine)
+        _, receiver.secret = await add_endpoint(one, receiver.url)
+        messages = await emit_many(one, 60)
+
+        reports = await asyncio.gather(
+            deliver_due(one, T0, policy=small_rounds), deliver_due(two, T0, policy=small_rounds)
+        )
+
+    assert sum(report.succeeded for report in reports) == 60
+    assert sorted(receiver.ids()) == sorted(messages)  # each once: no duplicate
