@@ -81,6 +81,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     print(table(["account", "outcome", "invoice", "total", "lines", "adjustments", "error"], rows))
     for failure in report.failures:
         print(f"failed: {failure.account_id}: {failure.error_code}: {failure.error}")
+    for account_id, quality in report.quality.items():
+        print(f"data quality: {account_id}: {quality.summary}")
     print(report)
     return EXIT_ACCOUNTS_FAILED if report.failures else 0
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cloud.invoices.finalization import invoice_number
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.service import AccountResult, RunReport
+from cloud.quality.period_report import AccountQuality
 from cloud.rating.money import round_money
 from cloud.storable_text import RequestBody
 
@@ -87,6 +88,9 @@ class RunReportOut(BaseModel):
     finalized_due: list[int]
     accounts: list[AccountResultOut]
     failures: list[RunFailureOut]
+    quality: dict[str, AccountQuality] = Field(
+        description="per account, the period's incidents touching its billed devices"
+    )
 
     @classmethod
     def of(cls, report: RunReport) -> "RunReportOut":
@@ -101,6 +105,7 @@ class RunReportOut(BaseModel):
             finalized_due=report.finalized_due,
             accounts=[AccountResultOut.of(result) for result in report.accounts],
             failures=[RunFailureOut.of(result) for result in report.failures],
+            quality=report.quality,
         )
 
 

@@ -14,7 +14,7 @@ lists it.
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -33,6 +33,7 @@ from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.webhook_events import emit_drafted, stored_drafts
+from cloud.quality.period_report import AccountQuality, period_report
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
 from cloud.sessions.service import refresh_sessions
@@ -79,6 +80,7 @@ class RunReport:
     failed: int
     finalized_due: list[int] = field(default_factory=list)
     accounts: list[AccountResult] = field(default_factory=list)
+    quality: dict[str, AccountQuality] = field(default_factory=dict)  # incidents of the period
 
     @property
     def failures(self) -> list[AccountResult]:
@@ -129,7 +131,13 @@ async def run_invoices(
             )
         if progress is not None:
             progress(index + len(chunk), len(billable))
-    return _report(period, finalized, sorted(results, key=lambda result: result.account_id))
+    async with db.transaction() as session:
+        pairs = [(account.id, account.time_zone) for account in billable]
+        quality = await period_report(
+            session=session, label=period, accounts=pairs, now=now, grace=grace
+        )
+    report = _report(period, finalized, sorted(results, key=lambda result: result.account_id))
+    return replace(report, quality=quality)
 
 
 def _report(period: str, finalized: list[int], results: list[AccountResult]) -> RunReport:
