@@ -50,6 +50,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.direct_ingest
 	$(BIN)/python -m bench.direct_ingest --batch-size 5000 --rows 20000
 	$(BIN)/python -m bench.hostile_bodies
+	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.thresholds
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
