@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from cloud.db import Database
 from cloud.webhooks.endpoints import disable_endpoint
 from cloud.webhooks.models import WebhookDelivery, WebhookMessage
-from cloud.webhooks.outbox import emit, emit_async
+from cloud.webhooks.outbox import emit, emit_async, emit_many
 from cloud.webhooks.types import EventType
 from tests.cloud.webhooks.conftest import T0, add_endpoint, deliveries
 
@@ -94,3 +94,26 @@ async def test_unknown_types_and_data_that_is_not_json_are_bugs(database: Databa
     with pytest.raises(TypeError, match="must be JSON"):
         await database.run_write(lambda s: emit(s, "incident.opened", {"x": object()}))
     assert await _count(database) == (0, 0)
+
+
+async def test_emit_many_queues_a_sweep_s_events_in_two_inserts(database: Database) -> None:
+    first, _ = await add_endpoint(database, URL, EventType.INCIDENT_OPENED)
+    second, _ = await add_endpoint(
+        database, URL, EventType.INCIDENT_OPENED, EventType.GATEWAY_OFFLINE
+    )
+    items = [{"incident_id": n} for n in range(250)]
+
+    ids = await database.run_write(lambda s: emit_many(s, "incident.opened", items, at=T0))
+    nobody = await database.run_write(lambda s: emit_many(s, "gateway.online", items, at=T0))
+
+    assert len(set(ids)) == 250 and nobody == []
+    async with database.transaction() as session:
+        payloads = dict(
+            (await session.execute(select(WebhookMessage.id, WebhookMessage.payload))).all()
+        )
+    assert [payloads[i] for i in ids] == items
+    rows = await deliveries(database)
+    assert len(rows) == 500
+    assert {(row.endpoint_id, row.message_id) for row in rows} == {
+        (endpoint_id, i) for i in ids for endpoint_id in (first, second)
+    }
