@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.hostile_bodies
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.thresholds
+	$(BIN)/python -m bench.fleet
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
