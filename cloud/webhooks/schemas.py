@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import AfterValidator, BaseModel, Field
 
 from cloud.storable_text import RequestBody
@@ -33,6 +34,12 @@ def check_receiver_url(url: str) -> str:
         raise ValueError("the URL has no host")
     if port == 0:
         raise ValueError("the URL's port must be 1..65535")
+    try:
+        host = httpx.URL(url).host  # what delivery sends to: the host name must decode (IDNA)
+    except Exception as exc:
+        raise ValueError(f"not a URL the collector can send to: {exc}") from None
+    if not host:
+        raise ValueError("the URL has no host")
     return url
 
 

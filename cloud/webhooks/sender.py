@@ -120,8 +120,12 @@ async def post_once(client: httpx.AsyncClient, outgoing: Outgoing) -> Try:
             excerpt = await read_excerpt(response)
     except httpx.UnsupportedProtocol as exc:
         return _failed(at, started, exc, transient=False)
-    except (httpx.TransportError, httpx.InvalidURL, httpx.StreamError) as exc:
-        return _failed(at, started, exc, transient=not isinstance(exc, httpx.InvalidURL))
+    except httpx.TransportError as exc:
+        return _failed(at, started, exc, transient=True)
+    except Exception as exc:
+        # e.g. a host name httpx cannot encode (IDNA): this delivery's failure, logged and
+        # retried by the backoff, never the end of the whole round
+        return _failed(at, started, exc, transient=False)
     return Try(
         at=at,
         status=response.status_code,

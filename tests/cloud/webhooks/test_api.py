@@ -125,6 +125,7 @@ async def test_replay_over_the_api_sends_the_same_message_id_again(
         ({"url": "http:///nohost", "event_types": ["incident.opened"]}, "url"),
         ({"url": "http://exa mple.com/", "event_types": ["incident.opened"]}, "url"),
         ({"url": "http://example.com:99999/", "event_types": ["incident.opened"]}, "url"),
+        ({"url": "http://xn--/", "event_types": ["incident.opened"]}, "url"),
         ({"url": "https://x.example/" + "a" * 2048, "event_types": ["incident.opened"]}, "url"),
         ({"url": URL, "event_types": ["incident.exploded"]}, "event_types"),
         ({"url": URL, "event_types": []}, "event_types"),

@@ -122,6 +122,7 @@ def test_receiver_urls_accepted(url: str) -> None:
         ("http://example.com:port/", "not a URL"),
         ("http://[::1/", "not a URL"),
         ("http://example.com:0/", "1..65535"),
+        ("http://xn--/", "can send to"),
     ],
 )
 def test_receiver_urls_refused(url: str, why: str) -> None:
