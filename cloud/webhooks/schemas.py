@@ -44,7 +44,9 @@ def check_receiver_url(url: str) -> str:
 
 
 ReceiverUrl = Annotated[
-    str, Field(min_length=1, max_length=MAX_URL_LENGTH), AfterValidator(check_receiver_url)
+    str,
+    Field(min_length=1, max_length=MAX_URL_LENGTH, pattern=r"^[hH][tT][tT][pP][sS]?://\S+$"),
+    AfterValidator(check_receiver_url),
 ]
 
 
