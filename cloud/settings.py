@@ -19,6 +19,9 @@ DEFAULT_THRESHOLD_INTERVAL = timedelta(minutes=5)  # each check rates the period
 LOW_BATTERY_ENV = "TOLLGATE_LOW_BATTERY"
 CLOCK_SKEW_AFTER_ENV = "TOLLGATE_CLOCK_SKEW_AFTER"
 CLOCK_BEHIND_AFTER_ENV = "TOLLGATE_CLOCK_BEHIND_AFTER"
+LATE_ARRIVAL_AFTER_ENV = "TOLLGATE_LATE_ARRIVAL_AFTER"
+# Forwarding latency tolerated at a month's end before an event of that month is a late arrival.
+DEFAULT_LATE_ARRIVAL_AFTER = timedelta(hours=1)
 DEFAULT_CLOCK_SKEW_AFTER = timedelta(minutes=5)  # an event this far ahead of receipt: clock_skew
 DEFAULT_LOW_BATTERY = 20  # percent: a device reporting less has a low_battery incident
 DEFAULT_SWEEP_INTERVAL = timedelta(seconds=30)
@@ -96,6 +99,7 @@ class Settings:
     # A synced event received this long after it occurred is clock_skew; None: not checked
     # (an outbox backlog delivers synced events late by design).
     clock_behind_after: timedelta | None = None
+    late_arrival_after: timedelta = DEFAULT_LATE_ARRIVAL_AFTER
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
@@ -140,6 +144,7 @@ class Settings:
             low_battery=_percent(LOW_BATTERY_ENV, DEFAULT_LOW_BATTERY),
             clock_skew_after=_duration(CLOCK_SKEW_AFTER_ENV, DEFAULT_CLOCK_SKEW_AFTER),
             clock_behind_after=_optional_duration(CLOCK_BEHIND_AFTER_ENV),
+            late_arrival_after=_duration(LATE_ARRIVAL_AFTER_ENV, DEFAULT_LATE_ARRIVAL_AFTER),
         )
 
 

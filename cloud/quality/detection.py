@@ -46,7 +46,9 @@ DEFAULT_THRESHOLDS = Thresholds()
 def thresholds(settings: Settings) -> Thresholds:
     """The detection thresholds of the collector's settings."""
     return Thresholds(
-        clock_skew_after=settings.clock_skew_after, clock_behind_after=settings.clock_behind_after
+        clock_skew_after=settings.clock_skew_after,
+        clock_behind_after=settings.clock_behind_after,
+        late_arrival_after=settings.late_arrival_after,
     )
 
 

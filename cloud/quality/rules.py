@@ -12,9 +12,10 @@ findings into one incident per subject, and the evidence names the batch and the
 - unbound_usage: a usage event (not a status report) of a catalog device that no binding covers
   at its `occurred_at`. Devices the catalog does not know are not billing's yet and are left
   out (direct sources file them as unknown_device; the fleet twins list every device seen).
-- late_arrival: a usage event of a bound device received after its billing month ended in the
-  account's time zone: from then on the invoice run may have drafted that month (the invoices
-  table is above this layer, so the rule uses the run's own period boundary, `period_of`).
+- late_arrival: a usage event of a bound device received more than `late_arrival_after`
+  (forwarding latency, 1 h by default) after its billing month ended in the account's time
+  zone: from then on the invoice run may have drafted that month (the invoices table is above
+  this layer, so the rule uses the run's own period boundary, `period_of`).
 - unbilled_usage: a usage event of a bound device that no metric of the plan version in force
   at `occurred_at` counts, by the rating's own matching (`cloud.rating.metrics.measure` over
   the one event, for event metrics), or, for session metrics, an event of a profile the metric
@@ -42,6 +43,7 @@ class Thresholds:
 
     clock_skew_after: timedelta = timedelta(minutes=5)
     clock_behind_after: timedelta | None = None
+    late_arrival_after: timedelta = timedelta(hours=1)  # after the month's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +155,7 @@ def _event_findings(
     if account is None:
         return
     period = period_of(event.occurred_at, account.time_zone)
-    if received_at >= period.end:
+    if received_at >= period.end + thresholds.late_arrival_after:
         yield (
             IncidentKind.LATE_ARRIVAL,
             f"received after {period.label} ended for {span.account_id}",

@@ -182,3 +182,21 @@ def test_evidence_merge_keeps_new_scalars_and_the_newest_list_items() -> None:
 
     assert merged == {"seqs": [1, 2, 3], "batch_id": 2}
     assert merge_evidence(None, None) is None
+
+
+def test_late_arrival_tolerates_forwarding_latency_at_the_month_end() -> None:
+    month_end = datetime(2026, 11, 30, 23, tzinfo=UTC)  # midnight in Berlin
+    last_minute = event("meter-1", at=month_end - timedelta(minutes=1))
+
+    def late(received: datetime) -> bool:
+        found = find([last_minute], received_at=received, catalog=CATALOG, thresholds=DEFAULTS)
+        return any(f.kind.value == "late_arrival" for f in found)
+
+    assert not late(month_end + timedelta(minutes=59))
+    assert late(month_end + timedelta(hours=1))
+    assert not find(
+        [last_minute],
+        received_at=month_end + timedelta(hours=2),
+        catalog=CATALOG,
+        thresholds=Thresholds(late_arrival_after=timedelta(hours=3)),
+    )
