@@ -6,12 +6,14 @@ delivered here (the delivery job belongs to W's tests).
 """
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import update
 
 from cloud.db import Database
+from cloud.errors import InvalidSettings
 from cloud.invoices.service import load_rates
 from cloud.settings import Settings
 from cloud.thresholds.check import (
@@ -243,3 +245,12 @@ async def test_an_account_that_cannot_be_rated_is_reported_and_others_still_fire
     assert report.failed == {"huge": "rating_out_of_bounds"}
     assert str(report).endswith("1 fired, 1 accounts not rated (huge)")
     assert [m["account_id"] for m in await payloads(billing.db, REACHED)] == ["fine"]
+
+
+def test_the_interval_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOLLGATE_THRESHOLD_INTERVAL", "10m")
+    assert Settings.load().threshold_interval == timedelta(minutes=10)
+    for bad in ("0s", "soon", "-5m"):
+        monkeypatch.setenv("TOLLGATE_THRESHOLD_INTERVAL", bad)
+        with pytest.raises(InvalidSettings, match=r"threshold|TOLLGATE_THRESHOLD_INTERVAL"):
+            Settings.load()
