@@ -19,10 +19,11 @@ POST was made, and the signature's timestamp is that time too (receivers check i
 """
 
 import asyncio
+import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import cast
 
@@ -70,16 +71,23 @@ async def deliver_due(
     policy: DeliveryPolicy = DEFAULT_POLICY,
     client: httpx.AsyncClient | None = None,
 ) -> DeliveryReport:
-    """Send every delivery due at `now` (rounds of `batch_size`); what happened."""
+    """Send every delivery due at `now` (rounds of `batch_size`); what happened.
+
+    Each round's clock is `now` plus the time the run has taken so far: a run of many rounds
+    sets each round's lease from when that round starts, not from when the run did.
+    """
     report = DeliveryReport()
+    started = time.monotonic()
     async with nullcontext(client) if client is not None else _new_client(policy) as http:
         for _ in range(policy.max_rounds):
-            claimed = await db.run_write(lambda session: claim_due(session, now, policy))
+            at = now + timedelta(seconds=time.monotonic() - started)
+            claimed = await db.run_write(partial(claim_due, now=at, policy=policy))
             if not claimed:
                 break
             attempts = await send_all(http, claimed, policy)
+            at = now + timedelta(seconds=time.monotonic() - started)
             await db.run_write(
-                partial(record_attempts, attempts=attempts, now=now, policy=policy, report=report)
+                partial(record_attempts, attempts=attempts, now=at, policy=policy, report=report)
             )
             if len(claimed) < policy.batch_size:
                 break
@@ -94,7 +102,7 @@ def _new_client(policy: DeliveryPolicy) -> httpx.AsyncClient:
     )
 
 
-def claim_due(session: Session, now: datetime, policy: DeliveryPolicy) -> list[Outgoing]:
+def claim_due(session: Session, *, now: datetime, policy: DeliveryPolicy) -> list[Outgoing]:
     """Lease up to `batch_size` due deliveries of enabled endpoints; what to send for each."""
     due = (
         select(WebhookDelivery.id)
