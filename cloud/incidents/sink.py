@@ -13,22 +13,23 @@ PostgreSQL when they hold no common lock (ingest holds the gateway's row lock, s
 incidents cannot race); the next occurrence bumps the older one and both resolve together.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, insert, select
+from sqlalchemy import ColumnElement, Table, and_, insert, select
 from sqlalchemy.orm import Session
 
 from cloud.incidents.evidence import bounded_evidence, merge_evidence
 from cloud.incidents.models import ACTIVE_STATES, Incident, IncidentKind, IncidentState
 from cloud.incidents.text import storable
-from cloud.webhooks.outbox import emit
+from cloud.webhooks.outbox import emit, emit_many
 from cloud.webhooks.types import EventType
 
 CHUNK = 500  # ids or device ids per IN (...) list
 COLLECTOR = "collector"  # who resolves what the collector resolves by itself
+_INCIDENTS = cast(Table, Incident.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +115,37 @@ def record_incidents(
             fresh.setdefault(key, subject)
     if not fresh:
         return 0
-    rows = session.execute(
-        insert(Incident).returning(Incident, sort_by_parameter_order=True),
-        [_new_row(kind, subject, at) for subject in fresh.values()],
-    ).scalars()
-    for row in rows:
-        emit(session, EventType.INCIDENT_OPENED, incident_data(row), at=at)
+    values = [_new_row(kind, subject, at) for subject in fresh.values()]
+    # Core executemany without RETURNING: a first sweep over 100,000 devices opens 100,000
+    # incidents at once, and RETURNING in parameter order makes SQLite insert row by row.
+    session.execute(insert(_INCIDENTS), values)
+    emit_many(session, EventType.INCIDENT_OPENED, _opened(session, kind, values, at), at=at)
     return len(fresh)
+
+
+def _opened(
+    session: Session, kind: IncidentKind, values: list[dict[str, Any]], at: datetime
+) -> Iterator[dict[str, Any]]:
+    """`incident_data` of the rows `record_incidents` just inserted, read back by subject.
+
+    A generator: `emit_many` reads it only when an endpoint wants `incident.opened`, so without
+    webhooks the read-back costs nothing. The subjects were not active before the insert, so the
+    active incident of each subject first seen at `at` is the one just opened.
+    """
+    ids = {
+        (gateway_id, device_id): incident_id
+        for incident_id, gateway_id, device_id in session.execute(
+            select(Incident.id, Incident.gateway_id, Incident.device_id).where(
+                Incident.kind == kind.value,
+                Incident.state == IncidentState.OPEN.value,
+                Incident.first_seen == at,
+            )
+        )
+    }
+    for row in values:
+        data = {key: row.get(key) for key in _DATA_FIELDS}
+        data["id"] = ids[(row["gateway_id"], row["device_id"])]
+        yield data
 
 
 def resolve_incidents(
@@ -168,21 +193,24 @@ def close(row: Incident, *, by: str, reason: str, at: datetime) -> None:
     row.resolved_reason = storable(reason)
 
 
+_DATA_FIELDS = (
+    "id",
+    "kind",
+    "state",
+    "gateway_id",
+    "device_id",
+    "detail",
+    "first_seen",
+    "last_seen",
+    "count",
+    "resolved_at",
+    "resolved_reason",
+)
+
+
 def incident_data(row: Incident) -> dict[str, Any]:
     """What webhooks carry about an incident (its evidence stays behind the API)."""
-    return {
-        "id": row.id,
-        "kind": row.kind,
-        "state": row.state,
-        "gateway_id": row.gateway_id,
-        "device_id": row.device_id,
-        "detail": row.detail,
-        "first_seen": row.first_seen,
-        "last_seen": row.last_seen,
-        "count": row.count,
-        "resolved_at": row.resolved_at,
-        "resolved_reason": row.resolved_reason,
-    }
+    return {key: getattr(row, key) for key in _DATA_FIELDS}
 
 
 def _subject(kind: IncidentKind, gateway_id: str, device_id: str | None) -> ColumnElement[bool]:

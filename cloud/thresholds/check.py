@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, literal, select, text
+from sqlalchemy import String, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -190,7 +190,6 @@ async def reached_thresholds(
     found: list[Firing] = []
     for label, items in sorted(by_label.items()):
         async with db.transaction() as session:
-            await _custom_plans(session)
             usage = await load_period_usage(
                 session=session,
                 accounts=[item.account for item in items],
@@ -211,18 +210,6 @@ async def reached_thresholds(
                 for crossing in crossings(item.thresholds, lines)
             )
     return found
-
-
-async def _custom_plans(session: AsyncSession) -> None:
-    """PostgreSQL: plan the loader's queries for their parameters in this transaction.
-
-    asyncpg keeps each connection's statements prepared; from a statement's sixth execution on,
-    PostgreSQL may switch to a generic plan, and for the loader's `device_id IN (1000 ids) AND
-    occurred_at` range that plan took 35 s instead of 1.6 s per run of this job (2,000 accounts,
-    200,000 events: bench/thresholds.py). This job repeats the same statements every interval.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 async def fire(*, db: Database, firings: Sequence[Firing], now: datetime) -> list[int]:

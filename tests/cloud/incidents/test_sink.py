@@ -121,7 +121,11 @@ async def test_sweeps_open_only_subjects_without_an_active_incident(db: Database
     found = await rows(db)
     assert len(found) == 300 and {row.count for row in found} == {1}
     assert {row.device_id for row in found} == {f"dev-{n}" for n in range(300)}
-    assert len(await messages(db)) == 300
+    sent = await messages(db)
+    assert len(sent) == 300
+    # each message names the incident it opened (read back after the bulk insert)
+    by_id = {row.id: row.device_id for row in found}
+    assert {payload["id"]: payload["device_id"] for _, payload in sent} == by_id
 
     back = await db.run_write(
         lambda s: resolve_incidents(
