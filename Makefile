@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.thresholds
 	$(BIN)/python -m bench.fleet
+	$(BIN)/python -m bench.fleet_ingest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
