@@ -33,6 +33,10 @@ batch_max_wait = "1s"              # send a partial batch when its oldest event 
 retry_initial = "500ms"            # first retry delay after a network error or 5xx
 retry_max = "30s"                  # the retry delay doubles up to this
 
+[cloud]
+heartbeat_interval = "60s"         # the signed health report; the collector marks the gateway
+                                   # offline after TOLLGATE_GATEWAY_OFFLINE_AFTER (5m) without one
+
 [diagnostics]
 listen = "127.0.0.1:8080"          # the technician's page; 0.0.0.0:8080 to open it on the LAN
 """
