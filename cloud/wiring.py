@@ -5,6 +5,7 @@ others that consume what it writes (ARCHITECTURE.md draws the arrows)."""
 from cloud.fleet.jobs import fleet_jobs
 from cloud.fleet.twins import update_twins
 from cloud.ingest import feed
+from cloud.ingest.signature_tally import file_bad_signatures
 from cloud.quality.detection import detector, thresholds
 from cloud.scheduler import Job
 from cloud.sessions.feed import note_stored_batch
@@ -24,4 +25,10 @@ def connect(settings: Settings | None = None) -> None:
 
 def jobs(settings: Settings) -> list[Job]:
     """The background jobs `serve` runs and `tollgate-cloud sweep` runs once."""
-    return [*fleet_jobs(settings), *webhook_jobs(settings), *threshold_jobs(settings)]
+    bad_signatures = Job("bad_signatures", settings.sweep_interval, file_bad_signatures)
+    return [
+        bad_signatures,
+        *fleet_jobs(settings),
+        *webhook_jobs(settings),
+        *threshold_jobs(settings),
+    ]

@@ -53,8 +53,10 @@ def record_incident(
     at: datetime | None = None,
     first_seq: int | None = None,
     last_seq: int | None = None,
+    occurrences: int = 1,
 ) -> int:
-    """Bump the active incident of the subject, else open one (emitting `incident.opened`)."""
+    """Bump the active incident of the subject by `occurrences`, else open one with that count
+    (emitting `incident.opened`); a tally filed at once (bad signatures) passes its count."""
     at = at or datetime.now(UTC)
     row = session.scalars(
         select(Incident)
@@ -64,7 +66,7 @@ def record_incident(
     ).first()
     if row is not None:
         row.last_seen = max(row.last_seen, at)
-        row.count += 1
+        row.count += occurrences
         row.detail = storable(detail)
         row.evidence = merge_evidence(row.evidence, evidence)
         row.first_seq = _least(row.first_seq, first_seq)
@@ -80,7 +82,7 @@ def record_incident(
         last_seq=last_seq,
         first_seen=at,
         last_seen=at,
-        count=1,
+        count=occurrences,
         evidence=bounded_evidence(evidence),
     )
     session.add(row)

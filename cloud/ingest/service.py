@@ -12,11 +12,14 @@ A refused batch stores nothing. It is filed as an incident of its gateway (in a 
 own) only when its signature verified under a key the gateway holds or held: a broken chain, a
 seq conflict, a retired key, a revoked gateway. Refusals of bodies that prove nothing (malformed,
 oversized, invalid, unknown gateway, bad signature) are logged, never written: anyone can name
-any gateway, and a write per junk request would be theirs to spend.
+any gateway, and a write per junk request would be theirs to spend. Bad signatures of registered
+gateways are also counted in memory (`signature_tally`) and filed by a job, one incident per
+gateway per interval, so the operator learns of them without a write per request.
 """
 
 import functools
 import logging
+from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
@@ -47,6 +50,7 @@ from cloud.ingest.body import check_value_count
 from cloud.ingest.cursor import EventCursor
 from cloud.ingest.models import StoredEvent
 from cloud.ingest.schemas import EventPage, EventQuery, IngestReceipt
+from cloud.ingest.signature_tally import note_bad_signature
 from cloud.ingest.store import store_batch, unknown_gateway
 from cloud.settings import Limits
 from shared import errors as contract
@@ -101,6 +105,13 @@ async def ingest_batch(*, db: Database, body: bytes, limits: Limits) -> IngestRe
         raise signed.error from signed.__cause__
     except CollectorError as exc:
         _log_refusal(exc, gateway_id=None if header is None else header.gateway_id)
+        if isinstance(exc, InvalidBatchSignature) and header is not None:
+            note_bad_signature(
+                gateway_id=header.gateway_id,
+                first_seq=header.first_seq,
+                last_seq=header.last_seq,
+                at=datetime.now(UTC),
+            )
         raise
 
 
