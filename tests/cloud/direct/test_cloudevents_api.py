@@ -734,7 +734,9 @@ async def test_key_sends_for_its_own_source_only(
 async def test_data_quality_incidents_show_on_the_source(
     sender: httpx.AsyncClient, admin: httpx.AsyncClient, ingest_key: str, db: Database
 ) -> None:
-    """Late arrivals, devices not in the catalog and rejected events are counted on the source."""
+    """Late arrivals, devices not in the catalog and rejected events are counted on the source
+    (and detection on ingest adds that bin-1, in the catalog but bound to no account, is
+    unbound usage)."""
     await seed_devices(admin, "bin-1")
     now = datetime.now(UTC)
     items: list[CloudEvent | object] = [
@@ -747,7 +749,12 @@ async def test_data_quality_incidents_show_on_the_source(
     assert (response.json()["stored"], len(response.json()["rejected"])) == (3, 1)
     view = await source_view(admin)
     assert (view["events_stored"], view["last_seq"]) == (3, 3)
-    assert view["incidents"] == {"late_arrival": 1, "rejected_event": 1, "unknown_device": 1}
+    assert view["incidents"] == {
+        "late_arrival": 1,
+        "rejected_event": 1,
+        "unbound_usage": 1,
+        "unknown_device": 1,
+    }
     async with db.transaction() as session:
         rows = (
             await session.execute(
@@ -756,7 +763,8 @@ async def test_data_quality_incidents_show_on_the_source(
                 .order_by(Incident.kind)
             )
         ).all()
-    late, rejected, unknown = rows
+    late, rejected, unbound, unknown = rows
+    assert (unbound.first_seq, unbound.last_seq) == (1, 3)
     assert (late.first_seq, late.last_seq) == (3, 3)
     assert late.detail.startswith("1 event(s) arrived more than 1 day, 0:00:00 after they occurred")
     assert rejected.detail == (
@@ -768,12 +776,14 @@ async def test_data_quality_incidents_show_on_the_source(
 async def test_clean_events_leave_no_incident(
     sender: httpx.AsyncClient, admin: httpx.AsyncClient, ingest_key: str
 ) -> None:
-    """Recent events of catalog devices, sent once, record no incident at all."""
+    """Recent events of catalog devices, sent once, record no incident of direct ingestion
+    (late, unknown, rejected, duplicate); the only one is detection's: bin-1 is bound to no
+    account, so its usage is unbound."""
     await seed_devices(admin, "bin-1")
     response = await send_batch(sender, ingest_key, [cloud_event("a"), cloud_event("b")])
     assert response.json()["stored"] == 2
     view = await source_view(admin)
-    assert (view["events_stored"], view["incidents"]) == (2, {})
+    assert (view["events_stored"], view["incidents"]) == (2, {"unbound_usage": 1})
 
 
 async def test_a_uri_cannot_shadow_another_sources_imports(
