@@ -21,10 +21,15 @@ from shared.events import UsageEvent
 
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
-    """One stored batch: the events this transaction inserted, in seq order."""
+    """One stored batch: the events this transaction inserted, in seq order.
+
+    A batch whose events were all stored already is published too, with no events and no
+    batch row (`batch_id` None): the gateway that re-sent it is alive (its twin counts the
+    report), though nothing new was stored.
+    """
 
     gateway_id: str
-    batch_id: int
+    batch_id: int | None  # the `batches` row of the new events; None when there were none
     received_at: datetime
     events: Sequence[UsageEvent]
     duplicates: int  # events of the batch that were already stored

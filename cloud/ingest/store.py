@@ -45,18 +45,20 @@ def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
     fresh = new_events(batch, links)  # a rewritten stored seq is a conflict before a broken link
     check_links(batch, links)
     duplicates = len(batch.events) - len(fresh)
+    batch_id: int | None = None
+    received_at = datetime.now(UTC)
     if fresh:
         batch_id, received_at = insert_new(session, batch=batch, events=fresh)
-        publish(
-            session,
-            StoredBatch(
-                gateway_id=batch.gateway_id,
-                batch_id=batch_id,
-                received_at=received_at,
-                events=fresh,
-                duplicates=duplicates,
-            ),
-        )
+    publish(
+        session,
+        StoredBatch(
+            gateway_id=batch.gateway_id,
+            batch_id=batch_id,
+            received_at=received_at,
+            events=fresh,
+            duplicates=duplicates,
+        ),
+    )
     if duplicates:
         record_incident(
             session,

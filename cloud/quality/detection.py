@@ -60,10 +60,12 @@ def detector(thresholds: Thresholds) -> FeedConsumer:
 def detect(
     session: Session, stored: StoredBatch, *, thresholds: Thresholds = DEFAULT_THRESHOLDS
 ) -> None:
-    """File the incidents the rules find in one stored batch."""
-    if not stored.events:
+    """File the incidents the rules find in one stored batch (nothing for a batch whose events
+    were all stored already: only its duplicate delivery, which ingest files)."""
+    batch_id = stored.batch_id
+    if not stored.events or batch_id is None:
         return
-    note_seq_gap(session, stored)
+    note_seq_gap(session, stored, batch_id)
     catalog = load_catalog(session, stored.events)
     for finding in find(
         stored.events, received_at=stored.received_at, catalog=catalog, thresholds=thresholds
@@ -74,14 +76,14 @@ def detect(
             gateway_id=stored.gateway_id,
             device_id=finding.device_id,
             detail=finding.detail,
-            evidence=finding.evidence(stored.batch_id),
+            evidence=finding.evidence(batch_id),
             at=stored.received_at,
             first_seq=min(finding.seqs),
             last_seq=max(finding.seqs),
         )
 
 
-def note_seq_gap(session: Session, stored: StoredBatch) -> None:
+def note_seq_gap(session: Session, stored: StoredBatch, batch_id: int) -> None:
     """Open, grow, shrink or resolve the gateway's seq_gap incident for this batch."""
     seqs = [event.seq for event in stored.events]
     lowest = min(seqs)
@@ -116,7 +118,7 @@ def note_seq_gap(session: Session, stored: StoredBatch) -> None:
             kind=IncidentKind.SEQ_GAP,
             gateway_id=stored.gateway_id,
             detail=_gap_detail(missing),
-            evidence=_gap_evidence(missing, stored.batch_id),
+            evidence=_gap_evidence(missing, batch_id),
             at=stored.received_at,
             first_seq=missing[0][0],
             last_seq=missing[-1][1],
@@ -126,11 +128,11 @@ def note_seq_gap(session: Session, stored: StoredBatch) -> None:
             session,
             kind=IncidentKind.SEQ_GAP,
             gateway_id=stored.gateway_id,
-            reason=f"missing seqs filled by batch {stored.batch_id}",
+            reason=f"missing seqs filled by batch {batch_id}",
             at=stored.received_at,
         )
     elif missing != known:
-        row.evidence = {**(row.evidence or {}), **_gap_evidence(missing, stored.batch_id)}
+        row.evidence = {**(row.evidence or {}), **_gap_evidence(missing, batch_id)}
         row.detail = _gap_detail(missing)
         row.first_seq, row.last_seq = missing[0][0], missing[-1][1]
         if grown:

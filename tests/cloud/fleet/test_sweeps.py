@@ -13,7 +13,7 @@ from cloud.gateways.enrollment import revoke_gateway
 from cloud.settings import Settings
 from cloud.wiring import jobs
 from shared.events import EventKind
-from tests.cloud.conftest import GATEWAY, READER, register
+from tests.cloud.conftest import GATEWAY, JSON, READER, register
 from tests.cloud.fleet.conftest import (
     Chain,
     add_endpoint,
@@ -24,6 +24,7 @@ from tests.cloud.fleet.conftest import (
     messages,
     send_heartbeat,
 )
+from tests.support.batches import batch_body
 
 OFFLINE_AFTER = timedelta(minutes=5)
 
@@ -147,6 +148,24 @@ async def test_offline_then_online_by_batch_and_by_heartbeat(
         ("incident.opened", GATEWAY),
         ("incident.opened", GATEWAY),
     ]
+
+
+async def test_a_batch_of_duplicates_sets_an_offline_gateway_online(
+    client: httpx.AsyncClient, db: Database, gateway_key: Ed25519PrivateKey
+) -> None:
+    """A gateway re-sending what the collector already holds (its ack was lost) is alive."""
+    chain = Chain(gateway_key)
+    await chain.send(client, [ping(1, "m-1")])
+    later = datetime.now(UTC) + 2 * OFFLINE_AFTER
+    assert (await sweep_offline_gateways(db, later, offline_after=OFFLINE_AFTER)).flagged == 1
+
+    resent = await client.post(
+        "/v1/batches", content=batch_body(chain.sent, gateway_key), headers=JSON
+    )
+
+    assert resent.json()["stored"] == 0 and resent.json()["duplicates"] == 1
+    assert body(await client.get(f"/v1/gateways/{GATEWAY}", headers=READER))["status"] == "online"
+    assert [i.state for i in await incidents(db, "gateway_offline")] == ["resolved"]
 
 
 async def test_revoked_and_silent_since_registration_gateways(
