@@ -11,6 +11,7 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.direct.models import Source
 from cloud.fleet.models import GatewayTwin
 from cloud.fleet.schemas import GatewayTwinOut
 from cloud.gateways.models import Gateway
@@ -69,9 +70,15 @@ async def gateway_head(*, session: AsyncSession, gateway_id: str) -> GatewayHead
 async def list_gateway_twins(
     *, session: AsyncSession, status: str | None, limit: int, after: str | None
 ) -> list[GatewayTwinOut]:
-    """Registered gateways with their twins in id order (status "unknown": never reported)."""
-    query = select(Gateway.id, GatewayTwin).outerjoin(
-        GatewayTwin, GatewayTwin.gateway_id == Gateway.id
+    """Registered gateways with their twins in id order (status "unknown": never reported).
+
+    Direct sources' gateway rows (`source:<id>`) are left out: they are not devices on a site
+    that report, they are listed under /v1/sources, and the offline sweep never touches them.
+    """
+    query = (
+        select(Gateway.id, GatewayTwin)
+        .outerjoin(GatewayTwin, GatewayTwin.gateway_id == Gateway.id)
+        .where(Gateway.id.not_in(select(Source.gateway_id)))
     )
     if status == "unknown":
         query = query.where(GatewayTwin.gateway_id.is_(None))

@@ -8,6 +8,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud.catalog import devices
 from cloud.db import Database
+from cloud.direct.mapping import SourceMapping
+from cloud.direct.schemas import SourceCreate
+from cloud.direct.service import add_source
 from cloud.fleet.sweeps import sweep_offline_gateways, sweep_silent_devices
 from cloud.gateways.enrollment import revoke_gateway
 from cloud.settings import Settings
@@ -166,6 +169,24 @@ async def test_a_batch_of_duplicates_sets_an_offline_gateway_online(
     assert resent.json()["stored"] == 0 and resent.json()["duplicates"] == 1
     assert body(await client.get(f"/v1/gateways/{GATEWAY}", headers=READER))["status"] == "online"
     assert [i.state for i in await incidents(db, "gateway_offline")] == ["resolved"]
+
+
+async def test_direct_sources_are_not_listed_as_gateways(
+    client: httpx.AsyncClient, db: Database, gateway_key: Ed25519PrivateKey
+) -> None:
+    await Chain(gateway_key).send(client, [ping(1, "m-1")])
+    rules = SourceMapping.model_validate(
+        {
+            "ce_sources": ["urn:test:bins"],
+            "types": [{"type": "com.test.pour", "name": "pour", "kind": "activity"}],
+        }
+    )
+    async with db.transaction(write=True) as session:
+        await add_source(session=session, spec=SourceCreate(id="bins", mapping=rules))
+
+    listed = body(await client.get("/v1/gateways", headers=READER))
+
+    assert [g["gateway_id"] for g in listed] == [GATEWAY]  # not source:bins
 
 
 async def test_revoked_and_silent_since_registration_gateways(
