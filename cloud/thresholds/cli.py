@@ -22,13 +22,19 @@ from cloud.invoices.cli import table
 from cloud.settings import Settings
 from cloud.thresholds.models import Measure
 from cloud.thresholds.schemas import ThresholdOut
-from cloud.thresholds.service import create_threshold, delete_threshold, list_thresholds
+from cloud.thresholds.service import (
+    create_threshold,
+    delete_threshold,
+    list_thresholds,
+    set_threshold_enabled,
+)
 
 T = TypeVar("T")
 
 
 def add_commands(commands: Commands) -> None:
-    """Register `threshold add | list | remove` (each sets `run(args, settings)`)."""
+    """Register `threshold add | list | enable | disable | remove` (each sets `run(args,
+    settings)`)."""
     threshold = commands.add_parser(
         "threshold", help="usage thresholds: usage.threshold_reached once per billing period"
     )
@@ -46,6 +52,14 @@ def add_commands(commands: Commands) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.add_argument("--db", help=DB_HELP)
     listing.set_defaults(run=_list)
+    for action, help_text in (
+        ("disable", "pause a threshold: not checked, never fires until enabled"),
+        ("enable", "resume a paused threshold"),
+    ):
+        toggle = actions.add_parser(action, help=help_text)
+        toggle.add_argument("threshold_id", type=int, metavar="ID")
+        toggle.add_argument("--db", help=DB_HELP)
+        toggle.set_defaults(run=_toggle, enabled=action == "enable")
     remove = actions.add_parser("remove", help="remove a threshold and its firings")
     remove.add_argument("threshold_id", type=int, metavar="ID")
     remove.add_argument("--db", help=DB_HELP)
@@ -115,6 +129,20 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
         for item in found
     ]
     print(table(["id", "metric", "measure", "value", "enabled", "last fired", "observed"], rows))
+
+
+def _toggle(args: argparse.Namespace, settings: Settings) -> None:
+    if not 1 <= args.threshold_id <= MAX_ROW_ID:
+        raise CommandFailed(f"threshold id {args.threshold_id}: no such threshold")
+
+    async def work(session: AsyncSession) -> ThresholdOut:
+        row = await set_threshold_enabled(
+            session=session, threshold_id=args.threshold_id, enabled=args.enabled
+        )
+        return ThresholdOut.of(row)
+
+    done = _in_transaction(settings, work, write=True)
+    print(f"threshold {done.id} {'enabled' if done.enabled else 'disabled'}")
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> None:

@@ -1,4 +1,5 @@
-"""HTTP routes of usage thresholds: add and remove (billing key), list (reading key).
+"""HTTP routes of usage thresholds: add, pause, resume and remove (billing key), list (reading
+key).
 
 The account's routes live under /v1/accounts/{account_id}/thresholds; the app includes this
 router before the catalog's, whose /v1/accounts/{account_id} routes sit beside them.
@@ -12,7 +13,12 @@ from fastapi import APIRouter, Path
 from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, error_responses
 from cloud.catalog.checks import SLUG_PATTERN
 from cloud.thresholds.schemas import ThresholdCreate, ThresholdOut
-from cloud.thresholds.service import create_threshold, delete_threshold, list_thresholds
+from cloud.thresholds.service import (
+    create_threshold,
+    delete_threshold,
+    list_thresholds,
+    set_threshold_enabled,
+)
 
 router = APIRouter(prefix="/v1", tags=["thresholds"])
 AUTH = (401, 403)
@@ -53,3 +59,19 @@ async def remove_threshold(threshold_id: RowId, db: DatabaseDep, _: BillingDep) 
     """Remove a threshold and its firings (messages already emitted stay in the webhook log)."""
     async with db.transaction(write=True) as session:
         await delete_threshold(session=session, threshold_id=threshold_id)
+
+
+@router.post("/thresholds/{threshold_id}/disable", responses=error_responses(*AUTH, 404))
+async def disable_threshold(threshold_id: RowId, db: DatabaseDep, _: BillingDep) -> ThresholdOut:
+    """Pause a threshold: it is not checked and does not fire until enabled again."""
+    async with db.transaction(write=True) as session:
+        row = await set_threshold_enabled(session=session, threshold_id=threshold_id, enabled=False)
+        return ThresholdOut.of(row)
+
+
+@router.post("/thresholds/{threshold_id}/enable", responses=error_responses(*AUTH, 404))
+async def enable_threshold(threshold_id: RowId, db: DatabaseDep, _: BillingDep) -> ThresholdOut:
+    """Resume a paused threshold (it fires this period if reached and not fired yet)."""
+    async with db.transaction(write=True) as session:
+        row = await set_threshold_enabled(session=session, threshold_id=threshold_id, enabled=True)
+        return ThresholdOut.of(row)

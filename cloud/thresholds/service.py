@@ -169,3 +169,21 @@ async def delete_threshold(*, session: AsyncSession, threshold_id: int) -> None:
         delete(ThresholdFiring).where(ThresholdFiring.threshold_id == threshold_id)
     )
     await session.execute(delete(UsageThreshold).where(UsageThreshold.id == threshold_id))
+
+
+async def set_threshold_enabled(
+    *, session: AsyncSession, threshold_id: int, enabled: bool
+) -> UsageThreshold:
+    """Pause (`enabled=False`) or resume a threshold; `ThresholdNotFound` if there is none.
+
+    A paused threshold is not checked and does not fire; resumed, it fires in the current
+    period if it is reached and has not fired in it yet (its firings are kept)."""
+    row = await session.scalar(
+        select(UsageThreshold).where(UsageThreshold.id == threshold_id).with_for_update()
+    )
+    if row is None:
+        raise ThresholdNotFound(
+            f"no threshold {threshold_id}", detail={"threshold_id": threshold_id}
+        )
+    row.enabled = enabled
+    return row

@@ -134,3 +134,33 @@ async def test_a_viewer_reads_but_cannot_add_or_remove(
 
     assert refused.status_code == 403 and removal.status_code == 403
     assert await listed(client) == []
+
+
+async def test_a_paused_threshold_does_not_fire_until_enabled(
+    client: httpx.AsyncClient, billing: Billing
+) -> None:
+    await billing.account("home-1")
+    await billing.device("meter-1", "meter", "home-1")
+    billing_key = await key_headers(billing.db, "billing")
+    made = await client.post(
+        BASE, json={"metric_id": "kwh", "measure": "units", "value": "10"}, headers=billing_key
+    )
+    threshold_id = made.json()["id"]
+
+    paused = await client.post(f"/v1/thresholds/{threshold_id}/disable", headers=billing_key)
+    viewer = await client.post(f"/v1/thresholds/{threshold_id}/enable", headers=READER)
+    unknown = await client.post("/v1/thresholds/999999/enable", headers=billing_key)
+
+    assert paused.status_code == 200 and paused.json()["enabled"] is False
+    assert viewer.status_code == 403
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "threshold_not_found"
+    await billing.send(reading("meter-1", utc(2026, 11, 3), "12.5"))
+    await check_thresholds(billing.db, utc(2026, 11, 4))
+    assert (await listed(client))[0]["last_fired"] is None  # paused: not checked
+
+    resumed = await client.post(f"/v1/thresholds/{threshold_id}/enable", headers=billing_key)
+    assert resumed.status_code == 200 and resumed.json()["enabled"] is True
+    await check_thresholds(billing.db, utc(2026, 11, 5))
+    fired = (await listed(client))[0]["last_fired"]
+    assert fired is not None and fired["period"] == "2026-11"

@@ -98,3 +98,23 @@ def test_refusals_are_one_line_and_exit_2(
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert main(["threshold", "list", "--account", "home-1", "--json", "--db", db_url]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_disable_and_enable(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(_seed(db_url))
+    db = ["--db", db_url]
+    assert main(["threshold", "add", "--account", "home-1", "--amount", "1", *db]) == 0
+    capsys.readouterr()
+
+    assert main(["threshold", "disable", "1", *db]) == 0
+    assert capsys.readouterr().out.strip() == "threshold 1 disabled"
+    assert main(["sweep", "--only", "thresholds", *db]) == 0
+    assert "0 thresholds pending" in capsys.readouterr().out
+    assert asyncio.run(_messages(db_url)) == []  # paused: not checked
+    assert main(["threshold", "enable", "1", *db]) == 0
+    assert capsys.readouterr().out.strip() == "threshold 1 enabled"
+    assert main(["sweep", "--only", "thresholds", *db]) == 0
+    assert asyncio.run(_messages(db_url)) == [None]  # all usage: 2.20 EUR reach 1
+
+    assert main(["threshold", "enable", "77", *db]) == 2
+    assert "no threshold 77" in capsys.readouterr().err
