@@ -330,10 +330,31 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
         f"gateway {GATEWAY_ID}: last seq {gateway.get('last_seq')}, "
         f"missing ranges {gateway.get('missing_ranges')}, incidents {gateway.get('incidents')}"
     )
+    print(fleet_line(gateway, await open_incidents(client)))
     await feed_direct_source(demo.collector, client, key=demo.source_key, workdir=demo.workdir)
     await print_invoices(demo.collector)
     print(f"state kept in {demo.workdir}")
     return 0 if balanced else 1
+
+
+async def open_incidents(client: httpx.AsyncClient) -> dict[str, int]:
+    """Open data-quality incidents by kind (the first page: the demo has a few)."""
+    answer = await client.get("/v1/quality/incidents", params={"state": "open", "limit": 500})
+    kinds: dict[str, int] = {}
+    for incident in answer.json().get("incidents", []):
+        kinds[incident["kind"]] = kinds.get(incident["kind"], 0) + 1
+    return kinds
+
+
+def fleet_line(gateway: dict[str, Any], incidents: dict[str, int]) -> str:
+    """The fleet view in one line: the gateway twin's status and heartbeat, open incidents."""
+    heartbeat = (gateway.get("heartbeat") or {}).get("outbox") or {}
+    opened = ", ".join(f"{kind} {count}" for kind, count in sorted(incidents.items())) or "none"
+    return (
+        f"fleet view: gateway {gateway.get('status')}, last heartbeat "
+        f"{gateway.get('last_heartbeat_at')} (outbox backlog {heartbeat.get('backlog_events')}); "
+        f"open incidents: {opened} (tollgate-cloud quality list, GET /v1/twins)"
+    )
 
 
 async def print_invoices(collector: CollectorProcess) -> None:

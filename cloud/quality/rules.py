@@ -168,7 +168,8 @@ def _event_findings(
             IncidentKind.UNBILLED_USAGE,
             (
                 f"no metric of plan {version.plan_id} v{version.version} counts "
-                f"{event.name!r} in {event.unit!r}"
+                f"{event.name!r} "
+                + ("without a unit" if event.unit is None else f"in {event.unit!r}")
             ),
         )
 

@@ -37,6 +37,10 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert any(line.startswith("panel-1.") for line in lines)
     assert "MISMATCH" not in summary
     assert "missing ranges []" in summary
+    # the fleet view: the agent's heartbeats keep its gateway twin online; the panels' scripted
+    # 16-bit wrap (in their first seconds) is an open data-quality incident
+    assert "fleet view: gateway online" in summary
+    assert "counter_wrap" in summary
 
     direct = summary.split("Direct source yard-bins: POST /v1/events")[1].split("Billing period")[0]
     assert "sent: 4 events, stored 4, 0 already stored, 0 rejected" in direct

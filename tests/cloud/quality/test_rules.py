@@ -115,6 +115,10 @@ def test_what_no_metric_counts_is_unbilled() -> None:
     assert kinds([event("meter-1", unit="L")]) == {("unbilled_usage", "meter-1")}
     assert kinds([event("cam-1", "motion", unit=None)]) == {("unbilled_usage", "cam-1")}
     assert kinds([event("nop-1")]) == {("unbilled_usage", "nop-1")}  # no plan version in force
+    (no_unit,) = find(
+        [event("cam-1", "motion", unit=None)], received_at=NOW, catalog=CATALOG, thresholds=DEFAULTS
+    )
+    assert no_unit.detail.endswith("counts 'motion' without a unit (seq 1)"), no_unit.detail
 
 
 def test_status_reports_are_not_usage() -> None:
