@@ -74,19 +74,8 @@ class EndpointOut(BaseModel):
 
     @classmethod
     def of(cls, row: WebhookEndpoint) -> "EndpointOut":
-        """The answer for a row."""
-        return cls(
-            id=row.id,
-            url=row.url,
-            description=row.description,
-            event_types=list(row.event_types),
-            enabled=row.enabled,
-            disabled_at=row.disabled_at,
-            disabled_reason=row.disabled_reason,
-            consecutive_failures=row.consecutive_failures,
-            failing_since=row.failing_since,
-            created_at=row.created_at,
-        )
+        """The answer for a row (its columns by name)."""
+        return cls.model_validate(row, from_attributes=True)
 
 
 class EndpointCreated(EndpointOut):
@@ -119,14 +108,8 @@ class AttemptOut(BaseModel):
 
     @classmethod
     def of(cls, row: WebhookAttempt) -> "AttemptOut":
-        """The answer for a row."""
-        return cls(
-            at=row.at,
-            status_code=row.status_code,
-            error=row.error,
-            response_excerpt=row.response_excerpt,
-            duration_ms=row.duration_ms,
-        )
+        """The answer for a row (its columns by name)."""
+        return cls.model_validate(row, from_attributes=True)
 
 
 class DeliveryOut(BaseModel):

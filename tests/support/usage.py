@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,6 +27,7 @@ def usage(
     quantity: str | Decimal | None = None,
     unit: str | None = None,
     channel: str | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> EventDraft:
     """A draft of one usage event at `at` (UTC-aware)."""
     return EventDraft(
@@ -38,6 +40,7 @@ def usage(
         occurred_at=at,
         observed_at=at,
         clock=ClockState.SYNCED,
+        attrs=attrs or {},
     )
 
 

@@ -4,7 +4,6 @@ rows the fleet writes (twins, incidents, webhook messages) read back."""
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from shared.heartbeat import (
 )
 from tests.cloud.conftest import GATEWAY, JSON
 from tests.support.batches import T0, batch_body, chain_events
+from tests.support.usage import usage
 
 
 def event(
@@ -43,18 +43,15 @@ def event(
     attrs: dict[str, Any] | None = None,
 ) -> EventDraft:
     """A draft `n` seconds after T0."""
-    at = T0 + timedelta(seconds=n)
-    return EventDraft(
-        device_id=device_id,
-        channel=channel,
-        name=name,
+    return usage(
+        device_id,
+        name,
+        T0 + timedelta(seconds=n),
         kind=kind,
-        quantity=None if quantity is None else Decimal(quantity),
+        quantity=quantity,
         unit=unit,
-        occurred_at=at,
-        observed_at=at,
-        clock=ClockState.SYNCED,
-        attrs=attrs or {},
+        channel=channel,
+        attrs=attrs,
     )
 
 
