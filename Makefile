@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/tollgate-sim demo $(if $(DURATION),--duration $(DURATION))
 
 # The browser test drives Debian's Chromium (no browser download): installed here when we may.
@@ -30,8 +30,18 @@ $(CHROMIUM):
 		echo "no $(CHROMIUM): the browser test skips (fails under CI=true); apt-get install chromium"; \
 	fi
 
+# WeasyPrint (invoice PDFs) needs Pango; the demo and tests look at PDFs as PNGs with pdftoppm.
+# (Chromium already pulls in Pango; poppler-utils is the marker that both are here.)
+PDF_TOOLS := /usr/bin/pdftoppm
+$(PDF_TOOLS):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 poppler-utils; \
+	else \
+		echo "no $@: apt-get install libpango-1.0-0 libpangoft2-1.0-0 poppler-utils"; \
+	fi
+
 # Lint and types first (seconds), then the suite, then schemathesis over the real collector.
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(PDF_TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
