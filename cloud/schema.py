@@ -31,6 +31,7 @@ from cloud.fleet.models import DeviceTwin, GatewayTwin
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.incidents.models import Incident
 from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.invoices.credit_note_models import CreditNote, CreditNoteLine, CreditNoteSeries
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
 from cloud.session_work import SessionWork
 from cloud.sessions.models import SessionRow
@@ -61,6 +62,9 @@ TABLES = (
     Invoice,
     InvoiceLine,
     InvoiceEvidence,
+    CreditNoteSeries,
+    CreditNote,
+    CreditNoteLine,
     Source,
     SourceUri,
     DirectEventKey,
