@@ -32,6 +32,7 @@ from cloud.domain import (
 )
 from cloud.errors import InvalidBillingInput
 from cloud.rating.arithmetic import EXACT, divide_half_up, exact
+from cloud.rating.combine import CombinedRule, measure_combined
 
 ZERO = Decimal(0)
 _PLACES = 6
@@ -72,13 +73,37 @@ def measure(
     pieces: Sequence[SessionPiece],
     events: Sequence[BillableEvent],
     profile_of: Mapping[str, str],
+    combined: Mapping[str, CombinedRule] | None = None,
+    site_of: Mapping[str, str | None] | None = None,
 ) -> Measurement:
-    """The metric's value over the given pieces or events, with the items that made it."""
+    """The metric's value over the given pieces or events, with the items that made it.
+
+    A session metric whose `profiles` name a combined rule (`combined`: rule id -> rule)
+    measures that rule's combined sessions (`cloud.rating.combine`; `site_of`: device -> site).
+    """
     check_metric(spec)
     with exact({"metric": spec.id}):
+        rule = _combined_rule(spec, combined or {})
+        if rule is not None:
+            return measure_combined(spec, rule, pieces, site_of or {})
         if spec.source is MetricSource.SESSIONS:
             return _measure_pieces(spec, _matching_pieces(spec, pieces))
         return _measure_events(spec, _matching_events(spec, events, profile_of))
+
+
+def _combined_rule(spec: MetricSpec, combined: Mapping[str, CombinedRule]) -> CombinedRule | None:
+    """The combined rule a session metric measures, if its `profiles` name one (only one)."""
+    if spec.source is not MetricSource.SESSIONS or not combined:
+        return None
+    named = sorted(spec.profiles & combined.keys())
+    if not named:
+        return None
+    if len(spec.profiles) > 1:
+        raise InvalidBillingInput(
+            f"metric {spec.id!r}: a combined rule ({named[0]}) must be its only profile",
+            detail={"metric": spec.id, "profiles": sorted(spec.profiles)},
+        )
+    return combined[named[0]]
 
 
 def clip_piece(piece: SessionPiece, start: datetime, end: datetime) -> SessionPiece | None:
