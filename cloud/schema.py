@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cloud.auth.models import ApiKey, ShareLink
+from cloud.catalog.combined_rules import CombinedSessionRule
 from cloud.catalog.models import (
     Account,
     Binding,
@@ -55,6 +56,7 @@ TABLES = (
     Device,
     Binding,
     Metric,
+    CombinedSessionRule,
     PlanVersionRow,
     SessionRow,
     SessionWork,
