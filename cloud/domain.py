@@ -178,7 +178,11 @@ class PriceModel(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """Units in (previous up_to, up_to] (None: no upper bound), a unit price and a flat fee."""
+    """Units in (previous up_to, up_to] (None: no upper bound), a unit price and a flat fee.
+
+    When the charge has a `block_size`, `unit_price` is the price of one block of that many
+    units (the document calls it `block_price`).
+    """
 
     up_to: Decimal | None
     unit_price: Decimal
@@ -197,6 +201,7 @@ class Charge:
     tiers: tuple[Tier, ...] = ()  # graduated, volume
     package_size: Decimal | None = None  # package
     package_price: Decimal | None = None  # package
+    block_size: Decimal | None = None  # graduated, volume: tiers price blocks of this many units
 
 
 @dataclass(frozen=True, slots=True)

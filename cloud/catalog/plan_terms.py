@@ -48,13 +48,27 @@ Positive = Annotated[ExactDecimal, Field(gt=0, allow_inf_nan=False)]
 
 class TierTerms(RequestBody):
     """A tier: units up to `up_to` (inclusive; null or omitted for the last, unbounded tier,
-    since TOML has no null)."""
+    since TOML has no null), priced per unit (`unit_price`) or, in a charge with `block_size`,
+    per block (`block_price`)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    up_to: Positive | None = None
-    unit_price: NonNegative
-    flat_fee: NonNegative = Decimal(0)
+    up_to: Positive | None = Field(
+        default=None,
+        description="the tier's last unit, inclusive, in the metric's units (also with "
+        "block_size); omit it on the last tier, which is unbounded",
+    )
+    unit_price: NonNegative | None = Field(
+        default=None, description="price of one unit in the tier (a charge without block_size)"
+    )
+    block_price: NonNegative | None = Field(
+        default=None,
+        description="price of one block of block_size units in the tier (a charge with "
+        "block_size); a started block is billed whole",
+    )
+    flat_fee: NonNegative = Field(
+        default=Decimal(0), description="added once when the tier holds any units"
+    )
 
 
 class ChargeTerms(RequestBody):
@@ -70,6 +84,12 @@ class ChargeTerms(RequestBody):
     tiers: list[TierTerms] = Field(default_factory=list)
     package_size: Positive | None = None
     package_price: NonNegative | None = None
+    block_size: Positive | None = Field(
+        default=None,
+        description="graduated and volume only: the tiers price blocks of this many units "
+        "(their block_price), a started block billed whole; every tier up_to must be a whole "
+        "number of blocks",
+    )
 
     @model_validator(mode="after")
     def _fields_match_model(self) -> Self:
@@ -81,9 +101,34 @@ class ChargeTerms(RequestBody):
             raise ValueError("a package charge needs package_size and package_price")
         if self.model in (PriceModel.GRADUATED, PriceModel.VOLUME):
             _check_tiers(self.tiers)
+            _check_tier_prices(self.tiers, self.block_size)
         elif self.tiers:
             raise ValueError(f"a {self.model} charge takes no tiers")
+        elif self.block_size is not None:
+            raise ValueError(
+                f"a {self.model} charge takes no block_size (block_size is for graduated and "
+                "volume tiers; a package charge prices blocks with package_size)"
+            )
         return self
+
+
+def _check_tier_prices(tiers: list[TierTerms], block_size: Decimal | None) -> None:
+    """Per-unit tiers name unit_price, block tiers block_price; bounds are whole blocks."""
+    for n, tier in enumerate(tiers, start=1):
+        if block_size is None and (tier.unit_price is None or tier.block_price is not None):
+            raise ValueError(
+                f"tier {n}: a charge without block_size prices tiers with unit_price "
+                "(block_price needs block_size on the charge)"
+            )
+        if block_size is not None and (tier.block_price is None or tier.unit_price is not None):
+            raise ValueError(
+                f"tier {n}: a charge with block_size prices tiers with block_price, not unit_price"
+            )
+        if block_size is not None and tier.up_to is not None and tier.up_to % block_size:
+            raise ValueError(
+                f"tier {n}: up_to {tier.up_to} is not a whole number of blocks of {block_size} "
+                "(a block may not straddle two tiers)"
+            )
 
 
 def _check_tiers(tiers: list[TierTerms]) -> None:
@@ -138,13 +183,18 @@ def _charge(terms: ChargeTerms) -> Charge:
         description=terms.description,
         included_units=terms.included_units,
         unit_price=terms.unit_price,
-        tiers=tuple(
-            Tier(up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
-            for tier in terms.tiers
-        ),
+        tiers=tuple(_tier(tier) for tier in terms.tiers),
         package_size=terms.package_size,
         package_price=terms.package_price,
+        block_size=terms.block_size,
     )
+
+
+def _tier(terms: TierTerms) -> Tier:
+    # Validated: exactly one of the two prices is set (block_price with block_size).
+    tier_price = terms.unit_price if terms.unit_price is not None else terms.block_price
+    assert tier_price is not None
+    return Tier(up_to=terms.up_to, unit_price=tier_price, flat_fee=terms.flat_fee)
 
 
 def stored_terms(terms: PlanTerms) -> dict[str, Any]:

@@ -204,6 +204,7 @@ def _check_charge_numbers(charge: Charge, where: Mapping[str, object]) -> None:
         ("unit_price", charge.unit_price),
         ("package_size", charge.package_size),
         ("package_price", charge.package_price),
+        ("block_size", charge.block_size),
     ]
     for n, tier in enumerate(charge.tiers, start=1):
         numbers += [
@@ -342,11 +343,17 @@ def _price_text(charge: Charge, priced: Priced) -> str:
         size = _plain(charge.package_size or ZERO)
         return f"{packages} x {charge.package_price} (packages of {size})"
     steps = cast(list[dict[str, str | None]], priced.detail["steps"])
-    return " + ".join(_step_text(step) for step in steps)
+    text = " + ".join(_step_text(step) for step in steps)
+    if charge.block_size is not None:  # e.g. "(blocks of 10, a started block billed whole)"
+        text += f" (blocks of {_plain(charge.block_size)}, a started block billed whole)"
+    return text
 
 
 def _step_text(step: dict[str, str | None]) -> str:
-    text = f"{_plain(Decimal(step['units'] or 0))} x {step['unit_price']}"
+    if "blocks" in step:  # a block-priced tier: "3 blocks x 0.50"
+        text = f"{step['blocks']} blocks x {step['block_price']}"
+    else:
+        text = f"{_plain(Decimal(step['units'] or 0))} x {step['unit_price']}"
     if Decimal(step["flat_fee"] or 0):
         text += f" + {step['flat_fee']} flat"
     return text
