@@ -29,7 +29,7 @@ from cloud.fleet.gateway_reads import describe_gateway
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import register_gateway
 from cloud.invoices import cli as invoices_cli
-from cloud.invoices import evidence_cli, share_cli
+from cloud.invoices import credit_cli, evidence_cli, share_cli
 from cloud.quality import cli as quality_cli
 from cloud.scheduler import run_once
 from cloud.schema import current_revision, head_revision, migrate
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks_cli.add_commands(commands)
     return parser
 
+    credit_cli.add_commands(commands)  # credit-note list | show | export
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""

@@ -30,8 +30,9 @@
      │                                                          detail.role, detail.required
      ├── InvalidBillingInput         422    invalid_billing_input  a billing document that cannot
      │    │                                                     be used (time zone, currency, ...)
-     │    └── RatingOutOfBounds      422    rating_out_of_bounds  a price, quantity or amount
-     │                                                          beyond the rating bounds
+     │    ├── RatingOutOfBounds      422    rating_out_of_bounds  a price, quantity or amount
+     │    │                                                     beyond the rating bounds
+     │    └── InvalidCredit          422    invalid_credit      an unknown or zero line to credit
      ├── BillingNotFound             404
      │    ├── AccountNotFound        404    account_not_found
      │    ├── ProfileNotFound        404    profile_not_found
@@ -41,12 +42,16 @@
      │    ├── BindingNotFound        404    binding_not_found
      │    ├── InvoiceNotFound        404    invoice_not_found
      │    ├── InvoiceLineNotFound    404    invoice_line_not_found
-     │    └── ThresholdNotFound      404    threshold_not_found
+     │    ├── ThresholdNotFound      404    threshold_not_found
+     │    └── CreditNoteNotFound     404    credit_note_not_found
      ├── BillingConflict             409
      │    ├── AlreadyExists          409    already_exists      an account, profile, device,
      │    │                                                     metric, plan or plan version
      │    ├── BindingOverlap         409    binding_overlap     a device bound twice at once
-     │    └── InvoiceFinalized       409    invoice_finalized   finalized invoices never change
+     │    ├── InvoiceFinalized       409    invoice_finalized   finalized invoices never change
+     │    ├── InvoiceNotFinalized    409    invoice_not_finalized  only final invoices are credited
+     │    ├── LineAlreadyCredited    409    line_already_credited  a line is credited at most once
+     │    └── GraceNotOver           409    grace_not_over      finalizing early needs force
      ├── UnsupportedMediaType        415    unsupported_media_type  a Content-Type this route
      │                                                          does not take (CloudEvents binary)
      ├── InvalidEvent                422    invalid_event       a structured CloudEvent that
@@ -342,6 +347,36 @@ class InvoiceFinalized(BillingConflict):
     """A finalized invoice is immutable: nothing may change it."""
 
     code = "invoice_finalized"
+
+
+class CreditNoteNotFound(BillingNotFound):
+    """No credit note with that id."""
+
+    code = "credit_note_not_found"
+
+
+class InvalidCredit(InvalidBillingInput):
+    """A credit note cannot be issued as asked (an unknown or zero line, nothing left to credit)."""
+
+    code = "invalid_credit"
+
+
+class InvoiceNotFinalized(BillingConflict):
+    """Only a finalized invoice can be credited; a draft is corrected by re-running it."""
+
+    code = "invoice_not_finalized"
+
+
+class LineAlreadyCredited(BillingConflict):
+    """An invoice line is credited at most once (whole lines only)."""
+
+    code = "line_already_credited"
+
+
+class GraceNotOver(BillingConflict):
+    """A draft finalized before its grace period ends needs `force`."""
+
+    code = "grace_not_over"
 
 
 class UnsupportedMediaType(CollectorError):

@@ -13,3 +13,4 @@ class EventType(enum.StrEnum):
     USAGE_THRESHOLD_REACHED = "usage.threshold_reached"
     INVOICE_DRAFTED = "invoice.drafted"
     INVOICE_FINALIZED = "invoice.finalized"
+    CREDIT_NOTE_ISSUED = "credit_note.issued"
