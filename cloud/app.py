@@ -24,7 +24,6 @@ from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
-from cloud.invoices.corrections_router import router as corrections_router
 from cloud.invoices.credit_router import router as credit_router
 from cloud.invoices.share_router import router as share_router
 from cloud.openapi_answers import document_answers
