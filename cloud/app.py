@@ -14,6 +14,7 @@ from sqlalchemy import text
 from cloud.analytics.router import router as analytics_router
 from cloud.answers import install_error_answers
 from cloud.api import PUBLIC, DatabaseDep
+from cloud.catalog.combined_router import router as combined_router
 from cloud.catalog.router import router as catalog_router
 from cloud.db import Database
 from cloud.direct.router import router as direct_router
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics_router)
     app.include_router(thresholds_router)  # /v1/accounts/{id}/thresholds beside the catalog's
     app.include_router(catalog_router)
+    app.include_router(combined_router)  # /v1/combined-rules
     app.include_router(evidence_router)
     app.include_router(invoices_router)
     app.include_router(share_router)

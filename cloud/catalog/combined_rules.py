@@ -149,15 +149,16 @@ def rule_document(row: CombinedSessionRule) -> dict[str, Any]:
     return {"scope": row.scope, "combine": row.combine, "members": list(row.members)}
 
 
-def rule_from_document(rule_id: str, document: dict[str, Any]) -> CombinedRule:
-    """The domain value of a stored or frozen rule document."""
+def rule_from_document(
+    id: str, scope: str, combine: str, members: Sequence[dict[str, Any]]
+) -> CombinedRule:
+    """The domain value of a stored, frozen or evidence rule document (ValueError if bad)."""
     return CombinedRule(
-        id=rule_id,
-        scope=CombineScope(document["scope"]),
-        combine=CombineMode(document["combine"]),
+        id=str(id),
+        scope=CombineScope(scope),
+        combine=CombineMode(combine),
         members=tuple(
-            CombinedMember(str(m["profile"]), frozenset(m.get("channels", [])))
-            for m in document["members"]
+            CombinedMember(str(m["profile"]), frozenset(m.get("channels", []))) for m in members
         ),
     )
 
@@ -184,6 +185,26 @@ async def combined_rules(
     if ids is not None:
         query = query.where(CombinedSessionRule.id.in_(sorted(set(ids))))
     return {
-        row.id: rule_from_document(row.id, rule_document(row))
+        row.id: rule_from_document(row.id, **rule_document(row))
         for row in await session.scalars(query)
     }
+
+
+async def freeze_combined_rules(
+    *,
+    session: AsyncSession,
+    catalogs: dict[str, dict[str, Any]],
+    sites: dict[str, dict[str, str | None]],
+) -> None:
+    """Add to each invoice's frozen catalog every combined rule and its devices' sites.
+
+    Nothing is added while no rule exists, so invoices of a catalog without combined rules
+    freeze what they always froze.
+    """
+    rows = await list_combined_rules(session=session)
+    if not rows:
+        return
+    documents = {row.id: rule_document(row) for row in rows}
+    for account_id, catalog in catalogs.items():
+        catalog["combined"] = documents
+        catalog["sites"] = dict(sorted(sites.get(account_id, {}).items()))

@@ -25,6 +25,7 @@ from cloud.errors import InvoiceLineNotFound, InvoiceNotFound
 from cloud.gateways.models import Gateway, GatewayKey
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.service import wire_event
+from cloud.invoices.combined_evidence import combined_evidence
 from cloud.invoices.exports import format_utc, invoice_header, line_document
 from cloud.invoices.frozen_usage import invoice_catalog
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
@@ -63,12 +64,16 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
     profiles, rules = await invoice_catalog(
         session=session, invoice_id=invoice_id, device_ids=devices
     )
+    metric = await _metric(session=session, metric_id=line.metric)
+    combined = await combined_evidence(
+        session=session, invoice_id=invoice_id, metric=metric, device_ids=session_devices
+    )
     return {
         "invoice": invoice_header(invoice, account),
         "time_zone": account.time_zone,
         "as_of": format_utc(invoice.as_of or invoice.computed_at),
         "line": line_document(line, currency=invoice.currency),
-        "metric": await _metric(session=session, metric_id=line.metric),
+        "metric": metric,
         "plan_version": await _plan_version(session=session, line=line),
         "corrects": await _corrected(session=session, line=line),
         "device_profiles": profiles,
@@ -77,6 +82,7 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
         "sessions": sessions,
         "events": [by_key[key] for key in billed_keys if key in by_key],
         "batches": batches,
+        **combined,  # a combined-session line: its rule and the member devices' sites
     }
 
 

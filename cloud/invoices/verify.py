@@ -6,7 +6,8 @@ chain and Ed25519 signature, that every billed event is one of those signed even
 the sessions are made of their device's signed events and lie inside the line's part, that every
 session (its start, end, close reason and events) is what `sessionize` makes of the signed events
 under the session rules and as-of time the evidence carries (a still-open session's piece ends by
-the as-of time), the line's quantity (`measure`), its amount (`price` + `round_money`), base fee
+the as-of time), the line's quantity (`measure`; a combined-session line combines its member
+pieces again under the rule its evidence carries), its amount (`price` + `round_money`), base fee
 proration, the minimum top-up, adjustments naming a real line, and the total as the sum of the
 lines.
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cloud.catalog.combined_rules import rule_from_document
 from cloud.catalog.plan_terms import load_stored_terms, plan_version
 from cloud.domain import (
     Aggregation,
@@ -528,11 +530,14 @@ def _rate_usage(
     charge = next(c for c in terms.charges if c.metric == line["metric"])
     profile_of: dict[str, str] = dict(document.get("device_profiles", {}))
     keys = [(str(g), int(s)) for g, s in document.get("line_events", [])]
+    combined = document.get("combined_rule")
     measured = measure(
         spec,
         pieces=[_piece(item, profile_of) for item in document.get("sessions", [])],
         events=[billable_event(events[key]) for key in keys if key in events],
         profile_of=profile_of,
+        combined={} if combined is None else {combined["id"]: rule_from_document(**combined)},
+        site_of=dict(document.get("device_sites", {})),
     )
     priced = price(charge, measured.value)
     return measured.value, priced.billable, round_money(priced.amount, str(invoice["currency"]))

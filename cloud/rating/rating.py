@@ -18,7 +18,7 @@ inside the period and bound to the account) and writes the lines.
 """
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow
 from typing import Any, cast
@@ -40,6 +40,7 @@ from cloud.domain import (
 )
 from cloud.errors import InvalidBillingInput
 from cloud.rating.arithmetic import EXACT, check_amount, check_number, divide_half_up, exact
+from cloud.rating.combine import CombinedRule
 from cloud.rating.metrics import check_metric, clip_piece, measure
 from cloud.rating.money import add_amounts, check_currency, prorate, round_money
 from cloud.rating.pricing import Priced, price
@@ -62,6 +63,9 @@ class AccountUsage:
     pieces: Sequence[SessionPiece]
     events: Sequence[BillableEvent]
     profile_of: Mapping[str, str]  # device_id -> profile id
+    # Combined session rules by id and each bound device's site (`cloud.rating.combine`).
+    combined: Mapping[str, CombinedRule] = field(default_factory=dict)
+    site_of: Mapping[str, str | None] = field(default_factory=dict)
 
 
 def plan_parts(
@@ -223,6 +227,8 @@ def _part_usage(usage: AccountUsage, start: datetime, end: datetime) -> AccountU
         pieces=[piece for piece in clipped if piece is not None],
         events=[event for event in usage.events if start <= event.occurred_at < end],
         profile_of=usage.profile_of,
+        combined=usage.combined,
+        site_of=usage.site_of,
     )
 
 
@@ -261,7 +267,12 @@ def _usage_line(part: _Part, spec: MetricSpec, charge: Charge, usage: AccountUsa
     where = {**part.where, "charge": charge.metric}
     with exact(where):
         measurement = measure(
-            spec, pieces=usage.pieces, events=usage.events, profile_of=usage.profile_of
+            spec,
+            pieces=usage.pieces,
+            events=usage.events,
+            profile_of=usage.profile_of,
+            combined=usage.combined,
+            site_of=usage.site_of,
         )
         priced = price(charge, measurement.value)
         check_amount(priced.amount, what="the amount", where=where)

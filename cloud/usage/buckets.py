@@ -37,6 +37,13 @@ def measure_buckets(
         events = usage.events[bisect.bisect_left(times, lower) : bisect.bisect_left(times, upper)]
         clipped = (clip_piece(piece, lower, upper) for piece in usage.pieces)
         pieces = [piece for piece in clipped if piece is not None]
-        value = measure(spec, pieces=pieces, events=events, profile_of=usage.profile_of).value
+        value = measure(
+            spec,
+            pieces=pieces,
+            events=events,
+            profile_of=usage.profile_of,
+            combined=usage.combined,
+            site_of=usage.site_of,
+        ).value
         points.append(UsagePoint(lower, upper, value))
     return points

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.catalog.combined_rules import combined_rules, freeze_combined_rules
 from cloud.catalog.models import Binding, Device, DeviceProfile
 from cloud.domain import BillableEvent, CloseReason, EventKey, SessionPiece
 from cloud.ingest.models import StoredEvent
@@ -136,6 +137,8 @@ async def load_period_usage(
         as_of=as_of,
         profile_of=profile_of,
     )
+    rules = await combined_rules(session=session)
+    site_of = await _sites(session=session, device_ids=devices) if rules else {}
     return {
         account_id: (
             period,
@@ -143,6 +146,8 @@ async def load_period_usage(
                 pieces=pieces.get(account_id, []),
                 events=events.get(account_id, []),
                 profile_of=profile_of,
+                combined=rules,
+                site_of=site_of,
             ),
         )
         for account_id, period in periods.items()
@@ -185,6 +190,15 @@ async def _profiles(*, session: AsyncSession, device_ids: Sequence[str]) -> dict
         query = select(Device.id, Device.profile_id).where(Device.id.in_(chunk))
         profile_of.update((await session.execute(query)).all())
     return profile_of
+
+
+async def _sites(*, session: AsyncSession, device_ids: Sequence[str]) -> dict[str, str | None]:
+    """device_id -> its site (a combined rule of scope site combines per site)."""
+    site_of: dict[str, str | None] = {}
+    for chunk in chunks(device_ids):
+        query = select(Device.id, Device.site_id).where(Device.id.in_(chunk))
+        site_of.update((await session.execute(query)).all())
+    return site_of
 
 
 async def _bound_events(
@@ -295,7 +309,8 @@ async def rated_catalogs(
         return catalogs
     start = min(period.start for _, period in periods) - CATALOG_LOOKBACK
     end = max(period.end for _, period in periods)
-    columns = (Binding.account_id, Device.id, DeviceProfile.id, *RULE_COLUMNS)
+    columns = (Binding.account_id, Device.id, DeviceProfile.id, *RULE_COLUMNS, Device.site_id)
+    sites: dict[str, dict[str, str | None]] = {}
     for account_ids in chunks(sorted(catalogs)):
         query = (
             select(*columns)
@@ -307,12 +322,20 @@ async def rated_catalogs(
                 or_(Binding.valid_to.is_(None), Binding.valid_to > start),
             )
         )
-        for account_id, device_id, profile_id, start_on, end_on, timeout in await session.execute(
-            query
-        ):
+        for (
+            account_id,
+            device_id,
+            profile_id,
+            start_on,
+            end_on,
+            timeout,
+            site,
+        ) in await session.execute(query):
             catalog = catalogs[account_id]
             catalog["devices"][device_id] = profile_id
             catalog["profiles"][profile_id] = frozen_rule(start_on, end_on, timeout)
+            sites.setdefault(account_id, {})[device_id] = site
+    await freeze_combined_rules(session=session, catalogs=catalogs, sites=sites)
     return catalogs
 
 
