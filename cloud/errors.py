@@ -51,7 +51,8 @@
      │    ├── InvoiceFinalized       409    invoice_finalized   finalized invoices never change
      │    ├── InvoiceNotFinalized    409    invoice_not_finalized  only final invoices are credited
      │    ├── LineAlreadyCredited    409    line_already_credited  a line is credited at most once
-     │    └── GraceNotOver           409    grace_not_over      finalizing early needs force
+     │    ├── GraceNotOver           409    grace_not_over      finalizing early needs force
+     │    └── EInvoiceNotReady       409    einvoice_not_ready  a draft or no seller: no Factur-X
      ├── UnsupportedMediaType        415    unsupported_media_type  a Content-Type this route
      │                                                          does not take (CloudEvents binary)
      ├── InvalidEvent                422    invalid_event       a structured CloudEvent that
@@ -377,6 +378,12 @@ class GraceNotOver(BillingConflict):
     """A draft finalized before its grace period ends needs `force`."""
 
     code = "grace_not_over"
+
+
+class EInvoiceNotReady(BillingConflict):
+    """A Factur-X e-invoice needs a finalized invoice with seller, buyer and tax data."""
+
+    code = "einvoice_not_ready"
 
 
 class UnsupportedMediaType(CollectorError):
