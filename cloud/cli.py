@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
 from cloud.catalog import cli as catalog_cli
+from cloud.catalog import combined_cli
 from cloud.cli_support import DB_HELP, CommandFailed
 from cloud.db import Database
 from cloud.direct import cli as direct_cli
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(commands)
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
     thresholds_cli.add_commands(commands)
+    combined_cli.add_commands(commands)  # combined add | list
     quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)
     return parser
