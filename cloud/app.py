@@ -23,6 +23,7 @@ from cloud.fleet.router import gateways as fleet_gateways_router
 from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
+from cloud.invoices.corrections_router import router as corrections_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
 from cloud.invoices.credit_router import router as credit_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics_router)
     app.include_router(thresholds_router)  # /v1/accounts/{id}/thresholds beside the catalog's
     app.include_router(catalog_router)
+    app.include_router(corrections_router)  # PATCH metrics, PUT plan versions and rules
     app.include_router(combined_router)  # /v1/combined-rules
     app.include_router(evidence_router)
     app.include_router(invoices_router)

@@ -30,6 +30,7 @@ from cloud.fleet.gateway_reads import describe_gateway
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import register_gateway
 from cloud.invoices import cli as invoices_cli
+from cloud.invoices import catalog_cli as catalog_load_cli
 from cloud.invoices import credit_cli, evidence_cli, share_cli
 from cloud.quality import cli as quality_cli
 from cloud.scheduler import run_once
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in modules:
         module.add_commands(commands)
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
+    catalog_load_cli.add_commands(catalog_cli.catalog_commands(commands))  # load, list
     thresholds_cli.add_commands(commands)
     combined_cli.add_commands(commands)  # combined add | list
     quality_cli.add_commands(commands)

@@ -52,7 +52,9 @@
      │    ├── InvoiceNotFinalized    409    invoice_not_finalized  only final invoices are credited
      │    ├── LineAlreadyCredited    409    line_already_credited  a line is credited at most once
      │    ├── GraceNotOver           409    grace_not_over      finalizing early needs force
-     │    └── EInvoiceNotReady       409    einvoice_not_ready  a draft or no seller: no Factur-X
+     │    ├── EInvoiceNotReady       409    einvoice_not_ready  a draft or no seller: no Factur-X
+     │    └── CatalogInUse           409    catalog_in_use      a metric, profile rule or plan
+     │                                                          version a finalized invoice used
      ├── UnsupportedMediaType        415    unsupported_media_type  a Content-Type this route
      │                                                          does not take (CloudEvents binary)
      ├── InvalidEvent                422    invalid_event       a structured CloudEvent that
@@ -348,6 +350,13 @@ class InvoiceFinalized(BillingConflict):
     """A finalized invoice is immutable: nothing may change it."""
 
     code = "invoice_finalized"
+
+
+class CatalogInUse(BillingConflict):
+    """A finalized invoice was rated with this metric, profile rule or plan version: it cannot
+    change (detail names the invoice); create a new one instead."""
+
+    code = "catalog_in_use"
 
 
 class CreditNoteNotFound(BillingNotFound):

@@ -1,5 +1,5 @@
 """`tollgate-cloud` catalog commands: apikey, account, profile, device, bind, metric, plan,
-unbilled and `catalog load`.
+unbilled and the `catalog` group (its `load` and `list` come from `cloud.invoices.catalog_cli`).
 
 Each command runs one transaction through the catalog services (the same checks as the API);
 expected failures raise `CommandFailed` or a `CollectorError`: one line on stderr, exit 2.
@@ -26,7 +26,6 @@ from cloud.auth.models import ApiKey
 from cloud.auth.roles import Role
 from cloud.auth.service import create_api_key, revoke_api_key
 from cloud.catalog import accounts, bindings, devices, metrics, plans
-from cloud.catalog.loader import load_catalog, parse_catalog
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.catalog.unbilled import unbilled_usage
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
@@ -448,18 +447,21 @@ def _unbilled(args: argparse.Namespace, settings: Settings) -> None:
     )
 
 
+# The `catalog` group of each parser built: `catalog load` and `catalog list` need invoices (the
+# correction rules, the drafts a file changes) and sources, so they are added from above the
+# catalog (`cloud.invoices.catalog_cli`), as fleet adds `device show`.
+_CATALOG_GROUPS: "weakref.WeakKeyDictionary[Commands, Commands]" = weakref.WeakKeyDictionary()
+
+
+def catalog_commands(commands: Commands) -> Commands:
+    """The subcommands of `tollgate-cloud catalog` added to `commands` by `add_commands`."""
+    return _CATALOG_GROUPS[commands]
+
+
 def _add_catalog(commands: Commands) -> None:
-    group = _group(commands, "catalog", "declare the catalog from a file")
-    load = _command(
-        group, "load", "apply a TOML catalog file (idempotent, all or nothing)", _catalog_load
+    _CATALOG_GROUPS[commands] = _group(
+        commands, "catalog", "declare the catalog from a file, list its objects"
     )
-    load.add_argument("file", type=Path, help="TOML file (see cloud/catalog/loader.py)")
-
-
-def _catalog_load(args: argparse.Namespace, settings: Settings) -> None:
-    catalog = parse_catalog(_read_text(args.file, what="catalog file"))
-    report = _in_transaction(settings, lambda s: load_catalog(session=s, catalog=catalog))
-    print(report.summary() or "the file declares nothing")
 
 
 # -- parsing and printing -------------------------------------------------------------------------

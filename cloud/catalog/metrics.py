@@ -1,7 +1,7 @@
 """Metrics: what a plan charges for (see `cloud.domain.MetricSpec`), stored in `metrics`."""
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -56,6 +56,41 @@ async def create_metric(
         created_at=datetime.now(UTC),
     )
     return await insert_new(session, row, what="metric", key=row.id)
+
+
+async def update_metric(
+    *, session: AsyncSession, metric_id: str, changes: Mapping[str, object]
+) -> Metric:
+    """Change a metric's name and/or definition in place (the fields of `changes`; the others
+    stay), checked like a new one. Whether an invoice used it is the caller's rule
+    (`cloud.invoices.corrections`): the catalog cannot see invoices."""
+    row = await get_row(
+        session, Metric, metric_id, missing=MetricNotFound, what="metric", for_update=True
+    )
+    values = {**_definition(row), **{k: v for k, v in changes.items() if k != "name"}}
+    spec = build_spec(metric_id=row.id, **values)  # type: ignore[arg-type]
+    await _require_profiles(session, spec.profiles)
+    if "name" in changes:
+        row.name = check_name(str(changes["name"]))
+    row.source, row.aggregation = spec.source.value, spec.aggregation.value
+    row.field = None if spec.field is None else spec.field.value
+    row.profiles, row.names = sorted(spec.profiles), sorted(spec.names)
+    row.unit, row.duration_unit = spec.unit, spec.duration_unit.value
+    await session.flush()
+    return row
+
+
+def _definition(row: Metric) -> dict[str, object]:
+    """The stored metric as `build_spec` keywords."""
+    return {
+        "source": row.source,
+        "aggregation": row.aggregation,
+        "field": row.field,
+        "profiles": list(row.profiles),
+        "names": list(row.names),
+        "unit": row.unit,
+        "duration_unit": row.duration_unit,
+    }
 
 
 def build_spec(

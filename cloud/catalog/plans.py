@@ -1,8 +1,10 @@
 """Plans and their versions: what an account pays, in one currency, version by version.
 
-Versions are append-only: invoices were rated under them, so a stored version never changes.
-A new version takes the next number and applies from its `effective_from` until the next
-version's; its terms are stored as the `PlanTerms` document (`cloud.catalog.plan_terms`).
+Versions are append-only once used: invoices were rated under them, so a version a finalized
+invoice used never changes (`replace_plan_version` is for the others, guarded by
+`cloud.invoices.corrections`). A new version takes the next number and applies from its
+`effective_from` until the next version's; its terms are stored as the `PlanTerms` document
+(`cloud.catalog.plan_terms`).
 """
 
 from collections import defaultdict
@@ -67,6 +69,42 @@ async def create_plan_version(
     return await insert_new(
         session, row, what=f"plan {plan_id!r} version", key=(plan_id, row.version)
     )
+
+
+async def replace_plan_version(
+    *, session: AsyncSession, plan_id: str, version: int, terms: PlanTerms
+) -> PlanVersionRow:
+    """Replace the terms (and `effective_from`) of a stored version, keeping its number.
+
+    Only for a version no finalized invoice used: the caller checks that
+    (`cloud.invoices.corrections`). `created_at` becomes now, so the runs' late-input check
+    sees the version as new.
+    """
+    await get_row(session, Plan, plan_id, missing=PlanNotFound, what="plan", for_update=True)
+    row = await get_row(
+        session,
+        PlanVersionRow,
+        (plan_id, version),
+        missing=PlanNotFound,
+        what=f"plan {plan_id!r} version",
+        for_update=True,
+    )
+    await _require_metrics(session, [charge.metric for charge in terms.charges])
+    effective_from = terms.effective_from.astimezone(UTC)
+    rows = await version_rows(session=session, plan_id=plan_id)
+    clash = next(
+        (r for r in rows if r.effective_from == effective_from and r.version != version), None
+    )
+    if clash is not None:
+        raise AlreadyExists(
+            f"plan {plan_id!r} already has version {clash.version} effective from "
+            f"{effective_from.isoformat()}",
+            detail={"plan_id": plan_id, "version": clash.version},
+        )
+    row.effective_from, row.terms = effective_from, stored_terms(terms)
+    row.created_at = datetime.now(UTC)
+    await session.flush()
+    return row
 
 
 async def version_rows(*, session: AsyncSession, plan_id: str) -> list[PlanVersionRow]:

@@ -1,13 +1,17 @@
-"""HTTP routes of the catalog: accounts, profiles, devices, bindings, metrics, plans, unbilled
-usage. Reads need a reading key (viewer, billing, admin), writes a billing or admin key."""
+"""HTTP routes of the catalog: accounts, sites, profiles, devices, bindings, metrics, plans,
+unbilled usage. Reads need a reading key (viewer, billing, admin), writes a billing or admin key.
+Corrections of what invoices may have used (PATCH a metric, PUT a plan version or a profile
+rule) are in `cloud.invoices.corrections_router`: they need to see invoices."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, error_responses
 from cloud.catalog import accounts, bindings, devices, metrics, plans
+from cloud.catalog.listings import list_bindings, list_sites
+from cloud.catalog.metric_warnings import charge_warnings, metric_warnings
 from cloud.catalog.models import Plan, PlanVersionRow
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.catalog.schemas import (
@@ -21,14 +25,16 @@ from cloud.catalog.schemas import (
     DeviceOut,
     DeviceUpdate,
     MetricCreate,
+    MetricCreatedOut,
     MetricOut,
     Page,
     PlanCreate,
     PlanOut,
+    PlanVersionCreatedOut,
     PlanVersionOut,
     ProfileCreate,
     ProfileOut,
-    ProfileRule,
+    SiteOut,
     UnbilledDeviceOut,
 )
 from cloud.catalog.unbilled import unbilled_usage
@@ -54,6 +60,10 @@ async def post_account(body: AccountCreate, db: DatabaseDep, _: BillingDep) -> A
             plan_id=body.plan_id,
             invoice_series=body.invoice_series,
         )
+        if body.billing_fields():  # the buyer on its invoices (cloud.catalog.accounts)
+            row = await accounts.set_billing(
+                session=session, account_id=body.id, fields=body.billing_fields()
+            )
         return AccountOut.model_validate(row)
 
 
@@ -90,6 +100,10 @@ async def patch_account(
         if "plan_id" in body.model_fields_set:
             row = await accounts.set_account_plan(
                 session=session, account_id=account_id, plan_id=body.plan_id
+            )
+        if body.billing_fields():  # the buyer on its invoices (cloud.catalog.accounts)
+            row = await accounts.set_billing(
+                session=session, account_id=account_id, fields=body.billing_fields()
             )
         return AccountOut.model_validate(row)
 
@@ -132,22 +146,6 @@ async def get_profile(profile_id: str, db: DatabaseDep, _: ReadDep) -> ProfileOu
     """One device profile."""
     async with db.transaction() as session:
         row = await devices.get_profile(session=session, profile_id=profile_id)
-        return ProfileOut.model_validate(row)
-
-
-@router.put("/profiles/{profile_id}/rule", responses=error_responses(*AUTH, 404, 422))
-async def put_profile_rule(
-    profile_id: str, body: ProfileRule, db: DatabaseDep, _: BillingDep
-) -> ProfileOut:
-    """Replace the profile's session rule; its devices' sessions are recomputed."""
-    async with db.transaction(write=True) as session:
-        row = await devices.set_profile_rule(
-            session=session,
-            profile_id=profile_id,
-            start_on=body.start_on,
-            end_on=body.end_on,
-            timeout_seconds=body.timeout_seconds,
-        )
         return ProfileOut.model_validate(row)
 
 
@@ -250,8 +248,8 @@ async def patch_binding(
 
 
 @router.post("/metrics", status_code=201, responses=error_responses(*AUTH, 404, 409, 422))
-async def post_metric(body: MetricCreate, db: DatabaseDep, _: BillingDep) -> MetricOut:
-    """Create a metric."""
+async def post_metric(body: MetricCreate, db: DatabaseDep, _: BillingDep) -> MetricCreatedOut:
+    """Create a metric; `warnings` says if it matches none of its devices' recent events."""
     async with db.transaction(write=True) as session:
         row = await metrics.create_metric(
             session=session,
@@ -265,7 +263,10 @@ async def post_metric(body: MetricCreate, db: DatabaseDep, _: BillingDep) -> Met
             unit=body.unit,
             duration_unit=body.duration_unit,
         )
-        return MetricOut.model_validate(row)
+        warnings = await metric_warnings(
+            session=session, spec=metrics.metric_spec(row), now=datetime.now(UTC)
+        )
+        return MetricCreatedOut.model_validate(row).model_copy(update={"warnings": warnings})
 
 
 @router.get("/metrics", responses=error_responses(*AUTH))
@@ -320,11 +321,54 @@ async def get_plan(plan_id: str, db: DatabaseDep, _: ReadDep) -> PlanOut:
 )
 async def post_plan_version(
     plan_id: str, body: PlanTerms, db: DatabaseDep, _: BillingDep
-) -> PlanVersionOut:
-    """Append a version of the plan's terms (versions never change once made)."""
+) -> PlanVersionCreatedOut:
+    """Append a version of the plan's terms (PUT replaces one no finalized invoice used);
+    `warnings` names each charge whose metric matches none of its devices' recent events."""
     async with db.transaction(write=True) as session:
         row = await plans.create_plan_version(session=session, plan_id=plan_id, terms=body)
-        return _version_out(row)
+        where = f"plan {plan_id} version {row.version}"
+        warnings = await charge_warnings(
+            session=session, terms=body, where=where, now=datetime.now(UTC)
+        )
+        return PlanVersionCreatedOut(**_version_out(row).model_dump(), warnings=warnings)
+
+
+@router.get("/plans/{plan_id}/versions", responses=error_responses(*AUTH, 404))
+async def get_plan_versions(plan_id: str, db: DatabaseDep, _: ReadDep) -> list[PlanVersionOut]:
+    """The plan's versions by `effective_from`."""
+    async with db.transaction() as session:
+        await plans.get_plan(session=session, plan_id=plan_id)
+        rows = await plans.version_rows(session=session, plan_id=plan_id)
+        return [_version_out(row) for row in rows]
+
+
+@router.get("/sites", responses=error_responses(*AUTH, 422))
+async def get_sites(
+    db: DatabaseDep, _: ReadDep, limit: Limit = 100, after: After = None
+) -> Page[SiteOut]:
+    """Sites in id order, one page at a time."""
+    async with db.transaction() as session:
+        rows = await list_sites(session=session, limit=limit, after=after)
+    items = [SiteOut.model_validate(row) for row in rows]
+    return Page(items=items, next_after=items[-1].id if len(items) == limit else None)
+
+
+@router.get("/bindings", responses=error_responses(*AUTH, 422))
+async def get_bindings(
+    db: DatabaseDep,
+    _: ReadDep,
+    account_id: Annotated[str | None, Query(max_length=64)] = None,
+    device_id: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Limit = 100,
+    after: Annotated[int | None, Query(ge=0, description="the previous page's next_after")] = None,
+) -> Page[BindingOut]:
+    """Bindings in id order (optionally of one account or device), one page at a time."""
+    async with db.transaction() as session:
+        rows = await list_bindings(
+            session=session, limit=limit, after=after, account_id=account_id, device_id=device_id
+        )
+    items = [BindingOut.model_validate(row) for row in rows]
+    return Page(items=items, next_after=str(items[-1].id) if len(items) == limit else None)
 
 
 @router.get("/unbilled", responses=error_responses(*AUTH, 422))

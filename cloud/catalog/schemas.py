@@ -205,6 +205,33 @@ class MetricOut(Stored):
     created_at: datetime
 
 
+class MetricUpdate(Request):
+    """Fields of a metric to change (the others stay); refused once a finalized invoice used it."""
+
+    name: Name | None = None
+    source: MetricSource | None = None
+    aggregation: Aggregation | None = None
+    field: MetricField | None = None
+    profiles: list[Slug] | None = Field(default=None, max_length=100)
+    names: list[EventName] | None = Field(default=None, max_length=100)
+    unit: str | None = Field(default=None, max_length=64)
+    duration_unit: DurationUnit | None = None
+
+
+class MetricCreatedOut(MetricOut):
+    """A metric just created or changed, with warnings (e.g. it matches no recent event)."""
+
+    warnings: list[str] = Field(default_factory=list)
+
+
+class SiteOut(Stored):
+    """A site."""
+
+    id: str
+    name: str
+    created_at: datetime
+
+
 class PlanCreate(Request):
     """A new plan; its terms come as versions (POST /v1/plans/{id}/versions)."""
 
@@ -220,6 +247,12 @@ class PlanVersionOut(BaseModel):
     effective_from: datetime
     terms: PlanTerms
     created_at: datetime
+
+
+class PlanVersionCreatedOut(PlanVersionOut):
+    """A version just appended, with warnings about its charges."""
+
+    warnings: list[str] = Field(default_factory=list)
 
 
 class PlanOut(BaseModel):

@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from cloud.cli_support import DB_HELP, CommandFailed, Commands, ProgressBar
 from cloud.db import Database
 from cloud.errors import InvalidSettings
-from cloud.invoices.finalization import finalize_due, finalize_invoice, invoice_number
+from cloud.invoices.finalization import (
+    discard_invoice,
+    finalize_due,
+    finalize_invoice,
+    invoice_number,
+)
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.service import RunReport, get_invoice, list_invoices, run_invoices
 from cloud.rating.money import round_money
@@ -45,6 +50,10 @@ def add_commands(commands: Commands) -> None:
     show.add_argument("invoice_id", type=int, metavar="ID")
     show.add_argument("--db", help=DB_HELP)
     show.set_defaults(run=_show)
+    discard = actions.add_parser("discard", help="delete a draft with its lines and evidence")
+    discard.add_argument("invoice_id", type=int, metavar="ID")
+    discard.add_argument("--db", help=DB_HELP)
+    discard.set_defaults(run=_discard)
 
 
 EXIT_ACCOUNTS_FAILED = 1  # the run finished; some accounts could not be rated (listed)
@@ -145,6 +154,18 @@ def _listed(invoice: Invoice) -> dict[str, object]:
         "total": str(round_money(invoice.total, invoice.currency)),
         "currency": invoice.currency,
     }
+
+
+def _discard(args: argparse.Namespace, settings: Settings) -> None:
+    """Delete a draft (a finalized invoice is refused: credit it instead); the next run of its
+    period drafts it again if the account is still billable."""
+
+    async def run() -> None:
+        async with Database(settings.db_url) as db:
+            await discard_invoice(db=db, invoice_id=args.invoice_id)
+
+    asyncio.run(run())
+    print(f"draft {args.invoice_id} discarded")
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:

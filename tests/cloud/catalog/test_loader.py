@@ -130,14 +130,14 @@ async def test_a_catalog_is_created_then_loading_it_again_changes_nothing(db: Da
     second = await load(db, CATALOG)
 
     assert first.splitlines() == [
-        "sites: 1 created, 0 unchanged",
-        "profiles: 1 created, 0 unchanged",
-        "metrics: 1 created, 0 unchanged",
-        "plans: 1 created, 0 unchanged",
-        "plan versions: 2 created, 0 unchanged",
-        "accounts: 2 created, 0 unchanged",
-        "devices: 1 created, 0 unchanged",
-        "bindings: 2 created, 0 unchanged",
+        "sites: 1 created, 0 updated, 0 unchanged",
+        "profiles: 1 created, 0 updated, 0 unchanged",
+        "metrics: 1 created, 0 updated, 0 unchanged",
+        "plans: 1 created, 0 updated, 0 unchanged",
+        "plan versions: 2 created, 0 updated, 0 unchanged",
+        "accounts: 2 created, 0 updated, 0 unchanged",
+        "devices: 1 created, 0 updated, 0 unchanged",
+        "bindings: 2 created, 0 updated, 0 unchanged",
     ]
     assert after_first == {
         "sites": 1,
@@ -170,14 +170,14 @@ async def test_equal_values_written_differently_are_unchanged(db: Database) -> N
 @pytest.mark.parametrize(
     ("old", "new", "error", "message"),
     [
-        ('name = "The Smiths"', 'name = "Smith family"', AlreadyExists, "accounts 'smith'"),
+        ('name = "The Smiths"', 'name = "Smith family"', AlreadyExists, "account smith"),
         ("timeout_seconds = 14400", "timeout_seconds = 600", AlreadyExists, "timeout_seconds"),
-        ('base_fee = "11"', 'base_fee = "12"', AlreadyExists, "plan versions 'basic from"),
+        ('base_fee = "11"', 'base_fee = "12"', AlreadyExists, "plan basic version from"),
         (
             'field = "duration"\nprofiles',
             'field = "duration"\nduration_unit = "minute"\nprofiles',
             AlreadyExists,
-            "metrics 'tv-hours'",
+            "metric tv-hours",
         ),
         ("valid_to = 2026-11-15T00:00:00+01:00\n", "", AlreadyExists, "valid_to"),
     ],
@@ -205,7 +205,7 @@ async def test_a_differing_object_is_an_error_naming_it_and_nothing_changes(
 @pytest.mark.parametrize(
     ("text", "error", "message"),
     [
-        ("[[profiles]]\nid = 'tv'\n", InvalidBillingInput, "profiles.1.name: Field required"),
+        ("[[profiles]]\nid = 'tv'\n", InvalidBillingInput, "profile tv: name: Field required"),
         (
             "[[plans]]\nid = 'p'\nname = 'P'\ncurrency = 'EUR'\n[[plans.versions]]\n"
             "effective_from = 2026-11-01T00:00:00Z\nbase_fee = 9.9\n",
@@ -216,7 +216,7 @@ async def test_a_differing_object_is_an_error_naming_it_and_nothing_changes(
             "[[accounts]]\nid = 'a'\nname = 'A'\nkind = 'household'\ncurrency = 'EUR'\n"
             "time_zone = 'UTC'\nplan_id = 'gold'\n",
             PlanNotFound,
-            "accounts 'a': no plan 'gold'",
+            "account a: no plan 'gold'",
         ),
         (
             "[[bindings]]\ndevice_id = 'x'\naccount_id = 'a'\nvalid_from = 2026-11-01T00:00:00\n",
@@ -243,7 +243,7 @@ async def test_an_overlapping_binding_in_the_file_is_refused(db: Database) -> No
         "valid_from = 2026-12-01T00:00:00+01:00\n"
     )
 
-    with pytest.raises(BindingOverlap, match="bindings 'tv-1 from 2026-12-01"):
+    with pytest.raises(BindingOverlap, match="binding tv-1 from 2026-12-01"):
         await load(db, overlapping)
 
     assert set((await counts(db)).values()) == {0}
@@ -259,11 +259,15 @@ def test_catalog_load_from_the_command_line(
     capsys.readouterr()
 
     assert main(["catalog", "load", str(path), "--db", url]) == 0
-    assert "bindings: 2 created, 0 unchanged" in capsys.readouterr().out
+    assert "bindings: 2 created, 0 updated, 0 unchanged" in capsys.readouterr().out
     assert main(["catalog", "load", str(path), "--db", url]) == 0
-    assert "bindings: 0 created, 2 unchanged" in capsys.readouterr().out
+    assert "bindings: 0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
 
     path.write_text(CATALOG.replace('name = "The Smiths"', 'name = "Smith family"'))
+    assert main(["catalog", "load", str(path), "--db", url]) == 0  # an update, through the CLI
+    assert "accounts: 0 created, 1 updated, 1 unchanged" in capsys.readouterr().out
+
+    path.write_text(CATALOG.replace('kind = "household"', 'kind = "company"', 1))
     assert main(["catalog", "load", str(path), "--db", url]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "accounts 'smith'" in err and "name" in err
+    assert err.count("\n") == 1 and "account smith" in err and "kind" in err
