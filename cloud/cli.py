@@ -21,7 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from cloud.app import create_app
 from cloud.catalog import cli as catalog_cli
 from cloud.catalog import combined_cli
-from cloud.cli_support import DB_HELP, CommandFailed
+from cloud.cli_support import (
+    DB_HELP,
+    CommandFailed,
+    check_database,
+    database_failure,
+    uses_database,
+)
 from cloud.db import Database
 from cloud.direct import cli as direct_cli
 from cloud.errors import CollectorError
@@ -116,8 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    db_url = ""
     try:
         settings = Settings.load(db=args.db)
+        db_url = settings.db_url
+        if uses_database(args):  # --db or $TOLLGATE_DB, a usable file, a migrated schema
+            check_database(settings, migrating=args.command == "migrate")
+            if args.command != "migrate":
+                _require_schema(settings)
         connect(settings)
         status = args.run(args, settings)  # a command may return its own exit status
     except (CommandFailed, CollectorError) as exc:
@@ -125,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (SQLAlchemyError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"tollgate-cloud: error: database unavailable: {reason}", file=sys.stderr)
+        print(f"tollgate-cloud: error: {database_failure(db_url, reason)}", file=sys.stderr)
         return EXIT_USAGE
     return status if isinstance(status, int) else 0
 

@@ -28,7 +28,6 @@ DEFAULT_SWEEP_INTERVAL = timedelta(seconds=30)
 DEFAULT_GATEWAY_OFFLINE_AFTER = timedelta(minutes=5)
 DEFAULT_INVOICE_GRACE = timedelta(days=5)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-DEFAULT_DB_URL = "sqlite+aiosqlite:///./tollgate-cloud.sqlite"
 MIB = 1024 * 1024
 
 # Plain URLs are accepted for convenience; the collector only speaks the async drivers.
@@ -84,7 +83,9 @@ class Limits:
 class Settings:
     """Everything `create_app` and the CLI need to run a collector."""
 
-    db_url: str = DEFAULT_DB_URL
+    # No default file: "" is no database (the CLI refuses it, `cloud.cli_support`); tests and
+    # code that open one pass it.
+    db_url: str = ""
     limits: Limits = field(default_factory=Limits)
     invoice_grace: timedelta = DEFAULT_INVOICE_GRACE  # drafts stay open this long after the month
     public_url: str = ""  # the collector as customers reach it (absolute links in pages)
@@ -102,7 +103,8 @@ class Settings:
     late_arrival_after: timedelta = DEFAULT_LATE_ARRIVAL_AFTER
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
+        if self.db_url:
+            object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
         if self.invoice_grace < timedelta(0):
             raise InvalidSettings("invoice_grace must not be negative")
         if self.sweep_interval <= timedelta(0) or self.gateway_offline_after <= timedelta(0):
@@ -120,9 +122,10 @@ class Settings:
 
     @classmethod
     def load(cls, *, db: str | None = None, limits: Limits | None = None) -> "Settings":
-        """Settings from `--db`, else `$TOLLGATE_DB`, else the local SQLite default; the invoice
-        grace period from `$TOLLGATE_INVOICE_GRACE` ("5d", "36h"), else 5 days."""
-        url = db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+        """Settings from `--db`, else `$TOLLGATE_DB`, else no database ("": there is no default
+        file); the invoice grace period from `$TOLLGATE_INVOICE_GRACE` ("5d", "36h"), else 5
+        days."""
+        url = db or os.environ.get(DB_ENV) or ""
         grace_text = os.environ.get(INVOICE_GRACE_ENV)
         grace = (
             DEFAULT_INVOICE_GRACE
