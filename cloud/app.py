@@ -16,6 +16,7 @@ from cloud.answers import install_error_answers
 from cloud.api import PUBLIC, DatabaseDep
 from cloud.catalog.combined_router import router as combined_router
 from cloud.catalog.router import router as catalog_router
+from cloud.catalog.tax_router import router as tax_router
 from cloud.db import Database
 from cloud.direct.router import router as direct_router
 from cloud.fleet.router import devices as fleet_devices_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics_router)
     app.include_router(thresholds_router)  # /v1/accounts/{id}/thresholds beside the catalog's
     app.include_router(catalog_router)
+    app.include_router(tax_router)  # /v1/tax-rates
     app.include_router(corrections_router)  # PATCH metrics, PUT plan versions and rules
     app.include_router(combined_router)  # /v1/combined-rules
     app.include_router(evidence_router)

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
 from cloud.catalog import cli as catalog_cli
-from cloud.catalog import combined_cli
+from cloud.catalog import combined_cli, tax_cli
 from cloud.cli_support import (
     DB_HELP,
     CommandFailed,
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
     catalog_load_cli.add_commands(catalog_cli.catalog_commands(commands))  # load, list
     thresholds_cli.add_commands(commands)
+    tax_cli.add_commands(commands)  # tax-rate add | list
     combined_cli.add_commands(commands)  # combined add | list
     quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)

@@ -176,6 +176,15 @@ class PriceModel(enum.StrEnum):
     PACKAGE = "package"  # ceil(units / package_size) x package_price
 
 
+class TaxClass(enum.StrEnum):
+    """What a charge (or a plan's base fee and minimum) is taxed as, in the buyer's tax country:
+    the country's rate of that class in force at the end of the service period."""
+
+    STANDARD = "standard"
+    REDUCED = "reduced"
+    ZERO = "zero"
+
+
 @dataclass(frozen=True, slots=True)
 class Tier:
     """Units in (previous up_to, up_to] (None: no upper bound), a unit price and a flat fee.
@@ -202,6 +211,7 @@ class Charge:
     package_size: Decimal | None = None  # package
     package_price: Decimal | None = None  # package
     block_size: Decimal | None = None  # graduated, volume: tiers price blocks of this many units
+    tax_category: TaxClass = TaxClass.STANDARD  # the VAT class of its usage lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +225,7 @@ class PlanVersion:
     base_fee: Decimal = Decimal(0)
     minimum_amount: Decimal = Decimal(0)
     charges: tuple[Charge, ...] = ()
+    tax_category: TaxClass = TaxClass.STANDARD  # the VAT class of the base fee and minimum
 
 
 class LineKind(enum.StrEnum):

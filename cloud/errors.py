@@ -504,6 +504,13 @@ class InvalidSettings(CollectorError):
     """The collector settings cannot be used (for instance an unsupported database URL)."""
 
 
+class TaxRateMissing(InvalidBillingInput):
+    """No VAT rate is in force for (country, category) on the date an invoice needs it; `detail`
+    names the country, the category and the date (the account's run outcome is `failed`)."""
+
+    code = "tax_rate_missing"
+
+
 def error_locations(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Pydantic errors reduced to where (`loc`), what (`msg`) and which check failed (`type`)."""
     return [

@@ -26,6 +26,7 @@ from cloud.catalog.models import (
     Plan,
     PlanVersionRow,
 )
+from cloud.catalog.tax_rates import TaxRate
 from cloud.db import Base
 from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
 from cloud.fleet.models import DeviceTwin, GatewayTwin
@@ -58,6 +59,7 @@ TABLES = (
     Metric,
     CombinedSessionRule,
     PlanVersionRow,
+    TaxRate,
     SessionRow,
     SessionWork,
     InvoiceSeries,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from cloud.errors import InvalidSettings
+from cloud.seller import SELLER_ENV, Seller, load_seller
 from shared.bounds import MAX_EVENTS_PER_BATCH
 
 DB_ENV = "TOLLGATE_DB"
@@ -101,6 +102,9 @@ class Settings:
     # (an outbox backlog delivers synced events late by design).
     clock_behind_after: timedelta | None = None
     late_arrival_after: timedelta = DEFAULT_LATE_ARRIVAL_AFTER
+    # The seller on invoices ($TOLLGATE_SELLER names its TOML file); None: not configured (the
+    # invoice documents say "seller": null). Settings() in tests has none unless given.
+    seller: Seller | None = None
 
     def __post_init__(self) -> None:
         if self.db_url:
@@ -148,7 +152,13 @@ class Settings:
             clock_skew_after=_duration(CLOCK_SKEW_AFTER_ENV, DEFAULT_CLOCK_SKEW_AFTER),
             clock_behind_after=_optional_duration(CLOCK_BEHIND_AFTER_ENV),
             late_arrival_after=_duration(LATE_ARRIVAL_AFTER_ENV, DEFAULT_LATE_ARRIVAL_AFTER),
+            seller=_seller(),
         )
+
+
+def _seller() -> Seller | None:
+    path = os.environ.get(SELLER_ENV, "").strip()
+    return load_seller(path) if path else None
 
 
 def _duration(env: str, default: timedelta) -> timedelta:

@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "db": 0,
     "errors": 0,
     "settings": 0,
+    "seller": 0,  # the seller on invoices (read by settings)
     "domain": 0,
     "storable_text": 0,
     "answers": 0,

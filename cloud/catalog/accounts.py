@@ -1,17 +1,22 @@
 """Accounts: who is billed (a household or a company), in one currency and one time zone."""
 
 import enum
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.checks import check_limit, check_name, check_series, check_slug
 from cloud.catalog.models import Account, Plan
 from cloud.catalog.store import get_row, insert_new
+from cloud.catalog.tax_rates import check_country
 from cloud.errors import AccountNotFound, InvalidBillingInput, PlanNotFound
 from cloud.rating.money import check_currency
 from cloud.rating.periods import check_time_zone
+from cloud.seller import valid_vat_id
 
 DEFAULT_SERIES = "INV"
 
@@ -104,3 +109,114 @@ async def _plan_for(session: AsyncSession, *, plan_id: str, currency: str) -> st
             detail={"field": "plan_id", "plan_currency": plan.currency, "currency": currency},
         )
     return plan.id
+
+
+BILLING_FIELDS = (
+    "billing_name",
+    "address",
+    "country",
+    "vat_id",
+    "customer_number",
+    "payment_terms_days",
+    "locale",
+)
+"""The buyer's fields of an account (migration 0013), each nullable."""
+MAX_PAYMENT_TERMS_DAYS = 365
+MAX_ADDRESS_LINES = 4
+
+
+async def set_billing(
+    *, session: AsyncSession, account_id: str, fields: Mapping[str, Any]
+) -> Account:
+    """Set the given billing fields (a None value clears one); each checked first, so a bad one
+    changes nothing. A finalized invoice keeps the buyer it froze."""
+    account = await get_account(session=session, account_id=account_id)
+    checked = {name: _check_billing(name, value) for name, value in fields.items()}
+    for name, value in checked.items():
+        setattr(account, name, value)
+    await session.flush()
+    return account
+
+
+def _check_billing(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name == "billing_name":
+        return check_name(str(value), field="billing_name")
+    if name == "address":
+        return check_address(value)
+    if name == "country":
+        return check_country(str(value))
+    if name == "vat_id":
+        return check_vat_id(str(value))
+    if name == "customer_number":
+        return _bounded_text(name, str(value), 64)
+    if name == "payment_terms_days":
+        return check_payment_terms(value)
+    if name == "locale":
+        return check_locale(str(value))
+    raise InvalidBillingInput(f"unknown billing field {name!r}", detail={"field": name})
+
+
+def check_address(value: Mapping[str, Any]) -> dict[str, Any]:
+    """{"lines": [1..4 texts], "postcode", "city", "country" (ISO alpha-2)}, each bounded."""
+    lines = value.get("lines") or []
+    if not isinstance(lines, list) or not 1 <= len(lines) <= MAX_ADDRESS_LINES:
+        raise InvalidBillingInput(
+            f"address.lines: 1 to {MAX_ADDRESS_LINES} lines",
+            detail={"field": "address.lines"},
+        )
+    unknown = sorted(set(value) - {"lines", "postcode", "city", "country"})
+    if unknown:
+        raise InvalidBillingInput(
+            f"address: unknown fields {unknown}", detail={"field": "address", "unknown": unknown}
+        )
+    return {
+        "lines": [_bounded_text("address.lines", str(line), 200) for line in lines],
+        "postcode": _bounded_text("address.postcode", str(value.get("postcode") or ""), 16),
+        "city": _bounded_text("address.city", str(value.get("city") or ""), 200),
+        "country": check_country(str(value.get("country") or ""), field="address.country"),
+    }
+
+
+def check_vat_id(value: str) -> str:
+    """A VAT id whose country checksum holds (python-stdnum), compacted; else refused."""
+    try:
+        return valid_vat_id(value)
+    except ValueError as exc:
+        raise InvalidBillingInput(str(exc), detail={"field": "vat_id", "value": value}) from None
+
+
+def check_payment_terms(value: Any) -> int:
+    """Whole days from issue to due date, 0 to 365."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidBillingInput(
+            "payment_terms_days: a whole number of days", detail={"field": "payment_terms_days"}
+        )
+    if not 0 <= value <= MAX_PAYMENT_TERMS_DAYS:
+        raise InvalidBillingInput(
+            f"payment_terms_days {value}: 0 to {MAX_PAYMENT_TERMS_DAYS}",
+            detail={"field": "payment_terms_days", "value": value},
+        )
+    return value
+
+
+def check_locale(value: str) -> str:
+    """A locale identifier Babel knows ("de_DE", "en_GB"); else refused."""
+    try:
+        Locale.parse(value)
+    except (ValueError, TypeError, UnknownLocaleError):
+        raise InvalidBillingInput(
+            f"invalid locale {value!r}: a locale identifier such as de_DE or en_GB",
+            detail={"field": "locale", "value": value},
+        ) from None
+    return value
+
+
+def _bounded_text(field: str, value: str, limit: int) -> str:
+    stripped = value.strip()
+    if not 0 < len(stripped) <= limit:
+        raise InvalidBillingInput(
+            f"{field}: 1 to {limit} characters", detail={"field": field, "length": len(stripped)}
+        )
+    return stripped

@@ -55,6 +55,7 @@ from cloud.catalog.metric_warnings import charge_warnings, metric_warnings
 from cloud.catalog.models import Account, Binding, Device, DeviceProfile, Metric, Plan
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
+from cloud.catalog.tax_rates import TaxRateDecl, apply_tax_rate
 from cloud.domain import MetricSpec
 from cloud.errors import AlreadyExists, CollectorError, InvalidBillingInput, error_locations
 from cloud.gateways.enrollment import add_site
@@ -146,6 +147,7 @@ class CatalogFile(_Declaration):
     accounts: list[AccountDecl] = Field(default_factory=list)
     devices: list[DeviceDecl] = Field(default_factory=list)
     bindings: list[BindingDecl] = Field(default_factory=list)
+    tax_rates: list[TaxRateDecl] = Field(default_factory=list)  # cloud.catalog.tax_rates
 
 
 KINDS = (
@@ -157,6 +159,7 @@ KINDS = (
     "accounts",
     "devices",
     "bindings",
+    "tax rates",
 )
 
 CREATE, UPDATE, UNCHANGED = "create", "update", "unchanged"
@@ -327,6 +330,9 @@ async def load_catalog(
         for terms in plan.versions:
             where = f"plan {plan.id} version from {terms.effective_from.isoformat()}"
             await _apply(report, "plan versions", where, loader.version(plan.id, terms))
+    for rate in catalog.tax_rates:
+        where = f"tax rate {rate.country} {rate.category} from {rate.valid_from.isoformat()}"
+        await _apply(report, "tax rates", where, apply_tax_rate(session=session, decl=rate))
     for account in catalog.accounts:
         await _apply(report, "accounts", f"account {account.id}", loader.account(account))
     for device in catalog.devices:

@@ -26,6 +26,16 @@ class Account(Base):
     plan_id: Mapped[str | None] = mapped_column(ForeignKey("plans.id"))
     invoice_series: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The buyer on its invoices (migration 0013; NULL on older rows, see cloud.invoices.parties):
+    # address {"lines", "postcode", "city", "country"}, country the tax country (ISO alpha-2,
+    # NULL: no VAT charged), customer_number NULL: the id, payment terms NULL: 14 days.
+    billing_name: Mapped[str | None] = mapped_column(String(200))
+    address: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    country: Mapped[str | None] = mapped_column(String(2))
+    vat_id: Mapped[str | None] = mapped_column(String(32))
+    customer_number: Mapped[str | None] = mapped_column(String(64))
+    payment_terms_days: Mapped[int | None] = mapped_column(Integer)
+    locale: Mapped[str | None] = mapped_column(String(32))
 
 
 class DeviceProfile(Base):

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Self
 from pydantic import AwareDatetime, ConfigDict, Field, model_validator
 from pydantic.functional_validators import AfterValidator, BeforeValidator
 
-from cloud.domain import Charge, PlanVersion, PriceModel, Tier
+from cloud.domain import Charge, PlanVersion, PriceModel, TaxClass, Tier
 from cloud.storable_text import RequestBody
 from shared.bounds import check_quantity
 
@@ -90,6 +90,11 @@ class ChargeTerms(RequestBody):
         "(their block_price), a started block billed whole; every tier up_to must be a whole "
         "number of blocks",
     )
+    tax_category: TaxClass = Field(
+        default=TaxClass.STANDARD,
+        description="VAT class of this charge's usage lines: standard, reduced or zero (the "
+        "buyer's tax country's rate of that class)",
+    )
 
     @model_validator(mode="after")
     def _fields_match_model(self) -> Self:
@@ -153,6 +158,10 @@ class PlanTerms(RequestBody):
     base_fee: NonNegative = Decimal(0)
     minimum_amount: NonNegative = Decimal(0)
     charges: list[ChargeTerms] = Field(default_factory=list)
+    tax_category: TaxClass = Field(
+        default=TaxClass.STANDARD,
+        description="VAT class of the base fee and the minimum top-up: standard, reduced or zero",
+    )
 
     @model_validator(mode="after")
     def _one_charge_per_metric(self) -> Self:
@@ -173,6 +182,7 @@ def plan_version(terms: PlanTerms, *, plan_id: str, version: int, currency: str)
         base_fee=terms.base_fee,
         minimum_amount=terms.minimum_amount,
         charges=tuple(_charge(charge) for charge in terms.charges),
+        tax_category=terms.tax_category,
     )
 
 
@@ -187,6 +197,7 @@ def _charge(terms: ChargeTerms) -> Charge:
         package_size=terms.package_size,
         package_price=terms.package_price,
         block_size=terms.block_size,
+        tax_category=terms.tax_category,
     )
 
 

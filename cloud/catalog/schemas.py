@@ -6,11 +6,11 @@ Ids, names, currencies, time zones and rules are checked again by the services (
 """
 
 from datetime import datetime
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.catalog.accounts import DEFAULT_SERIES, AccountKind
+from cloud.catalog.accounts import BILLING_FIELDS, DEFAULT_SERIES, AccountKind
 from cloud.catalog.checks import DEVICE_ID_PATTERN, SERIES_PATTERN, SLUG_PATTERN
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.domain import Aggregation, DurationUnit, MetricField, MetricSource
@@ -47,7 +47,46 @@ class Page(BaseModel, Generic[ItemT]):
     next_after: str | None = Field(description="null on the last page")
 
 
-class AccountCreate(Request):
+class AddressIn(Request):
+    """A postal address (EN 16931 BG-8)."""
+
+    lines: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=4
+    )
+    postcode: str = Field(min_length=1, max_length=16)
+    city: str = Field(min_length=1, max_length=200)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2")
+
+
+class AccountBilling(Request):
+    """The buyer's fields of an account, as on its invoices (all optional)."""
+
+    billing_name: Name | None = Field(default=None, description="invoice name (default: name)")
+    address: AddressIn | None = None
+    country: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}$",
+        description="tax country, ISO 3166 alpha-2; null: no VAT is charged",
+    )
+    vat_id: str | None = Field(
+        default=None, min_length=4, max_length=32, examples=["FR40303265045"]
+    )
+    customer_number: str | None = Field(default=None, min_length=1, max_length=64)
+    payment_terms_days: int | None = Field(default=None, ge=0, le=365, description="default 14")
+    locale: str | None = Field(
+        default=None, max_length=32, description="Babel locale, e.g. de_DE (default: the country's)"
+    )
+
+    def billing_fields(self) -> dict[str, Any]:
+        """The billing fields this request sets (JSON-ready)."""
+        return {
+            name: value
+            for name, value in self.model_dump(mode="json").items()
+            if name in BILLING_FIELDS and name in self.model_fields_set
+        }
+
+
+class AccountCreate(AccountBilling):
     """A new account."""
 
     id: Slug
@@ -59,8 +98,9 @@ class AccountCreate(Request):
     invoice_series: str = Field(default=DEFAULT_SERIES, pattern=SERIES_PATTERN)
 
 
-class AccountUpdate(Request):
-    """Fields to change; `plan_id: null` takes the account off its plan."""
+class AccountUpdate(AccountBilling):
+    """Fields to change; `plan_id: null` takes the account off its plan, a billing field set to
+    null clears it."""
 
     name: Name | None = None
     plan_id: Slug | None = None
@@ -77,6 +117,13 @@ class AccountOut(Stored):
     plan_id: str | None
     invoice_series: str
     created_at: datetime
+    billing_name: str | None = None
+    address: dict[str, Any] | None = None
+    country: str | None = None
+    vat_id: str | None = None
+    customer_number: str | None = None
+    payment_terms_days: int | None = None
+    locale: str | None = None
 
 
 MAX_TIMEOUT_SECONDS = 366 * 86400

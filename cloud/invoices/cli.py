@@ -72,6 +72,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 grace=grace,
                 account_id=args.account_id,
                 progress=ProgressBar(sys.stderr, label="accounts"),
+                seller=settings.seller,
             )
 
     report = asyncio.run(run())
@@ -102,10 +103,12 @@ def _finalize(args: argparse.Namespace, settings: Settings) -> None:
     async def run() -> list[str]:
         async with Database(settings.db_url) as db:
             if args.due:
-                ids = await finalize_due(db=db, now=now)
+                ids = await finalize_due(db=db, now=now, seller=settings.seller)
                 async with db.transaction() as session:
                     return [_described(await session.get_one(Invoice, i)) for i in ids]
-            invoice = await finalize_invoice(db=db, invoice_id=args.invoice_id, now=now)
+            invoice = await finalize_invoice(
+                db=db, invoice_id=args.invoice_id, now=now, seller=settings.seller
+            )
             return [_described(invoice)]
 
     finalized = asyncio.run(run())

@@ -29,9 +29,11 @@ from cloud.invoices.finalization import invoice_number
 from cloud.invoices.frozen_usage import FrozenUsage, frozen_line_usage
 from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.invoices.parties import document_tax, header_parties, line_tax_document
 from cloud.rating.money import round_money
 from cloud.rating.periods import day_buckets
 from cloud.rating.rating import AccountUsage
+from cloud.seller import Seller
 from cloud.usage.buckets import UsagePoint, measure_buckets
 
 CSV_COLUMNS = (
@@ -137,24 +139,37 @@ async def daily_usage(
     return charts
 
 
-async def invoice_document(*, session: AsyncSession, invoice_id: int) -> dict[str, Any]:
-    """The invoice with its account and every line as a JSON-ready document; `InvoiceNotFound`."""
+async def invoice_document(
+    *, session: AsyncSession, invoice_id: int, seller: Seller | None = None
+) -> dict[str, Any]:
+    """The invoice with its account and every line as a JSON-ready document; `InvoiceNotFound`.
+    `seller` (settings) is shown on a draft; a finalized invoice shows the one it froze."""
     invoice = await session.get(Invoice, invoice_id)
     if invoice is None:
         raise InvoiceNotFound(f"no invoice {invoice_id}", detail={"invoice_id": invoice_id})
     account = await session.get(Account, invoice.account_id)
     assert account is not None  # a foreign key
-    lines = await session.scalars(
-        select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.n)
+    lines = list(
+        await session.scalars(
+            select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.n)
+        )
     )
     return {
-        **invoice_header(invoice, account),
+        **invoice_header(invoice, account, lines=lines, seller=seller),
         "lines": [line_document(line, currency=invoice.currency) for line in lines],
     }
 
 
-def invoice_header(invoice: Invoice, account: Account) -> dict[str, Any]:
-    """An invoice's own fields and its account, JSON-ready."""
+def invoice_header(
+    invoice: Invoice,
+    account: Account,
+    *,
+    lines: Sequence[InvoiceLine] = (),
+    seller: Seller | None = None,
+) -> dict[str, Any]:
+    """An invoice's own fields and its account, JSON-ready; with its parties, dates and locale
+    (`cloud.invoices.parties.header_parties`) and the VAT breakdown and totals of `lines`."""
+    parties = header_parties(invoice, account, seller)
     return {
         "id": invoice.id,
         "series": invoice.series,
@@ -178,6 +193,8 @@ def invoice_header(invoice: Invoice, account: Account) -> dict[str, Any]:
         "as_of": format_utc(invoice.as_of or invoice.computed_at),
         "grace_until": format_utc(invoice.grace_until),
         "finalized_at": format_utc(invoice.finalized_at),
+        **parties,
+        **document_tax(invoice, lines, parties["buyer"]),
     }
 
 
@@ -198,6 +215,7 @@ def line_document(line: InvoiceLine, *, currency: str) -> dict[str, Any]:
         "detail": line.detail,
         "corrects_invoice_id": line.corrects_invoice_id,
         "corrects_line": line.corrects_line,
+        **line_tax_document(line),
     }
 
 

@@ -12,10 +12,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.catalog.models import Account
 from cloud.db import Database
 from cloud.errors import InvoiceFinalized, InvoiceNotFound
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
+from cloud.invoices.parties import issue_and_due, parties_document
 from cloud.invoices.webhook_events import emit_finalized
+from cloud.seller import Seller
 
 DRAFT = "draft"
 FINALIZED = "finalized"
@@ -26,14 +29,22 @@ def invoice_number(series: str, number: int | None) -> str | None:
     return None if number is None else f"{series}-{number:06d}"
 
 
-async def finalize_invoice(*, db: Database, invoice_id: int, now: datetime) -> Invoice:
+async def finalize_invoice(
+    *, db: Database, invoice_id: int, now: datetime, seller: Seller | None = None
+) -> Invoice:
     """Finalize one draft now (also during its grace period) and give it the next number.
+
+    It freezes its parties (`seller` from settings, the account as buyer, payment terms and
+    locale), its issue date (the local date of `now`) and due date: a later change of the
+    account's address never changes a finalized invoice.
 
     `InvoiceNotFound` for an unknown id, `InvoiceFinalized` when it is already final.
     """
     async with db.transaction(write=True) as session:
         invoice = await locked_invoice(session=session, invoice_id=invoice_id)
         refuse_finalized(invoice)
+        # before the status changes: a finalized row never changes (its trigger)
+        await freeze_parties(session=session, invoice=invoice, seller=seller, now=now)
         number = await take_number(session=session, series=invoice.series)
         invoice.status = FINALIZED
         invoice.number = number
@@ -44,7 +55,16 @@ async def finalize_invoice(*, db: Database, invoice_id: int, now: datetime) -> I
         return invoice
 
 
-async def finalize_due(*, db: Database, now: datetime) -> list[int]:
+async def freeze_parties(
+    *, session: AsyncSession, invoice: Invoice, seller: Seller | None, now: datetime
+) -> None:
+    """Set the invoice's `parties`, `issue_date` and `due_date` from its account now."""
+    account = await session.get_one(Account, invoice.account_id)
+    invoice.parties = parties_document(account, seller)
+    invoice.issue_date, invoice.due_date = issue_and_due(account, now)
+
+
+async def finalize_due(*, db: Database, now: datetime, seller: Seller | None = None) -> list[int]:
     """Finalize every draft whose grace period is over (grace_until <= now); their ids.
 
     Oldest period first, each in its own transaction. A draft finalized meanwhile by someone
@@ -60,7 +80,7 @@ async def finalize_due(*, db: Database, now: datetime) -> list[int]:
     done = []
     for invoice_id in due:
         try:
-            await finalize_invoice(db=db, invoice_id=invoice_id, now=now)
+            await finalize_invoice(db=db, invoice_id=invoice_id, now=now, seller=seller)
         except (InvoiceFinalized, InvoiceNotFound):
             continue
         done.append(invoice_id)

@@ -7,6 +7,7 @@ the accounts and catalog they rate with, and how one account's period is rated.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from cloud.domain import MetricSpec, PlanVersion, RatedLine
@@ -40,6 +41,8 @@ class DraftLine:
     line: RatedLine
     corrects_invoice_id: int | None = None
     corrects_line: int | None = None
+    tax_category: str | None = None  # UNCL5305, set by the run (cloud.invoices.parties)
+    tax_rate: Decimal | None = None  # percent
 
     def row(self, *, invoice_id: int, n: int) -> dict[str, Any]:
         """The `invoice_lines` row."""
@@ -60,6 +63,8 @@ class DraftLine:
             "detail": line.detail,
             "corrects_invoice_id": self.corrects_invoice_id,
             "corrects_line": self.corrects_line,
+            "tax_category": self.tax_category,
+            "tax_rate": self.tax_rate,
         }
 
     def evidence_rows(self, *, invoice_id: int, n: int) -> list[dict[str, Any]]:

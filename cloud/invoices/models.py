@@ -1,10 +1,10 @@
 """Invoices: gap-free numbering series, invoices, their lines and each line's evidence."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db import Base, DecimalText, SurrogateKey, UtcDateTime
@@ -48,6 +48,13 @@ class Invoice(Base):
     rated_catalog: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
     grace_until: Mapped[datetime] = mapped_column(UtcDateTime)
     finalized_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # VAT (migration 0013): `total` is the net total; NULL on invoices drafted before it.
+    tax_total: Mapped[Decimal | None] = mapped_column(DecimalText)
+    gross_total: Mapped[Decimal | None] = mapped_column(DecimalText)
+    # seller, buyer and payment terms frozen at finalization (NULL: a draft, or older)
+    parties: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    issue_date: Mapped[date | None] = mapped_column(Date)
+    due_date: Mapped[date | None] = mapped_column(Date)
 
 
 class InvoiceLine(Base):
@@ -70,6 +77,9 @@ class InvoiceLine(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     corrects_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id"))
     corrects_line: Mapped[int | None] = mapped_column(Integer)
+    # VAT frozen when drafted (migration 0013): UNCL5305 category and percent; NULL: older line
+    tax_category: Mapped[str | None] = mapped_column(String(2))
+    tax_rate: Mapped[Decimal | None] = mapped_column(DecimalText)
 
 
 class InvoiceEvidence(Base):

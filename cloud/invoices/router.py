@@ -31,6 +31,7 @@ async def post_invoice_run(
         now=datetime.now(UTC),
         grace=settings.invoice_grace,
         account_id=body.account_id,
+        seller=settings.seller,
     )
     return RunReportOut.of(report)
 
@@ -60,9 +61,13 @@ async def get_one_invoice(invoice_id: RowId, db: DatabaseDep, _: ReadDep) -> Inv
 
 
 @router.post("/invoices/{invoice_id}/finalize", responses=error_responses(*AUTH, 404, 409))
-async def post_finalize(invoice_id: RowId, db: DatabaseDep, _: BillingDep) -> InvoiceOut:
+async def post_finalize(
+    invoice_id: RowId, db: DatabaseDep, settings: SettingsDep, _: BillingDep
+) -> InvoiceOut:
     """Finalize a draft now (also during its grace period): it gets its number, gap-free."""
-    invoice = await finalize_invoice(db=db, invoice_id=invoice_id, now=datetime.now(UTC))
+    invoice = await finalize_invoice(
+        db=db, invoice_id=invoice_id, now=datetime.now(UTC), seller=settings.seller
+    )
     return InvoiceOut.of(invoice)
 
 

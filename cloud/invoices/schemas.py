@@ -1,6 +1,6 @@
 """What the invoice API accepts and answers (money as decimal strings)."""
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloud.invoices.finalization import invoice_number
 from cloud.invoices.models import Invoice, InvoiceLine
+from cloud.invoices.parties import taxed
 from cloud.invoices.service import AccountResult, RunReport
+from cloud.invoices.vat import vat_totals
 from cloud.quality.period_report import AccountQuality
 from cloud.rating.money import round_money
 from cloud.storable_text import RequestBody
@@ -36,6 +38,9 @@ class AccountResultOut(BaseModel):
     adjustments: int
     error: str | None
     error_code: str | None = None
+    tax_note: str | None = Field(
+        default=None, description='why no VAT is charged, e.g. "the account has no tax country"'
+    )
 
     @classmethod
     def of(cls, result: AccountResult) -> "AccountResultOut":
@@ -49,6 +54,7 @@ class AccountResultOut(BaseModel):
             adjustments=result.adjustments,
             error=result.error,
             error_code=result.error_code,
+            tax_note=result.tax_note,
         )
 
 
@@ -121,10 +127,15 @@ class InvoiceOut(BaseModel):
     status: str
     series: str
     number: str | None
-    total: Decimal
+    total: Decimal = Field(description="the net total (as net_total)")
     computed_at: datetime
     grace_until: datetime
     finalized_at: datetime | None
+    net_total: Decimal
+    tax_total: Decimal | None = Field(description="EN 16931 VAT total; null: drafted before VAT")
+    gross_total: Decimal | None = Field(description="net + VAT; null: drafted before VAT")
+    issue_date: date | None = Field(description="local date of finalization; null for a draft")
+    due_date: date | None = Field(description="issue date + payment terms; null for a draft")
 
     @classmethod
     def of(cls, invoice: Invoice) -> "InvoiceOut":
@@ -143,7 +154,26 @@ class InvoiceOut(BaseModel):
             computed_at=invoice.computed_at,
             grace_until=invoice.grace_until,
             finalized_at=invoice.finalized_at,
+            net_total=round_money(invoice.total, invoice.currency),
+            tax_total=_money(invoice.tax_total, invoice.currency),
+            gross_total=_money(invoice.gross_total, invoice.currency),
+            issue_date=invoice.issue_date,
+            due_date=invoice.due_date,
         )
+
+
+def _money(amount: Decimal | None, currency: str) -> Decimal | None:
+    return None if amount is None else round_money(amount, currency)
+
+
+class VatSubtotalOut(BaseModel):
+    """The VAT of one (category, rate) group (EN 16931 BG-23)."""
+
+    category: str = Field(description="UNCL5305: S, Z, E, AE, K, G or O")
+    rate: Decimal = Field(description="percent")
+    taxable: Decimal
+    tax: Decimal
+    exemption_reason: str | None
 
 
 class InvoiceLineOut(BaseModel):
@@ -163,6 +193,8 @@ class InvoiceLineOut(BaseModel):
     detail: dict[str, Any]
     corrects_invoice_id: int | None
     corrects_line: int | None
+    tax_category: str | None = Field(description="UNCL5305; null: drafted before VAT")
+    tax_rate: Decimal | None = Field(description="percent; null: drafted before VAT")
 
     @classmethod
     def of(cls, line: InvoiceLine, *, currency: str) -> "InvoiceLineOut":
@@ -182,6 +214,8 @@ class InvoiceLineOut(BaseModel):
             detail=line.detail,
             corrects_invoice_id=line.corrects_invoice_id,
             corrects_line=line.corrects_line,
+            tax_category=line.tax_category,
+            tax_rate=line.tax_rate,
         )
 
 
@@ -189,11 +223,27 @@ class InvoiceDetailOut(InvoiceOut):
     """An invoice header with its lines."""
 
     lines: list[InvoiceLineOut]
+    vat: list[VatSubtotalOut] = Field(description="the VAT breakdown per category and rate")
 
     @classmethod
     def with_lines(cls, invoice: Invoice, lines: list[InvoiceLine]) -> "InvoiceDetailOut":
-        """From the stored rows."""
+        """From the stored rows; the breakdown recomputed from the lines (`vat_totals`)."""
         header = InvoiceOut.of(invoice).model_dump()
+        totals = vat_totals(
+            [taxed(line.amount, line.tax_category, line.tax_rate) for line in lines],
+            invoice.currency,
+        )
         return cls(
-            **header, lines=[InvoiceLineOut.of(line, currency=invoice.currency) for line in lines]
+            **header,
+            lines=[InvoiceLineOut.of(line, currency=invoice.currency) for line in lines],
+            vat=[
+                VatSubtotalOut(
+                    category=sub.category,
+                    rate=sub.rate,
+                    taxable=sub.taxable,
+                    tax=sub.tax,
+                    exemption_reason=sub.exemption_reason,
+                )
+                for sub in totals.subtotals
+            ],
         )

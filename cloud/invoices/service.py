@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric, Plan, PlanVersionRow
 from cloud.catalog.plan_terms import load_stored_terms, plan_version
+from cloud.catalog.tax_rates import TaxTable, load_tax_table
 from cloud.db import Database
 from cloud.domain import PlanVersion
 from cloud.errors import AccountNotFound, InvalidBillingInput, InvoiceNotFound
@@ -32,10 +33,12 @@ from cloud.invoices.adjustments import adjustment_lines
 from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
+from cloud.invoices.parties import Regime, draft_totals, tax_draft_lines, tax_regime
 from cloud.invoices.webhook_events import emit_drafted, stored_drafts
 from cloud.quality.period_report import AccountQuality, period_report
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
+from cloud.seller import Seller
 from cloud.sessions.service import refresh_sessions
 from cloud.usage.loader import load_period_usage, rated_catalogs
 
@@ -66,6 +69,7 @@ class AccountResult:
     error: str | None = None
     error_code: str | None = None
     error_detail: dict[str, Any] | None = None
+    tax_note: str | None = None  # e.g. "VAT not charged: the account has no tax country"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,19 +108,22 @@ async def run_invoices(
     grace: timedelta,
     account_id: str | None = None,
     progress: Progress | None = None,
+    seller: Seller | None = None,
 ) -> RunReport:
     """Draft (or re-draft) every account's invoice for `period` ("2026-11"); see the module doc.
 
     `account_id` limits the run to one account (`AccountNotFound` if unknown). A bad period label
     raises `InvalidBillingInput` before anything is written. `progress(done, total)` is called
-    after each chunk of accounts.
+    after each chunk of accounts. `seller` (settings) decides reverse charge (its country);
+    each line's VAT comes from `cloud.invoices.parties`.
     """
     month_period(period, "UTC")  # refuse a bad label before any work
-    finalized = await finalize_due(db=db, now=now)
+    finalized = await finalize_due(db=db, now=now, seller=seller)
     await refresh_sessions(db=db, as_of=now)
     async with db.transaction() as session:
         accounts = await _run_accounts(session=session, account_id=account_id)
         rates = await load_rates(session=session)
+        taxes = Taxes(seller=seller, table=await load_tax_table(session=session))
     results = [AccountResult(a.id, "skipped") for a in accounts if a.plan_id is None]
     billable = [account for account in accounts if account.plan_id is not None]
     if progress is not None:
@@ -126,7 +133,13 @@ async def run_invoices(
         async with db.transaction(write=True) as session:
             results.extend(
                 await _run_chunk(
-                    session=session, accounts=chunk, label=period, now=now, grace=grace, rates=rates
+                    session=session,
+                    accounts=chunk,
+                    label=period,
+                    now=now,
+                    grace=grace,
+                    rates=rates,
+                    taxes=taxes,
                 )
             )
         if progress is not None:
@@ -193,6 +206,7 @@ async def _run_chunk(
     now: datetime,
     grace: timedelta,
     rates: Rates,
+    taxes: "Taxes",
 ) -> list[AccountResult]:
     computed_at = datetime.now(UTC)  # the wall clock before this chunk reads anything
     existing = await _existing_invoices(
@@ -217,14 +231,22 @@ async def _run_chunk(
         current_invoice_ids=current,
     )
     drafts: list[tuple[RunAccount, Period, list[DraftLine]]] = []
+    regimes = await _tax_regimes(session=session, accounts=to_rate, seller=taxes.seller)
     for account in to_rate:
         period, account_usage = usage[account.id]
         try:
             rated = rate_account(account=account, period=period, usage=account_usage, rates=rates)
-        except InvalidBillingInput as exc:  # RatingOutOfBounds too: this account only
+            lines = tax_draft_lines(
+                lines=[DraftLine(line) for line in rated] + corrections.get(account.id, []),
+                regime=regimes[account.id],
+                versions=rates.versions,
+                period_end=period.end,
+                time_zone=account.time_zone,
+                table=taxes.table,
+            )
+        except InvalidBillingInput as exc:  # RatingOutOfBounds, TaxRateMissing: this account only
             results.append(_failed(account.id, current.get(account.id), exc))
             continue
-        lines = [DraftLine(line) for line in rated] + corrections.get(account.id, [])
         drafts.append((account, period, lines))
     results.extend(
         await _write_drafts(
@@ -236,7 +258,28 @@ async def _run_chunk(
             computed_at=computed_at,
         )
     )
-    return results
+    notes = {account_id: regime.note for account_id, regime in regimes.items()}
+    return [replace(r, tax_note=notes.get(r.account_id)) for r in results]
+
+
+@dataclass(frozen=True, slots=True)
+class Taxes:
+    """What a run taxes with: the seller (its country) and every VAT rate."""
+
+    seller: Seller | None
+    table: TaxTable
+
+
+async def _tax_regimes(
+    *, session: AsyncSession, accounts: Sequence[RunAccount], seller: Seller | None
+) -> dict[str, Regime]:
+    query = select(Account.id, Account.kind, Account.country, Account.vat_id).where(
+        Account.id.in_([account.id for account in accounts])
+    )
+    return {
+        row.id: tax_regime(kind=row.kind, country=row.country, vat_id=row.vat_id, seller=seller)
+        for row in await session.execute(query)
+    }
 
 
 def _failed(account_id: str, draft_id: int | None, exc: InvalidBillingInput) -> AccountResult:
@@ -319,6 +362,7 @@ async def _write_drafts(
 def _header(
     account: RunAccount, period: Period, lines: list[DraftLine], *, now: datetime, grace: timedelta
 ) -> dict[str, Any]:
+    totals = draft_totals(lines, account.currency)
     return {
         "account_id": account.id,
         "period": period.label,
@@ -333,6 +377,8 @@ def _header(
         "as_of": now,
         "grace_until": period.end + grace,
         "finalized_at": None,
+        "tax_total": totals.tax,  # EN 16931: per (category, rate) subtotal, rounded once each
+        "gross_total": totals.gross,
     }
 
 
@@ -356,7 +402,17 @@ async def _replace_headers(
 
 
 def _changed(header: dict[str, Any]) -> dict[str, Any]:
-    keys = ("currency", "series", "total", "computed_at", "as_of", "rated_catalog", "grace_until")
+    keys = (
+        "currency",
+        "series",
+        "total",
+        "computed_at",
+        "as_of",
+        "rated_catalog",
+        "grace_until",
+        "tax_total",
+        "gross_total",
+    )
     return {key: header[key] for key in keys}
 
 

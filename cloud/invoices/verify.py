@@ -176,7 +176,7 @@ def _same_line(
 
 
 _LINE_TIMES = ("part_start", "part_end")
-_LINE_DECIMALS = ("quantity", "billable", "amount")
+_LINE_DECIMALS = ("quantity", "billable", "amount", "tax_rate")  # tax_rate: "19" == 19.00
 
 
 def _comparable(line: Mapping[str, Any]) -> dict[str, Any]:
