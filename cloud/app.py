@@ -25,9 +25,9 @@ from cloud.gateways.router import enrollments as enrollments_router
 from cloud.gateways.router import router as gateways_router
 from cloud.ingest.router import router as ingest_router
 from cloud.invoices.corrections_router import router as corrections_router
+from cloud.invoices.credit_router import router as credit_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
-from cloud.invoices.credit_router import router as credit_router
 from cloud.invoices.share_router import router as share_router
 from cloud.openapi_answers import document_answers
 from cloud.quality.router import router as quality_router
@@ -71,16 +71,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(thresholds_router)  # /v1/accounts/{id}/thresholds beside the catalog's
     app.include_router(catalog_router)
     app.include_router(tax_router)  # /v1/tax-rates
-    app.include_router(corrections_router)  # PATCH metrics, PUT plan versions and rules
     app.include_router(combined_router)  # /v1/combined-rules
+    app.include_router(corrections_router)  # PATCH metrics, PUT plan versions and rules
     app.include_router(evidence_router)
     app.include_router(invoices_router)
+    app.include_router(credit_router)  # /v1/invoices/{id}/credit-notes, /v1/credit-notes
     app.include_router(share_router)
     app.include_router(webhooks_router)
     app.include_router(quality_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], dependencies=[PUBLIC])
     install_error_answers(app)
-    app.include_router(credit_router)  # /v1/invoices/{id}/credit-notes, /v1/credit-notes
     document_answers(app)
     return app
 

@@ -35,8 +35,8 @@ from cloud.fleet import cli as fleet_cli
 from cloud.fleet.gateway_reads import describe_gateway
 from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
 from cloud.gateways.service import register_gateway
-from cloud.invoices import cli as invoices_cli
 from cloud.invoices import catalog_cli as catalog_load_cli
+from cloud.invoices import cli as invoices_cli
 from cloud.invoices import credit_cli, evidence_cli, share_cli
 from cloud.quality import cli as quality_cli
 from cloud.scheduler import run_once
@@ -106,18 +106,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(run=_sweep)
 
     modules = (catalog_cli, sessions_cli, invoices_cli, evidence_cli, direct_cli, share_cli)
+    credit_cli.add_commands(commands)  # credit-note list | show | export
     for module in modules:
         module.add_commands(commands)
     fleet_cli.add_device_commands(catalog_cli.device_commands(commands))
     catalog_load_cli.add_commands(catalog_cli.catalog_commands(commands))  # load, list
     thresholds_cli.add_commands(commands)
-    tax_cli.add_commands(commands)  # tax-rate add | list
     combined_cli.add_commands(commands)  # combined add | list
+    tax_cli.add_commands(commands)  # tax-rate add | list
     quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)
     return parser
 
-    credit_cli.add_commands(commands)  # credit-note list | show | export
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""

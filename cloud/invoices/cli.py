@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from cloud.cli_support import DB_HELP, CommandFailed, Commands, ProgressBar
 from cloud.db import Database
 from cloud.errors import InvalidSettings
+from cloud.invoices import credit_cli
+from cloud.invoices.credit_notes import credited_by
 from cloud.invoices.finalization import (
     discard_invoice,
     finalize_due,
@@ -21,6 +23,11 @@ from cloud.invoices.service import RunReport, get_invoice, list_invoices, run_in
 from cloud.rating.money import round_money
 from cloud.settings import Settings, parse_duration
 
+NOW_HELP = (
+    "ISO time with offset to act as of, e.g. 2026-12-06T00:00:00+00:00 (default: the real now); "
+    "a test and backfill tool: a past --now finalizes and rates as if it were then"
+)
+
 
 def add_commands(commands: Commands) -> None:
     """Register `invoice run | finalize | list | show` (each sets `run(args, settings)`)."""
@@ -29,7 +36,7 @@ def add_commands(commands: Commands) -> None:
     run = actions.add_parser("run", help="draft (or re-draft) a billing period's invoices")
     run.add_argument("--period", required=True, help="billing month, e.g. 2026-11")
     run.add_argument("--account", dest="account_id", help="only this account")
-    run.add_argument("--now", help="ISO time with offset to run as of (default: now)")
+    run.add_argument("--now", help=NOW_HELP)
     run.add_argument("--grace", help='grace period, e.g. "5d", "36h" (default: settings)')
     run.add_argument("--db", help=DB_HELP)
     run.set_defaults(run=_run)
@@ -37,7 +44,13 @@ def add_commands(commands: Commands) -> None:
     which = finalize.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", type=int, dest="invoice_id", help="finalize this draft now")
     which.add_argument("--due", action="store_true", help="finalize drafts past their grace")
-    finalize.add_argument("--now", help="ISO time with offset (default: now)")
+    finalize.add_argument(
+        "--force",
+        action="store_true",
+        help="with --id: finalize even during the grace period (it gets its number now; usage "
+        "arriving later is billed as adjustment lines on the next invoice)",
+    )
+    finalize.add_argument("--now", help=NOW_HELP)
     finalize.add_argument("--db", help=DB_HELP)
     finalize.set_defaults(run=_finalize)
     listing = actions.add_parser("list", help="list invoices")
@@ -54,6 +67,7 @@ def add_commands(commands: Commands) -> None:
     discard.add_argument("invoice_id", type=int, metavar="ID")
     discard.add_argument("--db", help=DB_HELP)
     discard.set_defaults(run=_discard)
+    credit_cli.add_invoice_action(actions)  # invoice credit ID [--line N ...] --reason TEXT
 
 
 EXIT_ACCOUNTS_FAILED = 1  # the run finished; some accounts could not be rated (listed)
@@ -107,7 +121,7 @@ def _finalize(args: argparse.Namespace, settings: Settings) -> None:
                 async with db.transaction() as session:
                     return [_described(await session.get_one(Invoice, i)) for i in ids]
             invoice = await finalize_invoice(
-                db=db, invoice_id=args.invoice_id, now=now, seller=settings.seller
+                db=db, invoice_id=args.invoice_id, now=now, force=args.force, seller=settings.seller
             )
             return [_described(invoice)]
 
@@ -172,11 +186,12 @@ def _discard(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:
-    async def run() -> tuple[Invoice, list[InvoiceLine]]:
+    async def run() -> tuple[Invoice, list[InvoiceLine], list[str]]:
         async with Database(settings.db_url) as db, db.transaction() as session:
-            return await get_invoice(session=session, invoice_id=args.invoice_id)
+            invoice, lines = await get_invoice(session=session, invoice_id=args.invoice_id)
+            return invoice, lines, await credited_by(session=session, invoice_id=invoice.id)
 
-    invoice, lines = asyncio.run(run())
+    invoice, lines, credited = asyncio.run(run())
     number = invoice_number(invoice.series, invoice.number) or "(draft, no number yet)"
     print(f"invoice {invoice.id} {number}: account {invoice.account_id}, period {invoice.period}")
     print(
@@ -196,6 +211,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> None:
     total = round_money(invoice.total, invoice.currency)
     rows.append(["", "", "total", "", f"{total} {invoice.currency}"])
     print(table(["n", "kind", "description", "quantity", "amount"], rows))
+    if credited:
+        print(f"credited: {', '.join(credited)}")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

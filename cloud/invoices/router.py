@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, SettingsDep, error_responses
+from cloud.invoices.credit_notes import credited_by
 from cloud.invoices.finalization import discard_invoice, finalize_invoice
 from cloud.invoices.schemas import (
     PERIOD_PATTERN,
@@ -57,16 +58,29 @@ async def get_one_invoice(invoice_id: RowId, db: DatabaseDep, _: ReadDep) -> Inv
     """An invoice with its lines."""
     async with db.transaction() as session:
         invoice, lines = await get_invoice(session=session, invoice_id=invoice_id)
-        return InvoiceDetailOut.with_lines(invoice, lines)
+        credited = await credited_by(session=session, invoice_id=invoice_id)
+        detail = InvoiceDetailOut.with_lines(invoice, lines)
+        return detail.model_copy(update={"credited": credited})
 
 
 @router.post("/invoices/{invoice_id}/finalize", responses=error_responses(*AUTH, 404, 409))
 async def post_finalize(
-    invoice_id: RowId, db: DatabaseDep, settings: SettingsDep, _: BillingDep
+    invoice_id: RowId,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    _: BillingDep,
+    force: Annotated[
+        bool,
+        Query(
+            description="finalize during the grace period (late usage then becomes adjustment "
+            "lines on the next invoice); without it such a draft is a 409 grace_not_over"
+        ),
+    ] = False,
 ) -> InvoiceOut:
-    """Finalize a draft now (also during its grace period): it gets its number, gap-free."""
+    """Finalize a draft now: it gets its number, gap-free. During its grace period only with
+    `force=true`."""
     invoice = await finalize_invoice(
-        db=db, invoice_id=invoice_id, now=datetime.now(UTC), seller=settings.seller
+        db=db, invoice_id=invoice_id, now=datetime.now(UTC), force=force, seller=settings.seller
     )
     return InvoiceOut.of(invoice)
 

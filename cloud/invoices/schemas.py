@@ -91,6 +91,7 @@ class RunReportOut(BaseModel):
     unchanged_finalized: int
     skipped: int
     failed: int
+    nothing_to_bill: int = Field(description="accounts given no draft: no line with an amount")
     finalized_due: list[int]
     accounts: list[AccountResultOut]
     failures: list[RunFailureOut]
@@ -108,6 +109,7 @@ class RunReportOut(BaseModel):
             unchanged_finalized=report.unchanged_finalized,
             skipped=report.skipped,
             failed=report.failed,
+            nothing_to_bill=report.nothing_to_bill,
             finalized_due=report.finalized_due,
             accounts=[AccountResultOut.of(result) for result in report.accounts],
             failures=[RunFailureOut.of(result) for result in report.failures],
@@ -224,6 +226,9 @@ class InvoiceDetailOut(InvoiceOut):
 
     lines: list[InvoiceLineOut]
     vat: list[VatSubtotalOut] = Field(description="the VAT breakdown per category and rate")
+    credited: list[str] = Field(
+        default=[], description='its credit notes\' numbers, e.g. ["INV-CN-000001"]'
+    )
 
     @classmethod
     def with_lines(cls, invoice: Invoice, lines: list[InvoiceLine]) -> "InvoiceDetailOut":

@@ -30,7 +30,8 @@ from cloud.db import Database
 from cloud.domain import PlanVersion
 from cloud.errors import AccountNotFound, InvalidBillingInput, InvoiceNotFound
 from cloud.invoices.adjustments import adjustment_lines
-from cloud.invoices.finalization import DRAFT, FINALIZED, finalize_due
+from cloud.invoices.credit_notes import without_credited
+from cloud.invoices.finalization import DRAFT, FINALIZED, discard_drafts, finalize_due
 from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.parties import Regime, draft_totals, tax_draft_lines, tax_regime
@@ -43,6 +44,7 @@ from cloud.sessions.service import refresh_sessions
 from cloud.usage.loader import load_period_usage, rated_catalogs
 
 CHUNK_ACCOUNTS = 500
+NOTHING_TO_BILL = "nothing_to_bill"
 INVOICES = cast(Table, Invoice.__table__)
 LINES = cast(Table, InvoiceLine.__table__)
 EVIDENCE = cast(Table, InvoiceEvidence.__table__)
@@ -54,7 +56,10 @@ class AccountResult:
     """What a run did for one account.
 
     `outcome`: drafted (new draft), updated (draft replaced), finalized (left unchanged),
-    skipped (no plan), failed (it cannot be rated: its plan or metrics are unusable, or an amount
+    skipped (no plan; a draft of the period from an earlier run is deleted), nothing_to_bill (no
+    line with an amount: no plan version in force and no usage, or a plan without a base fee
+    and no usage; no draft is written and an earlier zero draft is deleted), failed (it cannot
+    be rated: its plan or metrics are unusable, or an amount
     is beyond the rating bounds; `error_code`, `error` and `error_detail` say why, and
     `invoice_id` names the draft of an earlier run, left as it was). A failed account is rated
     again by the next run.
@@ -85,6 +90,7 @@ class RunReport:
     finalized_due: list[int] = field(default_factory=list)
     accounts: list[AccountResult] = field(default_factory=list)
     quality: dict[str, AccountQuality] = field(default_factory=dict)  # incidents of the period
+    nothing_to_bill: int = 0  # accounts with no draft: no line with an amount
 
     @property
     def failures(self) -> list[AccountResult]:
@@ -96,6 +102,7 @@ class RunReport:
         return (
             f"period {self.period}: {self.drafted} drafted, {self.updated} updated, "
             f"{self.unchanged_finalized} finalized unchanged, {self.skipped} skipped (no plan), "
+            f"{self.nothing_to_bill} nothing to bill, "
             f"{self.failed} failed{failed}"
         )
 
@@ -144,6 +151,7 @@ async def run_invoices(
             )
         if progress is not None:
             progress(index + len(chunk), len(billable))
+    await _discard_unplanned(db=db, accounts=accounts, label=period)
     async with db.transaction() as session:
         pairs = [(account.id, account.time_zone) for account in billable]
         quality = await period_report(
@@ -151,6 +159,17 @@ async def run_invoices(
         )
     report = _report(period, finalized, sorted(results, key=lambda result: result.account_id))
     return replace(report, quality=quality)
+
+
+async def _discard_unplanned(*, db: Database, accounts: Sequence[RunAccount], label: str) -> None:
+    """Delete the period's drafts of accounts without a plan now (nothing to bill any more)."""
+    unplanned = [account.id for account in accounts if account.plan_id is None]
+    if not unplanned:
+        return
+    async with db.transaction(write=True) as session:
+        existing = await _existing_invoices(session=session, account_ids=unplanned, label=label)
+        drafts = [invoice_id for invoice_id, status in existing.values() if status == DRAFT]
+        await discard_drafts(session=session, invoice_ids=drafts)
 
 
 def _report(period: str, finalized: list[int], results: list[AccountResult]) -> RunReport:
@@ -164,6 +183,7 @@ def _report(period: str, finalized: list[int], results: list[AccountResult]) -> 
         unchanged_finalized=count("finalized"),
         skipped=count("skipped"),
         failed=count("failed"),
+        nothing_to_bill=count(NOTHING_TO_BILL),
         finalized_due=finalized,
         accounts=results,
     )
@@ -230,7 +250,9 @@ async def _run_chunk(
         rates=rates,
         current_invoice_ids=current,
     )
+    corrections = await without_credited(session=session, corrections=corrections)
     drafts: list[tuple[RunAccount, Period, list[DraftLine]]] = []
+    empty: list[int] = []
     regimes = await _tax_regimes(session=session, accounts=to_rate, seller=taxes.seller)
     for account in to_rate:
         period, account_usage = usage[account.id]
@@ -247,7 +269,12 @@ async def _run_chunk(
         except InvalidBillingInput as exc:  # RatingOutOfBounds, TaxRateMissing: this account only
             results.append(_failed(account.id, current.get(account.id), exc))
             continue
+        if not any(line.line.amount != 0 for line in lines):  # no fee, no usage, no correction
+            results.append(AccountResult(account.id, NOTHING_TO_BILL))
+            empty.extend([current.pop(account.id)] if account.id in current else [])
+            continue
         drafts.append((account, period, lines))
+    await discard_drafts(session=session, invoice_ids=empty)  # earlier runs' zero drafts
     results.extend(
         await _write_drafts(
             session=session,
