@@ -26,7 +26,7 @@ from cloud.gateways.models import Gateway, GatewayKey
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.service import wire_event
 from cloud.invoices.combined_evidence import combined_evidence
-from cloud.invoices.exports import format_utc, invoice_header, line_document
+from cloud.invoices.exports import format_utc, invoice_header, line_document, metric_units
 from cloud.invoices.frozen_usage import invoice_catalog
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.sessions.models import SessionRow
@@ -72,7 +72,7 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
         "invoice": invoice_header(invoice, account),
         "time_zone": account.time_zone,
         "as_of": format_utc(invoice.as_of or invoice.computed_at),
-        "line": line_document(line, currency=invoice.currency),
+        "line": line_document(line, currency=invoice.currency, unit=await _unit(session, line)),
         "metric": metric,
         "plan_version": await _plan_version(session=session, line=line),
         "corrects": await _corrected(session=session, line=line),
@@ -260,7 +260,9 @@ async def _corrected(*, session: AsyncSession, line: InvoiceLine) -> dict[str, A
         "number": invoice.number,
         "period": invoice.period,
         "status": invoice.status,
-        "line": None if target is None else line_document(target, currency=invoice.currency),
+        "line": None
+        if target is None
+        else line_document(target, currency=invoice.currency, unit=await _unit(session, target)),
     }
 
 
@@ -328,3 +330,9 @@ def _unique(keys: Iterable[EventKey]) -> list[EventKey]:
 def _chunks(keys: Sequence[EventKey], size: int) -> Iterable[list[EventKey]]:
     for start in range(0, len(keys), size):
         yield list(keys[start : start + size])
+
+
+async def _unit(session: AsyncSession, line: InvoiceLine) -> str | None:
+    """The line's unit as its export shows it (`cloud.invoices.exports.metric_unit`)."""
+    units = await metric_units(session=session, metric_ids={line.metric})
+    return units.get(line.metric)

@@ -3,7 +3,10 @@
     tollgate-cloud verify-invoice 7 --url http://HOST:PORT --api-key-file KEY [--trust-key GW=PEM]
     tollgate-cloud verify-invoice 7 --from-dir DIR          (files saved by `invoice evidence`)
     tollgate-cloud invoice evidence 7 --out DIR [--url ... --api-key-file ... | --db URL]
-    tollgate-cloud invoice export 7 --format json|csv|html --out FILE [--db URL]
+    tollgate-cloud invoice export 7 --format json|csv|html|pdf|facturx|cii --output FILE [--db URL]
+
+An exported file is read on its own: its links are absolute to TOLLGATE_PUBLIC_URL, and without
+one the page says that evidence needs the collector instead of printing dead relative links.
 
 verify-invoice prints every check with ✓ or ✗ and exits 0 when all pass, 1 when one fails, 2 on a
 usage, file or connection error. It trusts the gateway keys inside the evidence unless
@@ -23,7 +26,8 @@ import orjson
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
 from cloud.invoices.evidence import line_evidence
-from cloud.invoices.exports import check_format, export_invoice, invoice_document
+from cloud.invoices.exports import ExportFormat, check_format, export_invoice, invoice_document
+from cloud.invoices.html import PageLinks
 from cloud.invoices.verify import Check, check_invoice
 from cloud.settings import Settings
 
@@ -57,10 +61,19 @@ def add_commands(commands: Commands) -> None:
         _source_options(evidence)
         evidence.set_defaults(run=_save_evidence)
     if "export" not in actions.choices:
-        export = actions.add_parser("export", help="write an invoice as JSON, CSV or HTML")
+        export = actions.add_parser(
+            "export", help="write an invoice as JSON, CSV, HTML, PDF, Factur-X or CII XML"
+        )
         export.add_argument("invoice_id", type=int, metavar="ID")
-        export.add_argument("--format", default="json", dest="export_format")
-        export.add_argument("--out", type=Path, required=True, help="file to write")
+        export.add_argument(
+            "--format",
+            default="json",
+            dest="export_format",
+            help=f"one of {', '.join(ExportFormat)} (facturx: PDF/A-3 with the EN 16931 XML)",
+        )
+        export.add_argument(
+            "--output", "--out", dest="out", type=Path, required=True, help="file to write"
+        )
         export.add_argument("--db", help=DB_HELP)
         export.set_defaults(run=_export)
 
@@ -117,6 +130,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> None:
                 invoice_id=args.invoice_id,
                 export_format=args.export_format,
                 as_of=datetime.now(UTC),
+                links=PageLinks(base=settings.public_url, standalone=True),
+                seller=settings.seller,
             )
         return body
 

@@ -1,4 +1,5 @@
-"""Invoice exports: the invoice as one JSON document, and as CSV rows (one per line).
+"""Invoice exports: the invoice as one JSON document, CSV rows (one per line), an HTML page, a
+PDF/A-3 file, a Factur-X e-invoice (PDF with its CII XML) and the CII XML alone.
 
 `invoice_document` reads an invoice with its account and lines; everything after it is pure and
 works on that document. Decimals are strings (exact), times ISO 8601 in UTC, and the document
@@ -23,13 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric
-from cloud.domain import LineKind
+from cloud.domain import Aggregation, DurationUnit, LineKind, MetricField, MetricSource, MetricSpec
 from cloud.errors import InvalidParameters, InvoiceNotFound
+from cloud.invoices.facturx import facturx_pdf, invoice_cii
 from cloud.invoices.finalization import invoice_number
 from cloud.invoices.frozen_usage import FrozenUsage, frozen_line_usage
 from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.parties import document_tax, header_parties, line_tax_document
+from cloud.invoices.pdf import invoice_pdf
 from cloud.rating.money import round_money
 from cloud.rating.periods import day_buckets
 from cloud.rating.rating import AccountUsage
@@ -60,22 +63,38 @@ class ExportFormat(enum.StrEnum):
     JSON = "json"
     CSV = "csv"
     HTML = "html"
+    PDF = "pdf"
+    FACTURX = "facturx"
+    CII = "cii"
 
 
 MEDIA_TYPES = {
     ExportFormat.JSON: "application/json",
     ExportFormat.CSV: "text/csv; charset=utf-8",
     ExportFormat.HTML: "text/html; charset=utf-8",
+    ExportFormat.PDF: "application/pdf",
+    ExportFormat.FACTURX: "application/pdf",  # PDF/A-3 with factur-x.xml inside
+    ExportFormat.CII: "application/xml",
 }
+FILE_SUFFIXES = {
+    ExportFormat.JSON: ".json",
+    ExportFormat.CSV: ".csv",
+    ExportFormat.HTML: ".html",
+    ExportFormat.PDF: ".pdf",
+    ExportFormat.FACTURX: ".pdf",
+    ExportFormat.CII: ".xml",
+}
+# The metric's unit as a line shows it: durations by duration_unit, counts by what they count.
+DURATION_UNITS = {DurationUnit.SECOND: "s", DurationUnit.MINUTE: "min", DurationUnit.HOUR: "h"}
 
 
 def check_format(name: str) -> ExportFormat:
-    """`json`, `csv` or `html`; `InvalidParameters` otherwise."""
+    """`json`, `csv`, `html`, `pdf`, `facturx` or `cii`; `InvalidParameters` otherwise."""
     try:
         return ExportFormat(name)
     except ValueError:
         raise InvalidParameters(
-            f"format {name!r}: one of json, csv, html", detail={"format": name}
+            f"format {name!r}: one of {', '.join(ExportFormat)}", detail={"format": name}
         ) from None
 
 
@@ -86,22 +105,44 @@ async def export_invoice(
     export_format: str,
     as_of: datetime | None = None,
     links: PageLinks | None = None,
+    seller: Seller | None = None,
 ) -> tuple[bytes, str]:
-    """The invoice in `export_format` and its media type; `InvoiceNotFound`, `InvalidParameters`.
+    """The invoice in `export_format` and its media type; `InvoiceNotFound`, `InvalidParameters`,
+    `EInvoiceNotReady` (facturx, cii: a draft, or no seller details).
 
     `as_of` is not used (an invoice shows what it froze); it is accepted for older callers.
+    `links` default to relative ones for a served page and to a standalone file's (no dead
+    links) for a PDF. `seller` (settings) is shown on a draft (`invoice_document`).
     """
     del as_of
     chosen = check_format(export_format)
-    document = await invoice_document(session=session, invoice_id=invoice_id)
+    document = await invoice_document(session=session, invoice_id=invoice_id, seller=seller)
     if chosen is ExportFormat.JSON:
         body = invoice_json(document)
     elif chosen is ExportFormat.CSV:
         body = invoice_csv(document).encode("utf-8")
+    elif chosen is ExportFormat.CII:
+        body = invoice_cii(document)
     else:
-        charts = await daily_usage(session=session, document=document)
-        body = invoice_html(document, charts=charts, links=links).encode("utf-8")
+        body = await render_document(session=session, document=document, chosen=chosen, links=links)
     return body, MEDIA_TYPES[chosen]
+
+
+async def render_document(
+    *,
+    session: AsyncSession,
+    document: dict[str, Any],
+    chosen: ExportFormat,
+    links: PageLinks | None,
+) -> bytes:
+    """The HTML page, the PDF or the Factur-X PDF of a document (with its usage charts)."""
+    if chosen is ExportFormat.FACTURX:
+        invoice_cii(document)  # refuse a draft before the expensive rendering
+    charts = await daily_usage(session=session, document=document)
+    if chosen is ExportFormat.HTML:
+        return invoice_html(document, charts=charts, links=links).encode("utf-8")
+    pdf = invoice_pdf(document, charts=charts, links=links or PageLinks(standalone=True))
+    return pdf if chosen is ExportFormat.PDF else facturx_pdf(document, pdf)
 
 
 async def daily_usage(
@@ -154,10 +195,40 @@ async def invoice_document(
             select(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id).order_by(InvoiceLine.n)
         )
     )
+    units = await metric_units(session=session, metric_ids={line.metric for line in lines})
     return {
         **invoice_header(invoice, account, lines=lines, seller=seller),
-        "lines": [line_document(line, currency=invoice.currency) for line in lines],
+        "lines": [
+            line_document(line, currency=invoice.currency, unit=units.get(line.metric))
+            for line in lines
+        ],
     }
+
+
+async def metric_units(
+    *, session: AsyncSession, metric_ids: set[str | None]
+) -> dict[str | None, str | None]:
+    """Each metric's unit (`metric_unit`), by metric id."""
+    wanted = {metric for metric in metric_ids if metric is not None}
+    if not wanted:
+        return {}
+    rows = await session.scalars(select(Metric).where(Metric.id.in_(wanted)))
+    return {row.id: metric_unit(metric_spec(row)) for row in rows}
+
+
+def metric_unit(spec: MetricSpec) -> str | None:
+    """What a metric's quantity counts: `h`/`min`/`s` for durations, `sessions`, `devices`,
+    the events' unit for a sum, max or latest (None when the metric names none), and for a
+    count of events their unit when the metric names one (`openings`), else `events`."""
+    if spec.field is MetricField.DURATION:
+        return DURATION_UNITS[spec.duration_unit]
+    if spec.aggregation is Aggregation.UNIQUE_COUNT:
+        return "devices"
+    if spec.aggregation is Aggregation.COUNT:
+        if spec.source is MetricSource.SESSIONS:
+            return "sessions"
+        return spec.unit if spec.unit and spec.unit != "count" else "events"
+    return spec.unit
 
 
 def invoice_header(
@@ -198,8 +269,9 @@ def invoice_header(
     }
 
 
-def line_document(line: InvoiceLine, *, currency: str) -> dict[str, Any]:
-    """Every field of an invoice line, JSON-ready (the amount with the currency's decimals)."""
+def line_document(line: InvoiceLine, *, currency: str, unit: str | None = None) -> dict[str, Any]:
+    """Every field of an invoice line, JSON-ready (the amount with the currency's decimals);
+    `unit` is what quantity and billable count (`metric_unit` of the line's metric)."""
     return {
         "n": line.n,
         "kind": line.kind,
@@ -211,6 +283,7 @@ def line_document(line: InvoiceLine, *, currency: str) -> dict[str, Any]:
         "part_end": format_utc(line.part_end),
         "quantity": decimal_text(line.quantity),
         "billable": decimal_text(line.billable),
+        "unit": unit,
         "amount": money_text(line.amount, currency),
         "detail": line.detail,
         "corrects_invoice_id": line.corrects_invoice_id,

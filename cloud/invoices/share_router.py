@@ -6,6 +6,7 @@ stays in auth, which never imports invoices.
 POST   /v1/invoices/{id}/share-links          billing   make a link (shown once)
 DELETE /v1/invoices/{id}/share-links          billing   revoke the invoice's live links
 GET    /v1/shared/{token}                     the link  the invoice page
+GET    /v1/shared/{token}/invoice.pdf         the link  the invoice as PDF/A-3
 GET    /v1/shared/{token}/lines/{n}/evidence  the link  a line's evidence
 """
 
@@ -107,6 +108,28 @@ async def get_shared_page(
             export_format=ExportFormat.HTML,
             as_of=datetime.now(UTC),
             links=PageLinks(base=settings.public_url, share_token=token),
+            seller=settings.seller,
+        )
+    return Response(content=body, media_type=media_type)
+
+
+@router.get(
+    "/shared/{token}/invoice.pdf",
+    response_class=Response,
+    responses={200: {"description": "The invoice as PDF", "content": {"application/pdf": {}}}},
+)
+async def get_shared_pdf(
+    token: Token, db: DatabaseDep, settings: SettingsDep, link: ShareDep
+) -> Response:
+    """The shared invoice as a PDF/A-3 file, its evidence links pointing inside the share."""
+    assert link.invoice_id is not None
+    async with db.transaction() as session:
+        body, media_type = await export_invoice(
+            session=session,
+            invoice_id=link.invoice_id,
+            export_format=ExportFormat.PDF,
+            links=PageLinks(base=settings.public_url, share_token=token, standalone=True),
+            seller=settings.seller,
         )
     return Response(content=body, media_type=media_type)
 

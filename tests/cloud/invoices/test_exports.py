@@ -88,12 +88,14 @@ async def test_html_page_shows_lines_total_chart_and_escapes_the_account_name(
     assert html == same.text
     assert "<script" not in html  # neither ours (no JavaScript) nor the account name's
     assert "Acme &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; Söhne" in html
-    for n, amount in ((1, "10.00"), (2, "1.25"), (3, "1.60")):
+    for n, amount in ((1, "€10.00"), (2, "€1.25"), (3, "€1.60")):  # en_GB
         assert f'<tr id="line-{n}">' in html
-        assert f'<td class="num">{amount}</td>' in html
-        assert f'href="/v1/invoices/{billed.invoice_id}/lines/{n}/evidence"' in html
-    assert '<td class="num" id="total">12.85 EUR</td>' in html
-    assert "2026-11-01 to 2026-11-30" in html  # the period in local dates
+        assert f'<td class="num amount">{amount}</td>' in html
+        link = f'href="/v1/invoices/{billed.invoice_id}/lines/{n}/evidence"'
+        assert (link in html) is (n != 1)  # the base fee is not rated from events: no evidence
+    assert '<td class="num" id="total">€12.85</td>' in html
+    assert "1 Nov 2026 to 30 Nov 2026" in html  # the period in local dates
+    assert '<td class="num">3.5 h</td><td class="num">2.5 h</td>' in html  # units
     assert 'class="watermark"' in html and "DRAFT" in html
     assert "@media print" in html and "size: A4" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no CDN
@@ -110,7 +112,7 @@ async def test_export_refuses_unknown_format_and_invoice(
 ) -> None:
     billed = await billed_invoice(db)
     bad = await client.get(
-        f"/v1/invoices/{billed.invoice_id}/export?format=pdf", headers=billed.headers
+        f"/v1/invoices/{billed.invoice_id}/export?format=docx", headers=billed.headers
     )
     missing = await client.get("/v1/invoices/999999.html", headers=billed.headers)
     anonymous = await client.get(f"/v1/invoices/{billed.invoice_id}/export")
@@ -131,9 +133,11 @@ async def test_cli_export_writes_each_format(
         written[fmt] = out.read_bytes().decode("utf-8")
     assert '"total": "12.85"' in written["json"]
     assert written["csv"].startswith(",".join(CSV_COLUMNS) + "\r\n")
-    assert '<td class="num" id="total">12.85 EUR</td>' in written["html"]
+    assert '<td class="num" id="total">€12.85</td>' in written["html"]
+    assert 'href="' not in written["html"]  # no public URL: no dead relative links in a file
+    assert 'id="evidence-note"' in written["html"]
     bad_out = str(tmp_path / "x")
-    bad = ["invoice", "export", str(billed.invoice_id), "--format", "pdf", "--out", bad_out]
+    bad = ["invoice", "export", str(billed.invoice_id), "--format", "docx", "--out", bad_out]
     assert await asyncio.to_thread(main, [*bad, "--db", db_url]) == 2
     assert not (tmp_path / "x").exists()
 
