@@ -22,10 +22,12 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.catalog.combined_rules import rule_from_document
 from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric
 from cloud.domain import Aggregation, DurationUnit, LineKind, MetricField, MetricSource, MetricSpec
 from cloud.errors import InvalidParameters, InvoiceNotFound
+from cloud.invoices.combined_evidence import combined_evidence
 from cloud.invoices.facturx import facturx_pdf, invoice_cii
 from cloud.invoices.finalization import invoice_number
 from cloud.invoices.frozen_usage import FrozenUsage, frozen_line_usage
@@ -33,6 +35,7 @@ from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.parties import document_tax, header_parties, line_tax_document
 from cloud.invoices.pdf import invoice_pdf
+from cloud.rating.combine import CombinedRule
 from cloud.rating.money import round_money
 from cloud.rating.periods import day_buckets
 from cloud.rating.rating import AccountUsage
@@ -174,10 +177,31 @@ async def daily_usage(
             datetime.fromisoformat(line["part_end"]),
             str(document["time_zone"]),
         )
-        charts[n] = measure_buckets(
-            spec, AccountUsage(usage.pieces, usage.events, usage.profile_of), buckets
+        combined, site_of = await _frozen_combined(
+            session=session, invoice_id=int(document["id"]), spec=spec, usage=usage
         )
+        account_usage = AccountUsage(
+            usage.pieces, usage.events, usage.profile_of, combined=combined, site_of=site_of
+        )
+        charts[n] = measure_buckets(spec, account_usage, buckets)
     return charts
+
+
+async def _frozen_combined(
+    *, session: AsyncSession, invoice_id: int, spec: MetricSpec, usage: FrozenUsage
+) -> tuple[dict[str, CombinedRule], dict[str, str | None]]:
+    """The combined rule a line's metric names and its member devices' sites, as the invoice
+    froze them (the evidence's own reading), so a combined line's chart measures the combined
+    sessions the line was rated from; ({}, {}) for any other line."""
+    metric = {"source": spec.source.value, "profiles": sorted(spec.profiles)}
+    devices = {piece.device_id for piece in usage.pieces}
+    found = await combined_evidence(
+        session=session, invoice_id=invoice_id, metric=metric, device_ids=devices
+    )
+    if not found:
+        return {}, {}
+    rule = found["combined_rule"]
+    return {rule["id"]: rule_from_document(**rule)}, dict(found["device_sites"])
 
 
 async def invoice_document(

@@ -28,6 +28,7 @@ from cloud.catalog.combined_rules import CombinedSessionRule
 from cloud.catalog.models import DeviceProfile
 from cloud.db import Database
 from cloud.gateways.enrollment import add_site
+from cloud.invoices.exports import daily_usage, invoice_document
 from cloud.invoices.service import run_invoices
 from cloud.invoices.verify import verify_invoice
 from shared.events import EventKind
@@ -317,3 +318,26 @@ async def test_bad_rules_are_refused_with_nothing_written(
             await session.scalar(select(func.count()).select_from(DeviceProfile)),
         )
     assert after == before
+
+
+async def test_a_combined_lines_daily_chart_adds_up_to_the_line(
+    app: FastAPI, client: httpx.AsyncClient, db: Database
+) -> None:
+    invoice, _ = await invoiced(client, db, "ab")
+    async with db.transaction() as session:
+        document = await invoice_document(session=session, invoice_id=int(invoice["id"]))
+        charts = await daily_usage(session=session, document=document)
+    armed, cam = usage_line(invoice, "armed_hours"), usage_line(invoice, "cam_armed_hours")
+    by_day = {
+        metric: {p.start.date().isoformat(): p.value for p in charts[line["n"]] if p.value}
+        for metric, line in (("armed_hours", armed), ("cam_armed_hours", cam))
+    }
+    # union 11-03 18:00-24:00 = 6 h, 11-04 00:00-07:00 = 7 h (13 h); intersection 19-20 and
+    # 21-22:30 on 11-03 = 2.5 h; every other day of November is 0
+    assert by_day == {
+        "armed_hours": {"2026-11-03": Decimal(6), "2026-11-04": Decimal(7)},
+        "cam_armed_hours": {"2026-11-03": Decimal("2.5")},
+    }
+    for line in (armed, cam):
+        assert len(charts[line["n"]]) == 30  # one point per day of November
+        assert sum(p.value for p in charts[line["n"]]) == Decimal(line["quantity"])
