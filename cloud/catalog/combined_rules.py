@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import JSON, ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,7 +24,7 @@ from cloud.catalog.checks import check_labels, check_name, check_slug
 from cloud.catalog.models import DeviceProfile
 from cloud.catalog.store import insert_new
 from cloud.db import Base, UtcDateTime
-from cloud.errors import InvalidBillingInput, ProfileNotFound
+from cloud.errors import AlreadyExists, InvalidBillingInput, ProfileNotFound
 from cloud.rating.combine import (
     MAX_MEMBERS,
     CombinedMember,
@@ -208,3 +209,87 @@ async def freeze_combined_rules(
     for account_id, catalog in catalogs.items():
         catalog["combined"] = documents
         catalog["sites"] = dict(sorted(sites.get(account_id, {}).items()))
+
+
+class CombinedMemberDecl(BaseModel):
+    """A member of a `[[combined_rules]]` entry: a profile and, optionally, its channels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: str = Field(
+        description="an existing device profile's id (not a combined rule); its devices' "
+        "sessions are combined"
+    )
+    channels: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_CHANNELS,
+        description="only these channels' sessions; empty or omitted: every channel",
+    )
+
+
+class CombinedRuleDecl(BaseModel):
+    """A `[[combined_rules]]` entry of a catalog file (`cloud.catalog.loader`): one billable
+    session per site or account combined from several devices' sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        description="the rule's id, also a device profile's id: a session metric names it in "
+        "`profiles` (as its only profile)"
+    )
+    name: str = Field(description="shown on invoices (the rule's profile's name)")
+    scope: CombineScope = Field(
+        description="`site`: the account's bound devices of one site together (devices "
+        "without a site are in no group); `account`: all its bound devices together"
+    )
+    combine: CombineMode = Field(
+        description="`union`: while ANY member has a session; `intersection`: while EACH "
+        "member (group) has one (at least two members)"
+    )
+    members: list[CombinedMemberDecl] = Field(
+        max_length=MAX_MEMBERS, description="the member profiles, each listed once"
+    )
+
+    def member_pairs(self) -> list[tuple[str, list[str]]]:
+        """The members as `create_combined_rule` takes them."""
+        return [(member.profile, member.channels) for member in self.members]
+
+
+async def apply_combined_rule(*, session: AsyncSession, decl: CombinedRuleDecl) -> bool:
+    """Create the declared rule (True), or leave an identical one (False); a stored rule of that
+    id with another name, scope, combine or members is `AlreadyExists` naming it and the fields
+    (rules never change: an invoice froze the rule it was rated under; declare a new rule)."""
+    stored = await session.get(CombinedSessionRule, decl.id)
+    if stored is None:
+        await create_combined_rule(
+            session=session,
+            rule_id=decl.id,
+            name=decl.name,
+            scope=decl.scope.value,
+            combine=decl.combine.value,
+            members=decl.member_pairs(),
+        )
+        return True
+    rule = build_rule(
+        rule_id=decl.id,
+        scope=decl.scope.value,
+        combine=decl.combine.value,
+        members=decl.member_pairs(),
+    )
+    profile = await session.get(DeviceProfile, decl.id)
+    old = {"name": profile.name if profile else None, **rule_document(stored)}
+    new = {
+        "name": check_name(decl.name),
+        "scope": rule.scope.value,
+        "combine": rule.combine.value,
+        "members": [member_document(m) for m in rule.members],
+    }
+    changed = [name for name in new if old[name] != new[name]]
+    if changed:
+        listed = "; ".join(f"{name}: {old[name]!r} -> {new[name]!r}" for name in changed)
+        raise AlreadyExists(
+            f"combined rule {decl.id!r} already exists with other values ({listed}): a "
+            "combined rule never changes, declare a new rule (and a metric naming it)",
+            detail={"combined_rule": decl.id, "fields": changed},
+        )
+    return False

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.checks import check_device_id, check_labels, check_limit, check_name, check_slug
+from cloud.catalog.combined_rules import CombinedSessionRule
 from cloud.catalog.models import Device, DeviceProfile
 from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
 from cloud.catalog.session_rules import check_rule
@@ -81,7 +82,14 @@ async def set_profile_rule(
     end_on: Sequence[str],
     timeout_seconds: int | None,
 ) -> DeviceProfile:
-    """Change a profile's session rule and queue each of its devices for recomputation."""
+    """Change a profile's session rule and queue each of its devices for recomputation; the
+    profile of a combined rule is refused (its sessions are combined from its members')."""
+    if await session.get(CombinedSessionRule, profile_id) is not None:
+        raise InvalidBillingInput(
+            f"profile {profile_id!r} is combined rule {profile_id!r}: its sessions are combined "
+            "from its members' sessions, it takes no session rule (create a new profile)",
+            detail={"profile_id": profile_id, "combined_rule": profile_id},
+        )
     starts, ends = _checked_rule(start_on, end_on, timeout_seconds)
     profile = await get_row(
         session, DeviceProfile, profile_id, missing=ProfileNotFound, what="profile", for_update=True
