@@ -107,6 +107,15 @@ class PlanDecl(_Declaration):
     versions: list[PlanTerms] = Field(default_factory=list)
 
 
+class AddressDecl(_Declaration):
+    """A billing address (EN 16931 BG-8): 1 to 4 lines, postcode, city, ISO alpha-2 country."""
+
+    lines: list[str]
+    postcode: str
+    city: str
+    country: str
+
+
 class AccountDecl(_Declaration):
     """An account."""
 
@@ -117,6 +126,24 @@ class AccountDecl(_Declaration):
     time_zone: str
     plan_id: str | None = None
     invoice_series: str = accounts.DEFAULT_SERIES
+    # The buyer on its invoices, as the API's account fields (cloud.catalog.accounts.set_billing
+    # checks each); a field the file leaves out is left as stored.
+    billing_name: str | None = None
+    address: AddressDecl | None = None
+    country: str | None = None
+    vat_id: str | None = None
+    customer_number: str | None = None
+    payment_terms_days: int | None = None
+    locale: str | None = None
+
+    def billing_fields(self) -> dict[str, Any]:
+        """The billing fields the file declares (JSON-ready)."""
+        declared = self.model_dump(mode="json", include=set(accounts.BILLING_FIELDS))
+        return {
+            name: declared[name]
+            for name in accounts.BILLING_FIELDS
+            if name in self.model_fields_set
+        }
 
 
 class DeviceDecl(_Declaration):
@@ -533,8 +560,10 @@ class _Loader:
                 plan_id=decl.plan_id,
                 invoice_series=decl.invoice_series,
             )
+            await self._account_billing(decl, None)
             return True
-        declared = decl.model_dump(exclude={"id"}) | {"name": decl.name.strip()}
+        declared = decl.model_dump(exclude={"id", *accounts.BILLING_FIELDS})
+        declared |= {"name": decl.name.strip()}
         changes = _differences(_fields(stored, *declared), declared)
         fixed = [change for change in changes if change.field not in ("name", "plan_id")]
         _refuse_changes("account", decl.id, fixed, "only its name and plan can change")
@@ -549,7 +578,19 @@ class _Loader:
                     session=self.session, account_id=decl.id, plan_id=decl.plan_id
                 )
                 self.report.accounts.add(decl.id)
-        return _outcome("accounts", changes)
+        return _outcome("accounts", changes + await self._account_billing(decl, stored))
+
+    async def _account_billing(
+        self, decl: AccountDecl, stored: Account | None
+    ) -> tuple[Change, ...]:
+        """Set the billing fields the file declares on a new account (`stored` None), or on a
+        stored one where they differ (an update: refused without an invoice guard)."""
+        fields = decl.billing_fields()
+        changes = () if stored is None else _differences(_fields(stored, *fields), fields)
+        self._may_update("account", decl.id, changes)
+        if (stored is None and fields) or changes:
+            await accounts.set_billing(session=self.session, account_id=decl.id, fields=fields)
+        return changes
 
     async def device(self, decl: DeviceDecl) -> bool | Outcome:
         """A device: created, renamed, moved to another profile (sessions recomputed) or site."""
