@@ -27,6 +27,7 @@ from cloud.auth.roles import Role
 from cloud.auth.service import create_api_key, revoke_api_key
 from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.plan_terms import PlanTerms
+from cloud.catalog.schemas import AccountBilling
 from cloud.catalog.unbilled import unbilled_usage
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
@@ -166,6 +167,21 @@ def _add_account(commands: Commands) -> None:
     add.add_argument("--time-zone", required=True, help="IANA name, e.g. Europe/Berlin")
     add.add_argument("--plan", help="a plan in the account's currency")
     add.add_argument("--series", default=accounts.DEFAULT_SERIES, help="invoice number series")
+    _billing_arguments(add)
+    update = _command(
+        group, "update", "rename an account, change its plan or its billing fields", _account_update
+    )
+    update.add_argument("--id", required=True, dest="account_id")
+    update.add_argument("--name")
+    update.add_argument("--plan", help='plan id, or "none" for no plan')
+    _billing_arguments(update)
+    update.add_argument(
+        "--clear",
+        action="append",
+        default=[],
+        choices=accounts.BILLING_FIELDS,
+        help="clear this billing field (repeatable)",
+    )
     set_plan = _command(group, "set-plan", "put an account on a plan", _account_set_plan)
     set_plan.add_argument("--id", required=True, dest="account_id")
     set_plan.add_argument("--plan", required=True, help='plan id, or "none" for no plan')
@@ -173,10 +189,11 @@ def _add_account(commands: Commands) -> None:
 
 
 def _account_add(args: argparse.Namespace, settings: Settings) -> None:
-    _in_transaction(
-        settings,
-        lambda s: accounts.create_account(
-            session=s,
+    billing = _billing_fields(args)
+
+    async def work(session: AsyncSession) -> None:
+        await accounts.create_account(
+            session=session,
             account_id=args.account_id,
             name=args.name,
             kind=args.kind,
@@ -184,9 +201,99 @@ def _account_add(args: argparse.Namespace, settings: Settings) -> None:
             time_zone=args.time_zone,
             plan_id=args.plan,
             invoice_series=args.series,
-        ),
-    )
+        )
+        if billing:  # the same transaction: a bad field creates no account
+            await accounts.set_billing(session=session, account_id=args.account_id, fields=billing)
+
+    _in_transaction(settings, work)
     print(f"account {args.account_id} added")
+
+
+def _account_update(args: argparse.Namespace, settings: Settings) -> None:
+    billing = _billing_fields(args) | dict.fromkeys(args.clear)
+    both = sorted(set(_billing_fields(args)) & set(args.clear))
+    if both:
+        raise CommandFailed(f"both set and cleared: {', '.join(both)}")
+    if args.name is None and args.plan is None and not billing:
+        raise CommandFailed("nothing to update: pass --name, --plan or a billing option")
+
+    async def work(session: AsyncSession) -> None:
+        await accounts.get_account(session=session, account_id=args.account_id)
+        if args.name is not None:
+            await accounts.rename_account(
+                session=session, account_id=args.account_id, name=args.name
+            )
+        if args.plan is not None:
+            plan_id = None if args.plan == "none" else args.plan
+            await accounts.set_account_plan(
+                session=session, account_id=args.account_id, plan_id=plan_id
+            )
+        if billing:
+            await accounts.set_billing(session=session, account_id=args.account_id, fields=billing)
+
+    _in_transaction(settings, work)
+    print(f"account {args.account_id} updated")
+
+
+def _billing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The buyer's fields on the account's invoices (as the API's account fields)."""
+    billing = parser.add_argument_group("billing (the buyer on its invoices)")
+    billing.add_argument("--billing-name", help="name on invoices (default: --name)")
+    billing.add_argument(
+        "--street",
+        action="append",
+        help="address line, repeatable (1 to 4); with --postcode, --city and --address-country",
+    )
+    billing.add_argument("--postcode")
+    billing.add_argument("--city")
+    billing.add_argument("--address-country", help="ISO 3166 alpha-2, e.g. DE")
+    billing.add_argument("--country", help="tax country, ISO 3166 alpha-2 (none: no VAT)")
+    billing.add_argument("--vat-id", help="VAT id with its country prefix, e.g. DE136695976")
+    billing.add_argument("--customer-number")
+    billing.add_argument("--payment-terms-days", type=int, help="days to the due date (0-365)")
+    billing.add_argument("--locale", help="Babel locale of its documents, e.g. de_DE")
+
+
+_ADDRESS_OPTIONS = {
+    "street": "--street",
+    "postcode": "--postcode",
+    "city": "--city",
+    "address_country": "--address-country",
+}
+
+
+def _billing_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The billing fields the options set, checked by the API's own model (`AccountBilling`)."""
+    fields = {
+        name: getattr(args, name)
+        for name in accounts.BILLING_FIELDS
+        if name != "address" and getattr(args, name) is not None
+    }
+    given = [name for name in _ADDRESS_OPTIONS if getattr(args, name) is not None]
+    if given:
+        missing = [option for name, option in _ADDRESS_OPTIONS.items() if name not in given]
+        if missing:
+            raise CommandFailed(f"an address needs {', '.join(missing)} too")
+        fields["address"] = {
+            "lines": args.street,
+            "postcode": args.postcode,
+            "city": args.city,
+            "country": args.address_country,
+        }
+    try:
+        return AccountBilling.model_validate(fields).billing_fields()
+    except ValidationError as exc:
+        first = error_locations(exc.errors())[0]
+        raise CommandFailed(f"{_billing_option(first['loc'])}: {first['msg']}") from exc
+
+
+def _billing_option(loc: Sequence[Any]) -> str:
+    """The option a billing field's error location came from: ("address", "lines", 0) ->
+    --street, ("vat_id",) -> --vat-id."""
+    if len(loc) > 1 and loc[0] == "address":
+        part = {"lines": "street", "country": "address_country"}.get(str(loc[1]), str(loc[1]))
+        return "--" + part.replace("_", "-")
+    return "--" + str(loc[0]).replace("_", "-") if loc else "billing"
 
 
 def _account_set_plan(args: argparse.Namespace, settings: Settings) -> None:
