@@ -1,5 +1,6 @@
-"""`catalog load`: one TOML file declaring sites, profiles, metrics, plans (with their versions),
-accounts, devices and bindings, applied idempotently in the caller's transaction.
+"""`catalog load`: one TOML file declaring sites, profiles, combined session rules, metrics, plans
+(with their versions), tax rates, accounts, devices and bindings, applied idempotently in the
+caller's transaction (docs/catalog.md is the reference, generated from the models below).
 
     [[profiles]]
     id = "tv"
@@ -36,7 +37,8 @@ file does not mention are left alone. Plan versions are matched by `effective_fr
 entirely or not at all; a dry run (`tollgate-cloud catalog load --dry-run`) applies it in a
 transaction that is rolled back, and reports each object's action with its changed fields.
 Errors name objects by id ("plan basic version 2 (from ...), charge tv-hours: unit_price"), not
-by their position in the file.
+by their position in the file. Combined session rules (`cloud.catalog.combined_rules`) never
+change: a declared rule that exists with other values is an error naming it.
 """
 
 import tomllib
@@ -51,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.checks import check_aware, check_labels, check_name
+from cloud.catalog.combined_rules import CombinedRuleDecl, apply_combined_rule
 from cloud.catalog.metric_warnings import charge_warnings, metric_warnings
 from cloud.catalog.models import Account, Binding, Device, DeviceProfile, Metric, Plan
 from cloud.catalog.plan_terms import PlanTerms
@@ -169,6 +172,7 @@ class CatalogFile(_Declaration):
 
     sites: list[SiteDecl] = Field(default_factory=list)
     profiles: list[ProfileDecl] = Field(default_factory=list)
+    combined_rules: list[CombinedRuleDecl] = Field(default_factory=list)  # .combined_rules
     metrics: list[MetricDecl] = Field(default_factory=list)
     plans: list[PlanDecl] = Field(default_factory=list)
     accounts: list[AccountDecl] = Field(default_factory=list)
@@ -180,6 +184,7 @@ class CatalogFile(_Declaration):
 KINDS = (
     "sites",
     "profiles",
+    "combined rules",
     "metrics",
     "plans",
     "plan versions",
@@ -323,6 +328,8 @@ def _item_label(kind: str, position: int, item: Any) -> str:
         return f"version {position + 1}" + (f" (from {_shown(since)})" if since else "")
     if kind == "charges" and "metric" in values:
         return f"charge {values['metric']}"
+    if kind == "members" and "profile" in values:
+        return f"member {values['profile']}"
     if kind == "bindings" and "device_id" in values:
         return f"binding {values['device_id']} from {_shown(values.get('valid_from'))}"
     if "id" in values:
@@ -350,6 +357,9 @@ async def load_catalog(
         await _apply(report, "sites", f"site {decl.id}", loader.site(decl))
     for profile in catalog.profiles:
         await _apply(report, "profiles", f"profile {profile.id}", loader.profile(profile))
+    for rule in catalog.combined_rules:
+        step = apply_combined_rule(session=session, decl=rule)
+        await _apply(report, "combined rules", f"combined rule {rule.id}", step)
     for metric in catalog.metrics:
         await _apply(report, "metrics", f"metric {metric.id}", loader.metric(metric))
     for plan in catalog.plans:
