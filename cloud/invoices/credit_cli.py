@@ -7,9 +7,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud.cli_support import DB_HELP, Commands
+from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
-from cloud.invoices.credit_note_document import NoteFormat, export_credit_note
+from cloud.invoices.credit_note_document import NoteFormat, check_note_format, export_credit_note
 from cloud.invoices.credit_notes import (
     MAX_REASON,
     IssuedNote,
@@ -18,6 +18,7 @@ from cloud.invoices.credit_notes import (
     issue_credit_note,
     list_credit_notes,
 )
+from cloud.invoices.html import PageLinks
 from cloud.rating.money import round_money
 from cloud.settings import Settings
 
@@ -59,10 +60,18 @@ def add_commands(commands: Commands) -> None:
     show.add_argument("credit_note_id", type=int, metavar="ID")
     show.add_argument("--db", help=DB_HELP)
     show.set_defaults(run=_show)
-    export = actions.add_parser("export", help="write a credit note as JSON or HTML")
+    export = actions.add_parser(
+        "export", help="write a credit note as JSON, HTML, PDF, Factur-X or CII XML"
+    )
     export.add_argument("credit_note_id", type=int, metavar="ID")
-    export.add_argument("--format", default="json", help=", ".join(NoteFormat))
-    export.add_argument("--out", help="file to write (default: standard output)")
+    export.add_argument(
+        "--format",
+        default="json",
+        help=f"one of {', '.join(NoteFormat)} (facturx: PDF/A-3 with the EN 16931 XML, type 381)",
+    )
+    export.add_argument(
+        "--output", "--out", dest="out", help="file to write (default: standard output)"
+    )
     export.add_argument("--db", help=DB_HELP)
     export.set_defaults(run=_export)
 
@@ -139,10 +148,16 @@ def _show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
+    check_note_format(args.format)  # before opening the database
+    links = PageLinks(base=settings.public_url, standalone=True)  # a file: no dead links
+
     async def run() -> bytes:
         async with Database(settings.db_url) as db, db.transaction() as session:
             body, _ = await export_credit_note(
-                session=session, credit_note_id=args.credit_note_id, export_format=args.format
+                session=session,
+                credit_note_id=args.credit_note_id,
+                export_format=args.format,
+                links=links,
             )
             return body
 
@@ -150,6 +165,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> None:
     if args.out is None:
         sys.stdout.buffer.write(body)
         return
-    with open(args.out, "wb") as out:
-        out.write(body)
+    try:
+        with open(args.out, "wb") as out:
+            out.write(body)
+    except OSError as exc:
+        raise CommandFailed(f"cannot write {args.out}: {exc.strerror or exc}") from exc
     print(f"wrote {args.out}")

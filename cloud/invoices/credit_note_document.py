@@ -5,7 +5,9 @@ and positive amounts with their own EN 16931 totals.
 The seller, buyer, locale, service period and account come from the credited invoice's document
 (what it froze); each line is the credited invoice line's document with the credit note's own `n`,
 `credits_line` (the invoice line), the amount, tax category and rate it copied, and `evidence`
-(the credited line's evidence route). The HTML, PDF and Factur-X renderers take either type.
+(the credited line's evidence route). The HTML, PDF and Factur-X renderers take either type:
+`export_credit_note` writes JSON, HTML, PDF/A-3 (`cloud.invoices.pdf`), Factur-X (that PDF with
+the EN 16931 CII inside: type code 381, BT-25 the credited invoice's number) and the CII alone.
 """
 
 import enum
@@ -24,11 +26,20 @@ from cloud.invoices.credit_notes import (
     note_totals,
 )
 from cloud.invoices.exports import format_utc, invoice_document, invoice_json, money_text
+from cloud.invoices.facturx import facturx_pdf, invoice_cii
 from cloud.invoices.html import PageLinks, invoice_html
+from cloud.invoices.pdf import invoice_pdf
 from cloud.invoices.vat import VatTotals, format_rate
 
 # The credited invoice's keys that say nothing true about the credit note itself.
-INVOICE_ONLY = ("computed_at", "as_of", "grace_until", "finalized_at")
+INVOICE_ONLY = (
+    "computed_at",
+    "as_of",
+    "grace_until",
+    "finalized_at",
+    "tax_total",  # the invoice's stored VAT totals; the note's own are in `totals`
+    "gross_total",
+)
 
 
 class NoteFormat(enum.StrEnum):
@@ -36,10 +47,13 @@ class NoteFormat(enum.StrEnum):
 
     JSON = "json"
     HTML = "html"
+    PDF = "pdf"
+    FACTURX = "facturx"
+    CII = "cii"
 
 
 def check_note_format(name: str) -> NoteFormat:
-    """`json`, `html`, `pdf` or `facturx`; `InvalidParameters` otherwise."""
+    """`json`, `html`, `pdf`, `facturx` or `cii`; `InvalidParameters` otherwise."""
     try:
         return NoteFormat(name)
     except ValueError:
@@ -147,6 +161,9 @@ def _totals(totals: VatTotals, currency: str) -> dict[str, str]:
 MEDIA_TYPES = {
     NoteFormat.JSON: "application/json",
     NoteFormat.HTML: "text/html; charset=utf-8",
+    NoteFormat.PDF: "application/pdf",
+    NoteFormat.FACTURX: "application/pdf",  # PDF/A-3 with factur-x.xml inside
+    NoteFormat.CII: "application/xml",
 }
 
 
@@ -158,11 +175,25 @@ async def export_credit_note(
     links: PageLinks | None = None,
 ) -> tuple[bytes, str]:
     """The credit note in `export_format` and its media type; `CreditNoteNotFound`,
-    `InvalidParameters` (checked first, before any read)."""
+    `InvalidParameters` (checked first, before any read), `EInvoiceNotReady` (facturx, cii:
+    the credited invoice froze no seller details or the buyer has no country).
+
+    `links` default to relative ones for the HTML page and to a standalone file's (no dead
+    links) for a PDF."""
     chosen = check_note_format(export_format)
     document = await credit_note_document(session=session, credit_note_id=credit_note_id)
+    return render_note(document, chosen, links), MEDIA_TYPES[chosen]
+
+
+def render_note(document: dict[str, Any], chosen: NoteFormat, links: PageLinks | None) -> bytes:
+    """Pure: the credit note document in one format (a credit note has no usage charts)."""
     if chosen is NoteFormat.JSON:
-        body = invoice_json(document)
-    else:
-        body = invoice_html(document, charts={}, links=links).encode("utf-8")
-    return body, MEDIA_TYPES[chosen]
+        return invoice_json(document)
+    if chosen is NoteFormat.HTML:
+        return invoice_html(document, charts={}, links=links).encode("utf-8")
+    if chosen is NoteFormat.CII:
+        return invoice_cii(document)
+    if chosen is NoteFormat.FACTURX:
+        invoice_cii(document)  # refuse a note without seller details before the rendering
+    pdf = invoice_pdf(document, charts={}, links=links or PageLinks(standalone=True))
+    return pdf if chosen is NoteFormat.PDF else facturx_pdf(document, pdf)

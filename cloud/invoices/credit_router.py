@@ -3,7 +3,7 @@
 POST /v1/invoices/{id}/credit-notes        {"lines": [n, ...] | null, "reason": "..."}
 GET  /v1/credit-notes?account=&invoice=&limit=&cursor=
 GET  /v1/credit-notes/{id}
-GET  /v1/credit-notes/{id}/export?format=json|html
+GET  /v1/credit-notes/{id}/export?format=json|html|pdf|facturx|cii
 """
 
 from datetime import UTC, datetime
@@ -13,7 +13,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud.api import MAX_ROW_ID, BillingDep, DatabaseDep, ReadDep, RowId, error_responses
+from cloud.api import (
+    MAX_ROW_ID,
+    BillingDep,
+    DatabaseDep,
+    ReadDep,
+    RowId,
+    SettingsDep,
+    error_responses,
+)
 from cloud.invoices.credit_note_document import NoteFormat, export_credit_note
 from cloud.invoices.credit_notes import (
     MAX_LINES,
@@ -25,6 +33,7 @@ from cloud.invoices.credit_notes import (
     issue_credit_note,
     list_credit_notes,
 )
+from cloud.invoices.html import PageLinks
 from cloud.invoices.vat import format_rate
 from cloud.rating.money import round_money
 from cloud.storable_text import RequestBody
@@ -161,7 +170,12 @@ async def get_one_credit_note(credit_note_id: RowId, db: DatabaseDep, _: ReadDep
 EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The credit note in the asked format",
-        "content": {"application/json": {}, "text/html": {}},
+        "content": {
+            "application/json": {},
+            "text/html": {},
+            "application/pdf": {},
+            "application/xml": {},
+        },
     }
 }
 
@@ -169,19 +183,31 @@ EXPORT_CONTENT: dict[int | str, dict[str, Any]] = {
 @router.get(
     "/credit-notes/{credit_note_id}/export",
     response_class=Response,
-    responses={**EXPORT_CONTENT, **error_responses(*AUTH, 404, 422)},
+    responses={**EXPORT_CONTENT, **error_responses(*AUTH, 404, 409, 422)},
 )
 async def get_credit_note_export(
     credit_note_id: RowId,
     db: DatabaseDep,
+    settings: SettingsDep,
     _: ReadDep,
     export_format: Annotated[
-        str, Query(alias="format", max_length=16, description="json or html")
+        str,
+        Query(alias="format", max_length=16, description="json, html, pdf, facturx or cii"),
     ] = NoteFormat.JSON,
 ) -> Response:
-    """The credit note document (JSON) or its printable page (HTML)."""
+    """The credit note document (JSON), its printable page (HTML), a PDF/A-3, a Factur-X
+    e-invoice (the PDF with its EN 16931 CII XML inside: type code 381, referencing the credited
+    invoice) or the CII XML alone.
+
+    409 `einvoice_not_ready` for facturx and cii when the credited invoice froze no seller
+    details. A PDF's links are absolute to the public URL, or left out when none is set.
+    """
+    links = PageLinks(base=settings.public_url, standalone=export_format != NoteFormat.HTML)
     async with db.transaction() as session:
         body, media_type = await export_credit_note(
-            session=session, credit_note_id=credit_note_id, export_format=export_format
+            session=session,
+            credit_note_id=credit_note_id,
+            export_format=export_format,
+            links=links,
         )
     return Response(content=body, media_type=media_type)

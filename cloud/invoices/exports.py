@@ -284,6 +284,10 @@ def invoice_header(
         "period_end": format_utc(invoice.period_end),
         "currency": invoice.currency,
         "total": money_text(invoice.total, invoice.currency),
+        # the stored VAT totals (null: drafted before VAT); `totals` recomputes them from the
+        # lines and verify-invoice checks that both agree
+        "tax_total": _stored_money(invoice.tax_total, invoice.currency),
+        "gross_total": _stored_money(invoice.gross_total, invoice.currency),
         "computed_at": format_utc(invoice.computed_at),
         "as_of": format_utc(invoice.as_of or invoice.computed_at),
         "grace_until": format_utc(invoice.grace_until),
@@ -369,6 +373,10 @@ def format_utc(moment: datetime | None) -> str | None:
 def money_text(amount: Decimal, currency: str) -> str:
     """An amount with exactly the currency's minor-unit decimals ("1.60", "125" for JPY)."""
     return str(round_money(amount, currency))
+
+
+def _stored_money(amount: Decimal | None, currency: str) -> str | None:
+    return None if amount is None else money_text(amount, currency)
 
 
 def decimal_text(value: Decimal | None) -> str | None:

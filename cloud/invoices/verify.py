@@ -8,8 +8,9 @@ session (its start, end, close reason and events) is what `sessionize` makes of 
 under the session rules and as-of time the evidence carries (a still-open session's piece ends by
 the as-of time), the line's quantity (`measure`; a combined-session line combines its member
 pieces again under the rule its evidence carries), its amount (`price` + `round_money`), base fee
-proration, the minimum top-up, adjustments naming a real line, and the total as the sum of the
-lines.
+proration, the minimum top-up, adjustments naming a real line, the total as the sum of the
+lines, and the VAT totals (`tax_total`, `gross_total` and the document's `totals`) as EN 16931's
+`vat_totals` over the lines' amounts, tax categories and rates.
 
 `invoice` is the export document (`cloud.invoices.exports.invoice_document`), `evidence` one
 document per line (`cloud.invoices.evidence.line_evidence`).
@@ -42,6 +43,7 @@ from cloud.domain import (
     SessionRule,
 )
 from cloud.errors import CollectorError
+from cloud.invoices.vat import TaxedAmount, VatTotals, format_rate, vat_totals
 from cloud.rating.metrics import measure
 from cloud.rating.money import prorate, round_money
 from cloud.rating.pricing import price
@@ -124,7 +126,61 @@ def _invoice_checks(
             covered == wanted,
             f"lines {wanted}, evidence for {covered}",
         ),
+        *_vat_checks(invoice, lines),
     ]
+
+
+# The invoice's stated VAT totals, as `GET /v1/invoices/{id}` and the export document name them.
+_VAT_STATED = (("tax_total", "tax"), ("gross_total", "gross"))
+
+
+def _vat_checks(invoice: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]) -> list[Check]:
+    """The invoice's VAT and gross totals equal `vat_totals` over its lines (EN 16931: tax per
+    category and rate, rounded once each); none for a document that states no VAT totals."""
+    stated = _stated_vat(invoice)
+    if not stated:
+        return []
+    what = "VAT and gross totals equal the VAT breakdown of the lines"
+    try:
+        computed = _computed_vat(lines, str(invoice.get("currency")))
+    except (CollectorError, ValueError, TypeError) as exc:
+        return [Check(None, what, False, f"the lines' VAT cannot be computed: {exc}")]
+    untaxed = all(line.get("tax_category") is None for line in lines)
+    wrong = [
+        f"{name} {value}, computed {getattr(computed, field)}"
+        for name, field, value in stated
+        if not (value is None and untaxed) and _decimal(value) != getattr(computed, field)
+    ]
+    breakdown = "; ".join(
+        f"{sub.category} {format_rate(sub.rate)} %: {sub.taxable} -> {sub.tax}"
+        for sub in computed.subtotals
+    )
+    detail = ", ".join(wrong) if wrong else f"tax {computed.tax}, gross {computed.gross}"
+    return [Check(None, what, not wrong, f"{detail} (lines: {breakdown or 'none'})")]
+
+
+def _stated_vat(invoice: Mapping[str, Any]) -> list[tuple[str, str, object]]:
+    """(name, VatTotals field, stated value) of every VAT total the invoice document states."""
+    stated: list[tuple[str, str, object]] = [
+        (name, field, invoice[name]) for name, field in _VAT_STATED if name in invoice
+    ]
+    totals = invoice.get("totals")
+    if isinstance(totals, Mapping):
+        stated.extend((f"totals.{field}", field, totals.get(field)) for field in ("tax", "gross"))
+    return stated
+
+
+def _computed_vat(lines: Sequence[Mapping[str, Any]], currency: str) -> VatTotals:
+    """`vat_totals` of the lines (a line drafted before VAT, no category: "O" at 0)."""
+    taxed = []
+    for line in lines:
+        net = _decimal(line.get("amount"))
+        rate = _decimal(line.get("tax_rate"))
+        if net is None:
+            raise ValueError(f"line {line.get('n')} has no amount")
+        category = str(line.get("tax_category") or "O")
+        taxed.append(TaxedAmount(net=net, category=category, rate=rate or Decimal(0)))
+    return vat_totals(taxed, currency)
 
 
 # --- one line ---------------------------------------------------------------------------------
@@ -183,6 +239,9 @@ def _comparable(line: Mapping[str, Any]) -> dict[str, Any]:
     """A line with times and decimals parsed, so that `Z`/`+00:00` and `1.6`/`1.60` compare equal
     (the invoice may come from the export or from `GET /v1/invoices/{id}`)."""
     values = dict(line)
+    # `unit` is how a document labels the quantity (from the metric), not rated data; the
+    # `GET /v1/invoices/{id}` answer has no such label
+    values.pop("unit", None)
     for key in _LINE_TIMES:
         values[key] = _time(str(values.get(key)))
     for key in _LINE_DECIMALS:

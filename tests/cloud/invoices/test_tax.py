@@ -4,6 +4,7 @@ frozen parties. Every amount is computed by hand in the comments."""
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,12 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from cloud.catalog.loader import load_catalog, parse_catalog
 from cloud.errors import InvalidSettings
+from cloud.invoices.models import Invoice
+from cloud.invoices.verify import verify_invoice
 from cloud.seller import SELLER_ENV, Seller, load_seller
 from cloud.settings import Settings
 from tests.cloud.conftest import running_app
@@ -437,3 +441,62 @@ def test_settings_load_refuses_a_bad_seller_file(
         str(tmp_path / "seller.toml")
     )
     assert Settings().seller is None
+
+
+async def test_verify_invoice_rechecks_the_vat_totals_and_names_a_tampered_one(
+    client: httpx.AsyncClient, headers: dict[str, str], billing: Billing
+) -> None:
+    await setup_vat(client, headers)
+    await customer(client, headers, billing, "home-de", country="DE")
+    await run(client, headers, "2026-10")
+    invoice_id = (await document(client, headers, "home-de"))["id"]
+    # as above: S 19 10.00 -> 1.90, S 7 1.05 -> 0.0735 -> 0.07; tax 1.97, gross 13.02
+    assert verify_invoice(*await verify_documents(client, headers, invoice_id)) == []
+    shown = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers)).json()
+    evidence = (await verify_documents(client, headers, invoice_id))[1]
+    assert verify_invoice(shown, evidence) == []
+
+    async with billing.db.transaction(write=True) as session:  # tamper in the database
+        await session.execute(
+            update(Invoice).where(Invoice.id == invoice_id).values(tax_total=Decimal("1.90"))
+        )
+    exported, evidence = await verify_documents(client, headers, invoice_id)
+    shown = (await client.get(f"/v1/invoices/{invoice_id}", headers=headers)).json()
+
+    for tampered in (exported, shown):
+        problems = verify_invoice(tampered, evidence)
+        assert [(p.line, p.what) for p in problems] == [
+            (None, "VAT and gross totals equal the VAT breakdown of the lines")
+        ]
+        assert problems[0].detail == (
+            "tax_total 1.90, computed 1.97 (lines: S 19 %: 10.00 -> 1.90; S 7 %: 1.05 -> 0.07)"
+        )
+
+    async with billing.db.transaction(write=True) as session:
+        await session.execute(
+            update(Invoice)
+            .where(Invoice.id == invoice_id)
+            .values(tax_total=Decimal("1.97"), gross_total=Decimal("13.00"))
+        )
+    exported, evidence = await verify_documents(client, headers, invoice_id)
+    [problem] = verify_invoice(exported, evidence)
+    assert problem.detail.startswith("gross_total 13.00, computed 13.02 (lines:")
+    # a saved document whose breakdown total was edited fails too
+    exported["totals"]["tax"] = "0.00"
+    exported["gross_total"] = "13.02"
+    [problem] = verify_invoice(exported, evidence)
+    assert problem.detail.startswith("totals.tax 0.00, computed 1.97")
+
+
+async def verify_documents(
+    client: httpx.AsyncClient, headers: dict[str, str], invoice_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The invoice's JSON export and every line's evidence, over the API."""
+    url = f"/v1/invoices/{invoice_id}"
+    exported = await client.get(f"{url}/export", params={"format": "json"}, headers=headers)
+    invoice: dict[str, Any] = exported.json()
+    evidence = [
+        (await client.get(f"{url}/lines/{line['n']}/evidence", headers=headers)).json()
+        for line in invoice["lines"]
+    ]
+    return invoice, evidence
