@@ -8,7 +8,10 @@ publish JSON over MQTT (to `--broker`, or an embedded amqtt broker); the real ag
 its outbox and forwards them to the real collector (`tollgate-cloud serve` on SQLite). A live
 line per device shows what the cloud has stored; at the end the cloud's totals are checked
 against what the panels really counted, the locks really logged and the MQTT devices
-really published.
+really published. Then the month is invoiced: the company's draft is finalized (forced: the
+period is still open), one of its lines is credited, and the invoices and the credit note are
+written to the workdir as HTML, PDF and Factur-X, the documents a customer receives (the seller
+on them is demo_seller.toml).
 """
 
 import asyncio
@@ -43,6 +46,7 @@ from firmware_sims.mqtt_device import (
 from firmware_sims.processes import (
     AgentProcess,
     CollectorProcess,
+    ProcessFailed,
     committed_counters,
     fetch_events,
 )
@@ -50,12 +54,17 @@ from firmware_sims.site import SimulatedLocks, SimulatedPanel, Timing, render_si
 
 GATEWAY_ID = "demo-site-gw1"
 CATALOG = Path(__file__).with_name("demo_catalog.toml")
+SELLER = Path(__file__).with_name("demo_seller.toml")  # the operator on the invoices
+COMPANY = "nordlicht-facility"  # its draft is finalized, credited and exported as Factur-X
+CREDITED_METRIC = "active_panels"  # the company's line the demo's credit note credits
+CREDIT_REASON = "panel-2 was in maintenance all month: not an active panel"
 DEMO_ACCOUNTS = {  # account -> its devices whose sessions the invoice printout lists
     "weber-household": ("camera-1", "home-1", "door-lock-1"),
     "nordlicht-facility": ("waste-lock-1", DEVICE),  # DEVICE: the direct source's bin
 }
 BILLING_TIME_ZONE = "Europe/Berlin"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
+PANEL_UNITS = (("energy_wh", "Wh"), ("runtime_s", "s"))  # the other counters count ("count")
 LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
 LOCK_TICK = 1.0
 DIAGNOSTICS_PASSWORD = "tollgate-demo"  # the demo's only; a real gateway's is set at init/enroll
@@ -96,10 +105,13 @@ class Demo:
             device: ModbusPanel(port=0, scenario=default_scenario(tick=tick))
             for device, tick in PANEL_TICKS.items()
         }
+        port = _port(cloud_port)
         self.collector = CollectorProcess(
             db_url=f"sqlite+aiosqlite:///{workdir}/cloud.sqlite",
-            port=_port(cloud_port),
+            port=port,
             log_path=workdir / "collector.log",
+            # the seller on invoices; absolute links in exported files (this collector's URL)
+            env={"TOLLGATE_SELLER": str(SELLER), "TOLLGATE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
         )
         self.agent = AgentProcess(config_path=workdir / "site.toml", log_path=workdir / "agent.log")
         self.diagnostics_port = _port(8080)
@@ -140,7 +152,7 @@ class Demo:
     async def prepare(self) -> None:
         """Config, gateway key, schema, gateway registration."""
         panels = [
-            SimulatedPanel(device, panel.port, panel.scenario.counters)
+            SimulatedPanel(device, panel.port, panel.scenario.counters, point_units=PANEL_UNITS)
             for device, panel in self.panels.items()
         ]
         site = render_site_config(
@@ -332,7 +344,8 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
     )
     print(fleet_line(gateway, await open_incidents(client)))
     await feed_direct_source(demo.collector, client, key=demo.source_key, workdir=demo.workdir)
-    await print_invoices(demo.collector)
+    invoice_of = await print_invoices(demo.collector)
+    await customer_documents(demo.collector, client, demo.workdir, invoice_of)
     print(f"state kept in {demo.workdir}")
     return 0 if balanced else 1
 
@@ -357,8 +370,9 @@ def fleet_line(gateway: dict[str, Any], incidents: dict[str, int]) -> str:
     )
 
 
-async def print_invoices(collector: CollectorProcess) -> None:
-    """Run this month's invoices and print each demo account's draft with its sessions."""
+async def print_invoices(collector: CollectorProcess) -> dict[str, int]:
+    """Run this month's invoices and print each demo account's draft with its sessions; the
+    invoice id per account."""
     period = period_of(datetime.now(UTC), BILLING_TIME_ZONE).label
     print(f"\nBilling period {period}: tollgate-cloud invoice run --period {period}")
     print(await collector.admin("invoice", "run", "--period", period))
@@ -374,6 +388,7 @@ async def print_invoices(collector: CollectorProcess) -> None:
             sessions = json.loads(await collector.admin("sessions", "list", "--device", device))
             for session in sessions:
                 print("   ", session_line(session))
+    return invoice_of
 
 
 def session_line(session: dict[str, Any]) -> str:
@@ -389,3 +404,133 @@ def session_line(session: dict[str, Any]) -> str:
         f"{where:20} {start:%H:%M:%S} UTC  {lasted:>8}  {session['close_reason']:11} "
         f"{len(session['events'])} events"
     )
+
+
+async def customer_documents(
+    collector: CollectorProcess,
+    client: httpx.AsyncClient,
+    workdir: Path,
+    invoice_of: dict[str, int],
+) -> None:
+    """The company's invoice finalized and one line credited; every demo invoice (and the credit
+    note) written as the files a customer receives, with a short summary each."""
+    print(f"\nInvoices as customers receive them (seller {SELLER.name}, files in {workdir}):")
+    company = invoice_of.get(COMPANY)
+    if company is not None:
+        print(
+            f"tollgate-cloud invoice finalize --id {company} --force: the demo forces it because "
+            "the period is still open (its grace period has not ended); in production "
+            "`invoice finalize --due` numbers drafts once their grace period is over"
+        )
+        await collector.admin("invoice", "finalize", "--id", str(company), "--force")
+    for account in DEMO_ACCOUNTS:
+        if account in invoice_of:
+            document = await export_invoice(collector, client, invoice_of[account], workdir)
+            if account == COMPANY:
+                await credit_one_line(collector, client, document, workdir)
+
+
+async def export_invoice(
+    collector: CollectorProcess, client: httpx.AsyncClient, invoice_id: int, workdir: Path
+) -> Any:
+    """Write the invoice as HTML and PDF, and as Factur-X once finalized (a draft has no number,
+    so it is no e-invoice); print its summary; its document (the JSON export)."""
+    document = await fetch_document(client, f"/v1/invoices/{invoice_id}/export")
+    stem = document["printed_number"] or f"draft-{document['account_id']}"
+    formats = {"html": f"{stem}.html", "pdf": f"{stem}.pdf"}
+    if document["status"] == "finalized":
+        formats["facturx"] = f"{stem}-facturx.pdf"
+    await asyncio.gather(
+        *(
+            collector.admin(
+                "invoice", "export", str(invoice_id), "--format", name, "--out", str(workdir / file)
+            )
+            for name, file in formats.items()
+        )
+    )
+    print(summary(document, "invoice", list(formats.values())))
+    return document
+
+
+async def credit_one_line(
+    collector: CollectorProcess, client: httpx.AsyncClient, invoice: Any, workdir: Path
+) -> None:
+    """Credit the company's `CREDITED_METRIC` line (a credit note, numbered at once) and write
+    the note in every format this collector exports credit notes to."""
+    line = next((item for item in invoice["lines"] if item["metric"] == CREDITED_METRIC), None)
+    if line is None or Decimal(line["amount"]) <= 0:
+        print(f"  (no {CREDITED_METRIC} line with an amount to credit)")
+        return
+    invoice_id, n = str(invoice["id"]), str(line["n"])
+    print(f'tollgate-cloud invoice credit {invoice_id} --line {n} --reason "{CREDIT_REASON}"')
+    issued = await collector.admin(
+        "invoice", "credit", invoice_id, "--line", n, "--reason", CREDIT_REASON
+    )
+    note_id = issued.split()[2]  # "credit note ID NUMBER: ..."
+    note = await fetch_document(client, f"/v1/credit-notes/{note_id}/export")
+    files = {
+        name: f"{note['printed_number']}{suffix}"
+        for name, suffix in (("html", ".html"), ("pdf", ".pdf"), ("facturx", "-facturx.pdf"))
+    }
+    written = await asyncio.gather(
+        *(
+            export_credit_note(collector, note_id, name, workdir / file)
+            for name, file in files.items()
+        )
+    )
+    print(summary(note, "credit note", [path.name for path in written if path is not None]))
+
+
+async def export_credit_note(
+    collector: CollectorProcess, note_id: str, export_format: str, path: Path
+) -> Path | None:
+    """`credit-note export` to `path`; None (said) when this collector does not export credit
+    notes in that format."""
+    try:
+        await collector.admin(
+            "credit-note", "export", note_id, "--format", export_format, "--out", str(path)
+        )
+    except ProcessFailed:
+        print(f"  (credit-note export --format {export_format}: not supported here)")
+        return None
+    return path
+
+
+async def fetch_document(client: httpx.AsyncClient, path: str) -> Any:
+    """An invoice's or credit note's document (`?format=json`, the reading key)."""
+    answer = await client.get(path, params={"format": "json"})
+    answer.raise_for_status()
+    return answer.json()
+
+
+def summary(document: Any, kind: str, files: list[str]) -> str:
+    """A document in a few lines: number, buyer, dates, net, VAT per rate, gross, its files."""
+    currency = document["currency"]
+    totals = document["totals"]
+    number = document["printed_number"] or "draft (no number yet)"
+    dated = _dates(document)
+    lines = [
+        f"{kind} {number}: {document['account_id']}, buyer {document['buyer']['name']}, "
+        f"{dated}, service {document['service_period']['start']} to "
+        f"{document['service_period']['end']}"
+    ]
+    for reference in document.get("references") or []:
+        credited = f" line {reference['line']}" if reference.get("line") else ""
+        lines.append(f"  credits invoice {reference['printed_number']}{credited}")
+    lines.append(f"  net {totals['net']} {currency}")
+    lines += [
+        f"  VAT {subtotal['category']} {subtotal['rate']}% on {subtotal['taxable']}: "
+        f"{subtotal['tax']} {currency}"
+        for subtotal in document["tax"]
+    ]
+    lines.append(f"  gross {totals['gross']} {currency}, due {totals['due']} {currency}")
+    lines.append(f"  files: {', '.join(files) or 'none'}")
+    return "\n".join(lines)
+
+
+def _dates(document: Any) -> str:
+    """ "issued D, due D" (a finalized invoice), "issued D" (a credit note) or "not issued"."""
+    if not document.get("issue_date"):
+        return "not issued (a draft)"
+    due = f", due {document['due_date']}" if document.get("due_date") else ""
+    return f"issued {document['issue_date']}{due}"

@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -29,10 +30,14 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-async def run_command(*args: str, log_path: Path) -> str:
-    """Run a command to completion; return its stdout, raise `ProcessFailed` on failure."""
+async def run_command(*args: str, log_path: Path, env: Mapping[str, str] | None = None) -> str:
+    """Run a command to completion (with `env` added to this process's environment); return its
+    stdout, raise `ProcessFailed` on failure."""
     process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=_environment(env),
     )
     stdout, stderr = await process.communicate()
     with log_path.open("ab") as log:
@@ -44,12 +49,20 @@ async def run_command(*args: str, log_path: Path) -> str:
     return stdout.decode()
 
 
+def _environment(extra: Mapping[str, str] | None) -> dict[str, str] | None:
+    """This process's environment plus `extra` (None: inherit it unchanged)."""
+    return None if not extra else {**os.environ, **extra}
+
+
 class _Child:
     """A long-running child process whose output goes to a log file."""
 
-    def __init__(self, args: list[str], *, log_path: Path) -> None:
+    def __init__(
+        self, args: list[str], *, log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.args = args
         self.log_path = log_path
+        self.env = dict(env or {})  # added to the environment of the process
         self.process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
@@ -59,7 +72,11 @@ class _Child:
             raise RuntimeError(f"{self.args[0]} is already running")
         self._log = self.log_path.open("ab")
         self.process = await asyncio.create_subprocess_exec(
-            *self.args, stdout=self._log, stderr=self._log, start_new_session=True
+            *self.args,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+            env=_environment(self.env),
         )
 
     async def terminate(self, grace: float = 15.0) -> int:
@@ -96,9 +113,13 @@ class _Child:
 
 
 class CollectorProcess(_Child):
-    """`tollgate-cloud serve` on a loopback port."""
+    """`tollgate-cloud serve` on a loopback port. `env` (e.g. TOLLGATE_SELLER,
+    TOLLGATE_PUBLIC_URL) is the collector's settings, given to `serve` and every admin command
+    alike, since a CLI finalization or export reads the same settings."""
 
-    def __init__(self, *, db_url: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, *, db_url: str, port: int, log_path: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(
             [
                 str(BIN / "tollgate-cloud"),
@@ -111,6 +132,7 @@ class CollectorProcess(_Child):
                 str(port),
             ],
             log_path=log_path,
+            env=env,
         )
         self.db_url = db_url
         self.url = f"http://127.0.0.1:{port}"
@@ -118,9 +140,7 @@ class CollectorProcess(_Child):
 
     async def migrate(self) -> None:
         """Create or upgrade the schema, and make a viewer key for reading what is stored."""
-        await run_command(
-            str(BIN / "tollgate-cloud"), "migrate", "--db", self.db_url, log_path=self.log_path
-        )
+        await self.admin("migrate")
         if self.reader_key is None:
             created = await self.admin("apikey", "create", "--name", "reader", "--role", "viewer")
             self.reader_key = created.strip()
@@ -133,24 +153,13 @@ class CollectorProcess(_Child):
 
     async def add_gateway(self, gateway_id: str, public_key: Path) -> None:
         """Register a gateway's public key."""
-        await run_command(
-            str(BIN / "tollgate-cloud"),
-            "gateway",
-            "add",
-            "--db",
-            self.db_url,
-            "--id",
-            gateway_id,
-            "--public-key",
-            str(public_key),
-            log_path=self.log_path,
-        )
+        await self.admin("gateway", "add", "--id", gateway_id, "--public-key", str(public_key))
 
     async def admin(self, *args: str) -> str:
         """Run `tollgate-cloud ARGS --db URL` (an admin command on this collector's database);
         its stdout."""
         command = (str(BIN / "tollgate-cloud"), *args, "--db", self.db_url)
-        return await run_command(*command, log_path=self.log_path)
+        return await run_command(*command, log_path=self.log_path, env=self.env)
 
     async def start(self) -> None:
         """Serve, and wait until /healthz answers."""

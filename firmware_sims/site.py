@@ -16,6 +16,7 @@ class SimulatedPanel:
     counters: tuple[SimCounter, ...]
     unit: int = 1
     host: str = "127.0.0.1"
+    point_units: tuple[tuple[str, str], ...] = ()  # (counter, unit) for events not in "count"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ def render_site_config(
                 f'type = "{counter.type}"',
                 f'word_order = "{counter.word_order}"',
                 'kind = "counter"',
+                *[f'unit = "{unit}"' for name, unit in panel.point_units if name == counter.name],
                 "",
             ]
     return "\n".join(lines)

@@ -2,14 +2,19 @@
 
 Run as the command itself (a child process), with a free collector port and the embedded MQTT
 broker, for a short duration: every source (Modbus panels, BLE locks, MQTT devices) must end
-"ok" against what the simulators really did.
+"ok" against what the simulators really did. Then the invoices a customer receives: the company's
+(two VAT rates, finalized with --force), a credit note for one of its lines, their HTML, PDF and
+Factur-X files in the workdir, the e-invoices valid against the Factur-X EN 16931 XSD.
 """
 
 import asyncio
+import re
 import subprocess
 import sys
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+
+import facturx
 
 from tests.support.waiting import free_port
 
@@ -17,18 +22,20 @@ BIN = Path(sys.executable).parent
 
 
 async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
+    port = free_port()
+    workdir = tmp_path / "demo"
     command = [
         str(BIN / "tollgate-sim"),
         "demo",
         "--duration",
         "10",
         "--workdir",
-        str(tmp_path / "demo"),
+        str(workdir),
         "--cloud-port",
-        str(free_port()),
+        str(port),
     ]
     result = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=240
+        subprocess.run, command, capture_output=True, text=True, timeout=480
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = result.stdout.split("What the panels counted vs what the cloud stored:")[1]
@@ -59,6 +66,48 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
         line for line in billing.splitlines() if line.strip().startswith("yard-bin-2")
     ]
     assert len(direct_sessions) == 3 and all("deactivated 2 events" in s for s in direct_sessions)
+
+    documents = billing.split("Invoices as customers receive them")[1]
+    assert "--force: the demo forces it because the period is still open" in documents
+    company = documents.split("invoice CO-000001: nordlicht-facility")[1].split("\ninvoice ")[0]
+    company = company.split("tollgate-cloud invoice credit")[0]
+    assert {rate for rate, _ in assert_summary_adds_up(company)} == {"19", "7"}, company
+    household = documents.split("weber-household, buyer")[1].split("\ninvoice ")[0]
+    assert {rate for rate, _ in assert_summary_adds_up(household)} == {"19"}, household
+    note = documents.split("credit note CO-CN-000001: nordlicht-facility")[1]
+    assert "credits invoice CO-000001 line" in note
+    assert assert_summary_adds_up(note)
+    assert_documents(workdir, public_url=f"http://127.0.0.1:{port}")
+
+
+def assert_summary_adds_up(block: str) -> list[tuple[str, Decimal]]:
+    """Each printed VAT line is its taxable amount x rate, rounded half-up once (EN 16931
+    BR-CO-17), and gross = net + the VAT lines (BR-CO-15); the (rate, tax) of each VAT line."""
+    net = Decimal(re.search(r"^  net (\S+) EUR$", block, re.M)[1])  # type: ignore[index]
+    gross = Decimal(re.search(r"^  gross (\S+) EUR", block, re.M)[1])  # type: ignore[index]
+    vat = re.findall(r"^  VAT S (\d+)% on (\S+): (\S+) EUR$", block, re.M)
+    assert vat, block
+    for rate, taxable, tax in vat:
+        expected = (Decimal(taxable) * Decimal(rate) / 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(tax) == expected, block
+    assert sum(Decimal(taxable) for _, taxable, _ in vat) == net, block
+    assert net + sum(Decimal(tax) for _, _, tax in vat) == gross, block
+    return [(rate, Decimal(tax)) for rate, _, tax in vat]
+
+
+def assert_documents(workdir: Path, *, public_url: str) -> None:
+    """The files a customer receives: HTML linking absolutely to the collector's public URL,
+    PDFs, and Factur-X PDFs whose embedded EN 16931 XML validates and names both parties."""
+    html = (workdir / "CO-000001.html").read_text()
+    assert "Tollgate Demo Metering GmbH" in html and f'href="{public_url}/v1/' in html
+    for name in ("CO-000001.pdf", "draft-weber-household.pdf", "CO-CN-000001.pdf"):
+        assert (workdir / name).read_bytes().startswith(b"%PDF-"), name
+    for name, type_code in (("CO-000001-facturx.pdf", "380"), ("CO-CN-000001-facturx.pdf", "381")):
+        _, xml = facturx.get_xml_from_pdf((workdir / name).read_bytes(), check_xsd=False)
+        assert facturx.xml_check_xsd(xml, flavor="factur-x", level="en16931"), name
+        text = xml.decode()
+        assert f"<ram:TypeCode>{type_code}</ram:TypeCode>" in text, name
+        assert "DE136695976" in text and "DE123456788" in text, name  # seller, buyer VAT ids
 
 
 def assert_total_is_sum_of_lines(block: str) -> None:
