@@ -579,7 +579,7 @@ async def test_late_direct_event_after_finalization_is_an_adjustment(direct: Dir
     """A September reading sent after September was finalized corrects it on October's
     invoice."""
     september_id = await drafted_september(direct)
-    await finalize_invoice(db=direct.db, invoice_id=september_id, now=datetime.now(UTC))
+    await finalize_invoice(db=direct.db, invoice_id=september_id, now=datetime.now(UTC), force=True)
     before = await direct.get_json(f"/v1/invoices/{september_id}")
 
     late = await direct.send_structured(

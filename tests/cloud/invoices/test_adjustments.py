@@ -27,7 +27,9 @@ async def finalized_september(billing: Billing) -> int:
     assert september is not None
     # kwh 8 x 0.20 = 1.60; total 11.60
     assert september.total == D("11.60")
-    await finalize_invoice(db=billing.db, invoice_id=september.id, now=datetime.now(UTC))
+    await finalize_invoice(
+        db=billing.db, invoice_id=september.id, now=datetime.now(UTC), force=True
+    )
     return september.id
 
 
@@ -79,7 +81,7 @@ async def test_corrections_already_finalized_are_counted_once(billing: Billing) 
     await billing.run("2026-10")
     october = await billing.invoice("late", "2026-10")
     assert october is not None
-    await finalize_invoice(db=billing.db, invoice_id=october.id, now=datetime.now(UTC))
+    await finalize_invoice(db=billing.db, invoice_id=october.id, now=datetime.now(UTC), force=True)
     await billing.send(reading("meter-l", utc(2026, 9, 25), "1"))  # another late one
 
     await billing.run("2026-11")

@@ -23,7 +23,9 @@ from cloud.invoices.credit_notes import issue_credit_note
 from cloud.invoices.finalization import finalize_due, finalize_invoice
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.schema import migrate
+from cloud.webhooks.endpoints import create_endpoint
 from cloud.webhooks.models import WebhookMessage
+from cloud.webhooks.types import EventType
 from tests.cloud.invoices.test_invoice_api import admin_headers, metered_account
 from tests.cloud.invoices.test_runs import Billing, billing, outcome, reading, terms, utc
 
@@ -52,13 +54,24 @@ async def stored(db: Database) -> tuple[int, int, list[Any]]:
     return notes or 0, lines or 0, sorted(series)
 
 
+async def subscribe_issued(db: Database) -> None:
+    """An enabled endpoint for `credit_note.issued`, so that issuing writes its message."""
+    async with db.transaction(write=True) as session:
+        await create_endpoint(
+            session=session,
+            url="http://127.0.0.1:9/hook",
+            event_types=[EventType.CREDIT_NOTE_ISSUED],
+            now=datetime.now(UTC),
+        )
+
+
 async def issued_events(db: Database) -> list[dict[str, Any]]:
     """The data of every `credit_note.issued` webhook message."""
     async with db.transaction() as session:
         rows = await session.scalars(
             select(WebhookMessage).where(WebhookMessage.event_type == "credit_note.issued")
         )
-        return [row.data for row in rows]
+        return [row.payload for row in rows]
 
 
 async def test_a_whole_credit_credits_every_line_with_an_amount(
@@ -66,6 +79,7 @@ async def test_a_whole_credit_credits_every_line_with_an_amount(
 ) -> None:
     headers = await admin_headers(billing)
     invoice_id = await finalized(billing)
+    await subscribe_issued(billing.db)
 
     response = await client.post(
         f"/v1/invoices/{invoice_id}/credit-notes",
@@ -411,7 +425,7 @@ def test_the_cli_credits_lists_shows_and_exports(
     assert "INV-CN-000001" in out.read_text()
     assert "credited: INV-CN-000001" in invoice
     assert status != 0
-    assert "line_already_credited" in refused.out + refused.err
+    assert "already credited (line 3 by INV-CN-000001)" in refused.err
 
 
 # --- no zero invoices, finalizing early needs force ------------------------------------------

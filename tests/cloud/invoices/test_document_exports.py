@@ -1,13 +1,15 @@
 """The invoice as PDF, Factur-X and CII XML through the real API and database (both backends).
 
 Over the scenario of `test_evidence` (base fee 10.00, stream_hours 1.25, water 1.60; net 12.85
-EUR), the account given a German billing address and locale, so the invoice charges 19 % VAT:
+EUR), the account given a German billing address, tax country and locale and the draft re-run
+with DE's standard rate, so the invoice charges 19 % VAT:
 12.85 x 19 % = 2.4415 -> 2.44; gross 15.29.
 """
 
 import asyncio
 import io
 from collections.abc import AsyncIterator
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,13 +22,15 @@ from lxml import etree
 from pypdf import PdfReader
 
 from cloud.catalog.models import Account
+from cloud.catalog.tax_rates import add_tax_rate
 from cloud.cli import main
 from cloud.db import Database
 from cloud.invoices.finalization import finalize_invoice
+from cloud.invoices.service import run_invoices
 from cloud.seller import Seller
 from cloud.settings import Settings
 from tests.cloud.conftest import error_code, http_client, running_app
-from tests.cloud.invoices.test_evidence import NOW, billed_invoice
+from tests.cloud.invoices.test_evidence import GRACE, NOW, billed_invoice
 
 PUBLIC_URL = "https://bill.example.com"
 SELLER = Seller(
@@ -54,7 +58,16 @@ async def seller_app(db_url: str, gateway_key: Ed25519PrivateKey) -> AsyncIterat
 
 
 async def _german_account(db: Database) -> None:
+    """acme gets a German billing address, tax country and locale, and DE's standard rate
+    (19 %) exists; the draft is re-run so that its lines are taxed (VAT is set by the run)."""
     async with db.transaction(write=True) as session:
+        await add_tax_rate(
+            session=session,
+            country="DE",
+            category="standard",
+            valid_from=date(2020, 1, 1),
+            rate=Decimal("19"),
+        )
         account = await session.get_one(Account, "acme")
         account.address = {
             "lines": ["Lagerweg 5"],
@@ -64,6 +77,8 @@ async def _german_account(db: Database) -> None:
         }
         account.country = "DE"
         account.locale = "de_DE"
+    report = await run_invoices(db=db, period="2026-11", now=NOW, grace=GRACE, account_id="acme")
+    assert [result.outcome for result in report.accounts] == ["updated"], report
 
 
 async def test_facturx_export_validates_and_matches_the_invoice_totals(

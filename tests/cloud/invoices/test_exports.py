@@ -146,7 +146,7 @@ async def test_finalized_invoice_shows_its_number_and_no_watermark(
     app: FastAPI, client: httpx.AsyncClient, db: Database
 ) -> None:
     billed = await billed_invoice(db)
-    finalized = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=NOW)
+    finalized = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=NOW, force=True)
     assert finalized.number == 1
     url = f"/v1/invoices/{billed.invoice_id}"
     html = (await client.get(f"{url}.html", headers=billed.headers)).text

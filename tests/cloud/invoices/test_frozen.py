@@ -32,7 +32,7 @@ async def test_the_page_of_a_finalized_invoice_charts_what_its_lines_billed(
     app: FastAPI, client: httpx.AsyncClient, db: Database
 ) -> None:
     billed = await billed_invoice(db)
-    await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=NOW)
+    await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=NOW, force=True)
     # After finalization: a late camera session and a late water reading arrive, and the
     # camera's rule changes (a 10 min timeout), so November's current sessions are recomputed.
     await billed.feed.send(
@@ -76,7 +76,7 @@ async def test_late_events_after_a_run_with_a_future_now_become_adjustments(
     # (wall clock) is late, though it arrives "before" that as-of time.
     future = NOW + timedelta(days=60)
     billed = await billed_invoice(db, now=future)
-    november = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=future)
+    november = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=future, force=True)
     await billed.feed.send(
         db,
         [

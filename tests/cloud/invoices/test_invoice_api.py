@@ -78,8 +78,11 @@ async def test_run_list_show_finalize_and_discard(
         (3, "usage", "0.60"),
     ]
 
-    final = await client.post(f"/v1/invoices/{invoice_id}/finalize", headers=headers)
-    again = await client.post(f"/v1/invoices/{invoice_id}/finalize", headers=headers)
+    # the draft is in its grace period: finalizing it now needs force (its refusal:
+    # test_credit_notes.test_finalizing_in_the_grace_period_needs_force)
+    force = {"force": "true"}
+    final = await client.post(f"/v1/invoices/{invoice_id}/finalize", params=force, headers=headers)
+    again = await client.post(f"/v1/invoices/{invoice_id}/finalize", params=force, headers=headers)
     delete_final = await client.delete(f"/v1/invoices/{invoice_id}", headers=headers)
     other = listed.json()[1]["id"]
     delete_draft = await client.delete(f"/v1/invoices/{other}", headers=headers)
@@ -139,14 +142,14 @@ def test_cli_run_finalize_list_show(db_url: str, capsys: pytest.CaptureFixture[s
 
     assert main(["invoice", "list", *db]) == 0
     assert "home-c   2026-10  draft" in capsys.readouterr().out
-    assert main(["invoice", "finalize", "--id", "1", *db]) == 0
+    assert main(["invoice", "finalize", "--id", "1", "--force", *db]) == 0  # in its grace
     assert "finalized as INV-000001" in capsys.readouterr().out
     assert main(["invoice", "show", "1", *db]) == 0
     shown = capsys.readouterr().out
     assert "invoice 1 INV-000001" in shown
     assert "total" in shown and "10.60 EUR" in shown
 
-    assert main(["invoice", "finalize", "--id", "1", *db]) == 2
+    assert main(["invoice", "finalize", "--id", "1", "--force", *db]) == 2
     assert "is finalized and cannot change" in capsys.readouterr().err
     assert main(["invoice", "finalize", "--due", "--now", "2026-12-01T00:00:00+00:00", *db]) == 0
     assert "0 invoice(s) finalized" in capsys.readouterr().out

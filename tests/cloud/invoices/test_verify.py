@@ -286,7 +286,7 @@ async def test_adjustment_for_a_late_event_after_finalization_verifies(
     # Late means received after the invoice was computed: the run uses the real clock here.
     computed = datetime.now(UTC)
     billed = await billed_invoice(db, now=computed)
-    november = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=computed)
+    november = await finalize_invoice(db=db, invoice_id=billed.invoice_id, now=computed, force=True)
     await billed.feed.send(
         db,
         [

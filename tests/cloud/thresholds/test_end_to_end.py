@@ -31,7 +31,9 @@ async def test_threshold_and_invoice_events_are_delivered_signed(billing: Billin
         await billing.run("2026-11")
         invoice = await billing.invoice("home-1", "2026-11")
         assert invoice is not None
-        await finalize_invoice(db=billing.db, invoice_id=invoice.id, now=utc(2026, 12, 2))
+        await finalize_invoice(
+            db=billing.db, invoice_id=invoice.id, now=utc(2026, 12, 2), force=True
+        )
         report = await deliver_due(billing.db, datetime.now(UTC))
 
     assert (report.sent, report.succeeded, report.failed) == (3, 3, 0)

@@ -78,9 +78,9 @@ async def test_finalizing_announces_the_number_and_issue_time(billing: Billing) 
     assert home is not None
     issued = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
-    await finalize_invoice(db=billing.db, invoice_id=home.id, now=issued)
+    await finalize_invoice(db=billing.db, invoice_id=home.id, now=issued, force=True)
     with pytest.raises(InvoiceFinalized):  # refused: rolled back, announces nothing
-        await finalize_invoice(db=billing.db, invoice_id=home.id, now=issued)
+        await finalize_invoice(db=billing.db, invoice_id=home.id, now=issued, force=True)
 
     assert await payloads(billing.db, FINALIZED) == [
         {
