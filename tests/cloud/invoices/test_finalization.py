@@ -53,7 +53,7 @@ async def test_numbers_are_gap_free_per_series_in_finalization_order(billing: Bi
     now = datetime.now(UTC)
 
     for account_id in ("b", "c", "a"):
-        await finalize_invoice(db=billing.db, invoice_id=ids[account_id], now=now)
+        await finalize_invoice(db=billing.db, invoice_id=ids[account_id], now=now, force=True)
 
     assert await numbers(billing) == {
         "a": "INV-000002",
@@ -69,12 +69,14 @@ async def test_numbers_are_gap_free_per_series_in_finalization_order(billing: Bi
 async def test_finalizing_twice_is_refused_and_consumes_no_number(billing: Billing) -> None:
     ids = await drafts(billing, {"a": "INV", "b": "INV"})
     now = datetime.now(UTC)
-    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=now)
+    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=now, force=True)
     before = await billing.snapshot(ids["a"])
 
     with pytest.raises(InvoiceFinalized):
-        await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=now + timedelta(hours=1))
-    await finalize_invoice(db=billing.db, invoice_id=ids["b"], now=now)
+        await finalize_invoice(
+            db=billing.db, invoice_id=ids["a"], now=now + timedelta(hours=1), force=True
+        )
+    await finalize_invoice(db=billing.db, invoice_id=ids["b"], now=now, force=True)
 
     assert await billing.snapshot(ids["a"]) == before
     assert await numbers(billing) == {"a": "INV-000001", "b": "INV-000002"}
@@ -87,7 +89,7 @@ async def test_a_rolled_back_finalization_consumes_nothing(billing: Billing) -> 
         async with billing.db.transaction(write=True) as session:
             assert await take_number(session=session, series="INV") == 1
             raise RuntimeError("the finalizing transaction fails after taking its number")
-    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC))
+    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC), force=True)
 
     assert await numbers(billing) == {"a": "INV-000001"}
     async with billing.db.transaction() as session:
@@ -101,7 +103,7 @@ async def test_concurrent_finalizations_give_one_to_n(billing: Billing) -> None:
     now = datetime.now(UTC)
 
     await asyncio.gather(
-        *(finalize_invoice(db=billing.db, invoice_id=i, now=now) for i in ids.values())
+        *(finalize_invoice(db=billing.db, invoice_id=i, now=now, force=True) for i in ids.values())
     )
 
     assert sorted((await numbers(billing)).values()) == [f"INV-{n:06d}" for n in range(1, 9)]
@@ -112,7 +114,10 @@ async def test_concurrent_finalizations_of_one_invoice_number_it_once(billing: B
     now = datetime.now(UTC)
 
     results = await asyncio.gather(
-        *(finalize_invoice(db=billing.db, invoice_id=ids["a"], now=now) for _ in range(4)),
+        *(
+            finalize_invoice(db=billing.db, invoice_id=ids["a"], now=now, force=True)
+            for _ in range(4)
+        ),
         return_exceptions=True,
     )
 
@@ -122,7 +127,7 @@ async def test_concurrent_finalizations_of_one_invoice_number_it_once(billing: B
 
 async def test_rerunning_a_finalized_period_changes_nothing(billing: Billing) -> None:
     ids = await drafts(billing, {"a": "INV"})
-    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC))
+    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC), force=True)
     before = await billing.snapshot(ids["a"])
     await billing.send(reading("m-a", utc(2026, 10, 20), "5"))  # a late event
 
@@ -137,7 +142,7 @@ async def test_discarding_a_draft_removes_it_and_a_finalized_one_is_refused(
     billing: Billing,
 ) -> None:
     ids = await drafts(billing, {"a": "INV", "b": "INV"})
-    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC))
+    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC), force=True)
     finalized = await billing.snapshot(ids["a"])
 
     await discard_invoice(db=billing.db, invoice_id=ids["b"])
@@ -146,7 +151,7 @@ async def test_discarding_a_draft_removes_it_and_a_finalized_one_is_refused(
     with pytest.raises(InvoiceNotFound):
         await discard_invoice(db=billing.db, invoice_id=ids["b"])
     with pytest.raises(InvoiceNotFound):
-        await finalize_invoice(db=billing.db, invoice_id=999_999, now=datetime.now(UTC))
+        await finalize_invoice(db=billing.db, invoice_id=999_999, now=datetime.now(UTC), force=True)
 
     assert await billing.invoice("b", "2026-10") is None
     async with billing.db.transaction() as session:
@@ -210,7 +215,7 @@ async def test_the_database_itself_refuses_to_change_a_finalized_invoice(
     billing: Billing, statement: str
 ) -> None:
     ids = await drafts(billing, {"a": "INV", "b": "INV"})
-    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC))
+    await finalize_invoice(db=billing.db, invoice_id=ids["a"], now=datetime.now(UTC), force=True)
     before = await billing.snapshot(ids["a"])
     assert len(before[2]) == 1  # it has evidence (the reading), so the statements touch rows
 
