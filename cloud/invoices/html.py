@@ -269,8 +269,13 @@ def _address(address: object) -> list[str]:
     if city:
         lines.append(escape(city))
     if address.get("country"):
-        lines.append(escape(str(address["country"])))
+        lines.append(escape(country_name(str(address["country"]))))
     return lines
+
+
+def country_name(code: str) -> str:
+    """An ISO 3166 code as the country's English name (labels are English), e.g. Germany."""
+    return str(Locale.parse("en").territories.get(code.upper(), code))
 
 
 def _references(document: Mapping[str, Any], fmt: Formats) -> str:
@@ -462,14 +467,17 @@ def _pricing(detail: Mapping[str, Any], billable: Decimal, unit: str | None, fmt
         size = fmt.quantity(detail.get("package_size", "0"), unit)
         return (
             f"{amount} billable, in packages of {size} at {fmt.price(detail.get('package_price'))} "
-            f"each (a started package counts whole): {fmt.number(detail.get('packages', '0'))} "
-            "packages"
+            f"each (a started package counts whole): {_packages(detail.get('packages', '0'), fmt)}"
         )
     steps = [step for step in detail.get("steps") or [] if isinstance(step, Mapping)]
     parts = [_step_sentence(step, unit, fmt) for step in steps]
     if model == "volume":
         return f"{amount} billable, all at the price of the tier they reach: " + "; ".join(parts)
     return f"{amount} billable, priced by tier: " + "; ".join(parts)
+
+
+def _packages(count: object, fmt: Formats) -> str:
+    return f"{fmt.number(count)} package" + ("" if _decimal(count) == 1 else "s")
 
 
 def _step_sentence(step: Mapping[str, Any], unit: str | None, fmt: Formats) -> str:
@@ -536,7 +544,7 @@ def _vat_table(document: Mapping[str, Any], fmt: Formats) -> str:
 
 
 _CATEGORIES = {
-    "S": "Standard rate",
+    "S": "VAT",  # UNCL5305 S is any positive rate, reduced ones too: the rate column says which
     "AE": "Reverse charge",
     "Z": "Zero rated",
     "E": "Exempt",
@@ -584,6 +592,11 @@ def _payment(document: Mapping[str, Any], fmt: Formats) -> str:
     bank = seller.get("bank") if isinstance(seller, Mapping) else None
     if not isinstance(bank, Mapping) or not bank.get("iban"):
         return ""
+    if document.get("printed_number") is None:
+        return (
+            '<section id="payment"><h2>Payment</h2><p>This is a draft, not a request for '
+            "payment: the invoice with its number and due date follows.</p></section>"
+        )
     totals = document.get("totals")
     due = totals.get("due") if isinstance(totals, Mapping) else document["total"]
     by = fmt.iso_day(document.get("due_date"))

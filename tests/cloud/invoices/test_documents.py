@@ -18,7 +18,7 @@ from pypdf import PdfReader
 
 from cloud.errors import EInvoiceNotReady
 from cloud.invoices.facturx import facturx_pdf, invoice_cii, line_price, unit_code
-from cloud.invoices.html import PageLinks, charge_name, invoice_html
+from cloud.invoices.html import Formats, PageLinks, _pricing, charge_name, invoice_html
 from cloud.invoices.pdf import invoice_pdf
 from tests.cloud.invoices.document_samples import credit_note_sample, invoice_sample
 
@@ -60,7 +60,7 @@ def test_html_amounts_and_vat_breakdown_for_the_locale() -> None:
     assert f'<td class="num" id="tax">38,79{NBSP}€</td>' in de
     assert f'<td class="num" id="due">406,09{NBSP}€</td>' in de
     vat = de.split('<section id="vat">')[1].split("</section>")[0]
-    assert vat.count("<tr><td>Standard rate (S)</td>") == 2
+    assert vat.count("<tr><td>VAT (S)</td>") == 2
     assert f"109,00{NBSP}€" in vat and f"20,71{NBSP}€" in vat
     assert f"258,30{NBSP}€" in vat and f"18,08{NBSP}€" in vat
     big = invoice_sample(
@@ -265,3 +265,23 @@ def test_facturx_pdf_carries_the_xml_back() -> None:
     root = etree.fromstring(xml)
     grand = ".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount"
     assert root.findtext(grand, namespaces=NS) == "406.09"
+
+
+def test_a_draft_asks_for_no_payment_and_addresses_name_their_country() -> None:
+    final = invoice_html(invoice_sample())
+    assert "quoting <strong>INV-000012</strong> as the reference" in final
+    draft = invoice_html(invoice_sample(printed_number=None, number=None, status="draft"))
+    payment = draft.split('<section id="payment">')[1].split("</section>")[0]
+    assert "This is a draft, not a request for payment" in payment
+    assert "IBAN" not in payment and "quoting" not in payment
+    buyer = final.split('<address id="buyer">')[1].split("</address>")[0]
+    assert buyer.split("<br>")[3] == "Germany"  # the ISO code "DE" as a name, on its own line
+
+
+def test_one_package_is_singular() -> None:
+    fmt = Formats.of({"locale": "en_GB", "currency": "EUR"})
+    detail = {"model": "package", "package_size": "10", "package_price": "0.50"}
+    one = _pricing({**detail, "packages": "1"}, Decimal(3), "sessions", fmt)
+    assert one.endswith(": 1 package")
+    two = _pricing({**detail, "packages": "2"}, Decimal(13), "sessions", fmt)
+    assert two.endswith(": 2 packages")
