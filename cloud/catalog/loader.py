@@ -59,7 +59,7 @@ from cloud.catalog.models import Account, Binding, Device, DeviceProfile, Metric
 from cloud.catalog.plan_terms import PlanTerms
 from cloud.catalog.schemas import MAX_TIMEOUT_SECONDS
 from cloud.catalog.tax_rates import TaxRateDecl, apply_tax_rate
-from cloud.domain import MetricSpec
+from cloud.domain import Aggregation, DurationUnit, MetricField, MetricSource, MetricSpec
 from cloud.errors import AlreadyExists, CollectorError, InvalidBillingInput, error_locations
 from cloud.gateways.enrollment import add_site
 from cloud.gateways.models import Site
@@ -72,72 +72,122 @@ class _Declaration(BaseModel):
 class SiteDecl(_Declaration):
     """A site (as `tollgate-cloud site add`)."""
 
-    id: str
-    name: str
+    id: str = Field(description="the site's id, named by devices' `site_id`")
+    name: str = Field(description="display name (1 to 200 characters)")
 
 
 class ProfileDecl(_Declaration):
     """A device profile and its session rule."""
 
-    id: str
-    name: str
-    start_on: list[str] = Field(default_factory=list)
-    end_on: list[str] = Field(default_factory=list)
-    timeout_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
-    expected_interval_seconds: int | None = Field(default=None, gt=0, le=MAX_TIMEOUT_SECONDS)
+    id: str = Field(description="the profile's id, named by devices and metrics")
+    name: str = Field(description="display name (1 to 200 characters)")
+    start_on: list[str] = Field(
+        default_factory=list,
+        description="event names that start a session, per (device, channel); empty: the "
+        "profile's devices form no sessions",
+    )
+    end_on: list[str] = Field(default_factory=list, description="event names that end a session")
+    timeout_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="close a session after this long without activity; omitted: never",
+    )
+    expected_interval_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="its devices report at least this often, else a silent_device incident; "
+        "omitted: unchecked",
+    )
 
 
 class MetricDecl(_Declaration):
     """A metric."""
 
-    id: str
-    name: str
-    source: str
-    aggregation: str
-    field: str | None = None
-    profiles: list[str] = Field(default_factory=list)
-    names: list[str] = Field(default_factory=list)
-    unit: str | None = None
-    duration_unit: str = "hour"
+    id: str = Field(description="the metric's id, named by plan charges")
+    name: str = Field(description="display name, shown on invoice lines")
+    source: MetricSource = Field(description="what it aggregates: sessions or events")
+    aggregation: Aggregation = Field(
+        description="count (sessions begun or events), sum, max or latest of `field`, "
+        "unique_count (distinct devices)"
+    )
+    field: MetricField | None = Field(
+        default=None,
+        description="what sum, max and latest read: duration (sessions) or quantity (events)",
+    )
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="only these profiles' devices (or one combined rule's id); empty: all",
+    )
+    names: list[str] = Field(
+        default_factory=list, description="only events of these names; empty: all"
+    )
+    unit: str | None = Field(
+        default=None, description="only events in this unit (as the events say it, e.g. kWh)"
+    )
+    duration_unit: DurationUnit = Field(
+        default=DurationUnit.HOUR, description="the unit durations are billed in"
+    )
 
 
 class PlanDecl(_Declaration):
     """A plan and its versions (each a `PlanTerms` document)."""
 
-    id: str
-    name: str
-    currency: str
-    versions: list[PlanTerms] = Field(default_factory=list)
+    id: str = Field(description="the plan's id, named by accounts' `plan_id`")
+    name: str = Field(description="display name (1 to 200 characters)")
+    currency: str = Field(description="ISO 4217, e.g. EUR; never changes")
+    versions: list[PlanTerms] = Field(
+        default_factory=list,
+        description="its versions, matched by `effective_from`; each in force until the next",
+    )
 
 
 class AddressDecl(_Declaration):
     """A billing address (EN 16931 BG-8): 1 to 4 lines, postcode, city, ISO alpha-2 country."""
 
-    lines: list[str]
-    postcode: str
-    city: str
-    country: str
+    lines: list[str] = Field(description="1 to 4 street lines")
+    postcode: str = Field(description="postal code")
+    city: str = Field(description="city")
+    country: str = Field(description="ISO 3166 alpha-2, e.g. DE")
 
 
 class AccountDecl(_Declaration):
     """An account."""
 
-    id: str
-    name: str
-    kind: str
-    currency: str
-    time_zone: str
-    plan_id: str | None = None
-    invoice_series: str = accounts.DEFAULT_SERIES
+    id: str = Field(description="the account's id, named by bindings")
+    name: str = Field(description="display name (1 to 200 characters)")
+    kind: accounts.AccountKind = Field(description="household or company (never changes)")
+    currency: str = Field(description="ISO 4217, e.g. EUR: its plan's currency (never changes)")
+    time_zone: str = Field(
+        description="IANA name, e.g. Europe/Berlin: billing periods are its local months "
+        "(never changes)"
+    )
+    plan_id: str | None = Field(default=None, description="its plan; omitted: none")
+    invoice_series: str = Field(
+        default=accounts.DEFAULT_SERIES,
+        description="the series its invoice numbers are drawn from (never changes)",
+    )
     # The buyer on its invoices, as the API's account fields (cloud.catalog.accounts.set_billing
     # checks each); a field the file leaves out is left as stored.
-    billing_name: str | None = None
-    address: AddressDecl | None = None
-    country: str | None = None
-    vat_id: str | None = None
-    customer_number: str | None = None
-    payment_terms_days: int | None = None
-    locale: str | None = None
+    billing_name: str | None = Field(default=None, description="name on invoices (default: name)")
+    address: AddressDecl | None = Field(
+        default=None,
+        description="postal address on invoices, a table {lines, postcode, city, country}",
+    )
+    country: str | None = Field(
+        default=None, description="tax country, ISO 3166 alpha-2; omitted: no VAT is charged"
+    )
+    vat_id: str | None = Field(
+        default=None, description="VAT id with its country prefix, checksum checked"
+    )
+    customer_number: str | None = Field(default=None, description="shown on invoices")
+    payment_terms_days: int | None = Field(
+        default=None, description="days from issue to due date, 0 to 365 (default 14)"
+    )
+    locale: str | None = Field(
+        default=None, description="Babel locale of its documents, e.g. de_DE"
+    )
 
     def billing_fields(self) -> dict[str, Any]:
         """The billing fields the file declares (JSON-ready)."""
@@ -152,19 +202,21 @@ class AccountDecl(_Declaration):
 class DeviceDecl(_Declaration):
     """A device."""
 
-    id: str
-    name: str
-    profile_id: str
-    site_id: str | None = None
+    id: str = Field(description="the `device_id` its events carry")
+    name: str = Field(description="display name (1 to 200 characters)")
+    profile_id: str = Field(description="its profile (session rule)")
+    site_id: str | None = Field(default=None, description="its site; omitted: none")
 
 
 class BindingDecl(_Declaration):
     """A binding of a device to an account over [valid_from, valid_to)."""
 
-    device_id: str
-    account_id: str
-    valid_from: datetime
-    valid_to: datetime | None = None
+    device_id: str = Field(description="the device billed")
+    account_id: str = Field(description="the account billed (never changes: end and bind anew)")
+    valid_from: datetime = Field(description="billed from this instant on (matches the binding)")
+    valid_to: datetime | None = Field(
+        default=None, description="billed until this instant, exclusive; omitted: open-ended"
+    )
 
 
 class CatalogFile(_Declaration):
@@ -492,7 +544,7 @@ class _Loader:
 
     async def metric(self, decl: MetricDecl) -> bool | Outcome:
         """A metric: created, or changed (guarded: a metric an invoice used stays)."""
-        values = decl.model_dump(exclude={"id", "name"})
+        values = decl.model_dump(mode="json", exclude={"id", "name"})
         stored = await self.session.get(Metric, decl.id)
         if stored is None:
             row = await metrics.create_metric(

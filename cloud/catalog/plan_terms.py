@@ -76,14 +76,24 @@ class ChargeTerms(RequestBody):
 
     model_config = ConfigDict(extra="forbid")
 
-    metric: str = Field(min_length=1, max_length=64)
-    model: PriceModel
-    description: str = ""
-    included_units: NonNegative = Decimal(0)
-    unit_price: NonNegative | None = None
-    tiers: list[TierTerms] = Field(default_factory=list)
-    package_size: Positive | None = None
-    package_price: NonNegative | None = None
+    metric: str = Field(min_length=1, max_length=64, description="the metric charged")
+    model: PriceModel = Field(description="how billable units are priced (see Pricing models)")
+    description: str = Field(default="", description="the line's text on invoices")
+    included_units: NonNegative = Field(
+        default=Decimal(0), description="units free each period before billing starts"
+    )
+    unit_price: NonNegative | None = Field(
+        default=None, description="standard only: the price of one billable unit"
+    )
+    tiers: list[TierTerms] = Field(
+        default_factory=list, description="graduated and volume only: the tiers, in order"
+    )
+    package_size: Positive | None = Field(
+        default=None, description="package only: units per package (a started one is billed)"
+    )
+    package_price: NonNegative | None = Field(
+        default=None, description="package only: the price of one package"
+    )
     block_size: Positive | None = Field(
         default=None,
         description="graduated and volume only: the tiers price blocks of this many units "
@@ -154,10 +164,19 @@ class PlanTerms(RequestBody):
 
     model_config = ConfigDict(extra="forbid")
 
-    effective_from: AwareDatetime
-    base_fee: NonNegative = Decimal(0)
-    minimum_amount: NonNegative = Decimal(0)
-    charges: list[ChargeTerms] = Field(default_factory=list)
+    effective_from: AwareDatetime = Field(
+        description="in force from this instant (with its UTC offset) until the next version's"
+    )
+    base_fee: NonNegative = Field(
+        default=Decimal(0),
+        description="charged each period, prorated by the part of the period in force",
+    )
+    minimum_amount: NonNegative = Field(
+        default=Decimal(0),
+        description="a minimum line tops the version's lines up to this amount per period, "
+        "prorated like the base fee",
+    )
+    charges: list[ChargeTerms] = Field(default_factory=list, description="one per metric charged")
     tax_category: TaxClass = Field(
         default=TaxClass.STANDARD,
         description="VAT class of the base fee and the minimum top-up: standard, reduced or zero",

@@ -140,18 +140,29 @@ def sections(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, ty
             yield from sections(item, f"{path}.")
 
 
-def _section(path: str, model: type[BaseModel]) -> str:
-    lines = [f"### `[[{path}]]`\n"]
+def _section(path: str, model: type[BaseModel], *, array: bool = True) -> str:
+    """One section's table; a field holding one table (`address`) gets its own section after
+    it (`[accounts.address]`)."""
+    lines = [f"### `[[{path}]]`\n" if array else f"### `[{path}]`\n"]
     doc = (model.__doc__ or "").strip()
     if doc:
         lines.append(" ".join(doc.split()) + "\n")
     lines.append("| field | type | required / default | allowed values, bounds | description |")
     lines.append("|---|---|---|---|---|")
+    tables: list[str] = []
     for name, info in model.model_fields.items():
         nested = _list_item_model(info.annotation)
         if nested is not None:
             kind = f"array of tables `[[{path}.{name}]]`"
-            lines.append(f"| `{name}` | {kind} | optional | | see below |")
+            about = f"{_cell(info.description)} (see below)" if info.description else "see below"
+            lines.append(f"| `{name}` | {kind} | {_required_or_default(info)} | | {about} |")
+            continue
+        table = _table_model(info.annotation)
+        if table is not None:
+            kind = f"table `[{path}.{name}]`"
+            required = _required_or_default(info)
+            lines.append(f"| `{name}` | {kind} | {required} | | {_cell(info.description or '')} |")
+            tables.append(_section(f"{path}.{name}", table, array=False))
             continue
         row = [
             f"`{name}`",
@@ -161,7 +172,15 @@ def _section(path: str, model: type[BaseModel]) -> str:
             _cell(info.description or ""),
         ]
         lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *tables]).rstrip("\n") + "\n"
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of a field holding one table (optional or not), else None."""
+    annotation = _strip(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _list_item_model(annotation: Any) -> type[BaseModel] | None:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from babel import Locale
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Date, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -179,10 +179,10 @@ class TaxRateDecl(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    country: str
-    category: str
-    valid_from: date
-    rate: ExactDecimal
+    country: str = Field(description="ISO 3166 alpha-2, e.g. DE: the buyer's tax country")
+    category: TaxClass = Field(description="the tax class charges and plan versions name")
+    valid_from: date = Field(description="in force from this local date until the next row's")
+    rate: ExactDecimal = Field(description='percent, exact, e.g. "19" or "7.7" (a string)')
 
 
 async def apply_tax_rate(*, session: AsyncSession, decl: TaxRateDecl) -> bool:

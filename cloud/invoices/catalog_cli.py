@@ -45,11 +45,12 @@ def add_commands(catalog: Commands) -> None:
     load = catalog.add_parser(
         "load",
         help="apply a TOML catalog file: creates and updates, all or nothing",
-        description="Apply a TOML catalog file (see cloud/catalog/loader.py): objects missing "
+        description="Apply a TOML catalog file (every section and field: docs/catalog.md): "
+        "objects missing "
         "are created, differing ones updated under the correction rules, and the drafts it "
         "affects re-drafted. --dry-run prints what would change and writes nothing.",
     )
-    load.add_argument("file", type=Path, help="TOML file")
+    load.add_argument("file", type=Path, help="TOML file (format: docs/catalog.md)")
     load.add_argument(
         "--dry-run",
         action="store_true",

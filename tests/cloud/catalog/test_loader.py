@@ -225,8 +225,42 @@ async def test_a_differing_object_is_an_error_naming_it_and_nothing_changes(
         ),
         ("[[gadgets]]\nid = 'x'\n", InvalidBillingInput, "gadgets"),
         ("profiles = [\n", InvalidBillingInput, "not a valid TOML catalog"),
+        (
+            "[[metrics]]\nid = 'm'\nname = 'M'\nsource = 'session'\naggregation = 'sum'\n",
+            InvalidBillingInput,
+            "catalog file: metric m: source: Input should be 'sessions' or 'events'",
+        ),
+        (
+            "[[metrics]]\nid = 'm'\nname = 'M'\nsource = 'events'\naggregation = 'count'\n"
+            "duration_unit = 'day'\n",
+            InvalidBillingInput,
+            "metric m: duration_unit: Input should be 'second', 'minute' or 'hour'",
+        ),
+        (
+            "[[accounts]]\nid = 'a'\nname = 'A'\nkind = 'business'\ncurrency = 'EUR'\n"
+            "time_zone = 'UTC'\n",
+            InvalidBillingInput,
+            "account a: kind: Input should be 'household' or 'company'",
+        ),
+        (
+            "[[tax_rates]]\ncountry = 'DE'\ncategory = 'super'\nvalid_from = 2026-01-01\n"
+            "rate = '19'\n",
+            InvalidBillingInput,
+            "tax rate 1: category: Input should be 'standard', 'reduced' or 'zero'",
+        ),
     ],
-    ids=["missing-field", "float-amount", "unknown-plan", "naive-time", "unknown-kind", "bad-toml"],
+    ids=[
+        "missing-field",
+        "float-amount",
+        "unknown-plan",
+        "naive-time",
+        "unknown-kind",
+        "bad-toml",
+        "bad-source",
+        "bad-duration-unit",
+        "bad-account-kind",
+        "bad-tax-category",
+    ],
 )
 async def test_a_bad_file_is_refused_whole(
     db: Database, text: str, error: type[Exception], message: str

@@ -42,6 +42,16 @@ def test_every_section_and_field_is_documented() -> None:
         for name in model.model_fields:
             assert f"| `{name}` |" in text
     assert "one of `standard`, `graduated`, `volume`, `package`" in text  # enum values
+    assert "| `source` | string | **required** | one of `sessions`, `events` |" in text
+    assert "| `kind` | string | **required** | one of `household`, `company` |" in text
+    assert "| `combine` | string | **required** | one of `union`, `intersection` |" in text
+    # a field holding one table gets its own section, every field of it documented
+    assert "| `address` | table `[accounts.address]` | optional |" in text
+    assert "### `[accounts.address]`" in text and "| `postcode` | string | **required** |" in text
+    # every field of the catalog's own models says what it is
+    for path, model in reference.sections(CatalogFile):
+        for name, info in model.model_fields.items():
+            assert info.description, f"{path}.{name} has no description"
     assert "| `block_size` | decimal (string or integer) | optional | > 0 |" in text  # bounds
 
 
