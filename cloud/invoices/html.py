@@ -352,13 +352,28 @@ def _quantity(value: object, unit: object, fmt: Formats) -> str:
 
 def _links(document: Mapping[str, Any], line: Mapping[str, Any], links: PageLinks) -> str:
     # Only lines rated from usage have evidence; a base fee or a minimum is not from events.
-    # A credit note's lines point at the invoice's lines, whose page has the evidence.
-    if not line.get("metric") or _is_credit_note(document):
+    # A credit note's line links the evidence of the invoice line it credits (staff links: a
+    # share link opens one invoice, not its credit notes).
+    if not line.get("metric"):
         return ""
+    if _is_credit_note(document):
+        credited = _credited_invoice_id(document)
+        if links.share_token is not None or credited is None or line.get("credits_line") is None:
+            return ""
+        invoice_id, n = credited, int(line["credits_line"])
+    else:
+        invoice_id, n = int(document["id"]), int(line["n"])
     # The evidence holds exactly the line's events (signed, in wire form): no time-range query
     # over every device, which would show other accounts' devices.
-    evidence = links.evidence(int(document["id"]), int(line["n"]))
+    evidence = links.evidence(invoice_id, n)
     return f'<a href="{escape(evidence)}">sessions &amp; signed events (JSON)</a>'
+
+
+def _credited_invoice_id(document: Mapping[str, Any]) -> int | None:
+    if document.get("invoice_id") is not None:
+        return int(document["invoice_id"])
+    references = [ref for ref in document.get("references") or [] if isinstance(ref, Mapping)]
+    return int(references[0]["invoice_id"]) if references else None
 
 
 # --- the line as a sentence -------------------------------------------------------------------

@@ -151,7 +151,8 @@ def test_credit_note_html_names_the_invoice_and_line_it_credits() -> None:
     assert "<h1>Credit note CN-000001</h1>" in html
     assert "<li>invoice INV-000012 of 05.12.2026, line 2</li>" in html
     assert "credits line 2" in html and "Amount credited" in html
-    assert 'id="payment"' not in html and HREF.findall(html) == []
+    assert 'id="payment"' not in html
+    assert HREF.findall(html) == ["/v1/invoices/7/lines/2/evidence"]  # the credited line's
 
 
 def test_unit_codes_and_line_prices_multiply_to_the_line_amount() -> None:
@@ -285,3 +286,12 @@ def test_one_package_is_singular() -> None:
     assert one.endswith(": 1 package")
     two = _pricing({**detail, "packages": "2"}, Decimal(13), "sessions", fmt)
     assert two.endswith(": 2 packages")
+
+
+def test_a_credit_note_line_links_the_evidence_of_the_line_it_credits() -> None:
+    html = invoice_html(credit_note_sample(), links=PageLinks(base="https://collector.example"))
+    assert HREF.findall(_cell(html, 1)) == [
+        "https://collector.example/v1/invoices/7/lines/2/evidence"
+    ]
+    shared = invoice_html(credit_note_sample(), links=PageLinks(share_token="tgs_" + "a" * 43))
+    assert HREF.findall(_cell(shared, 1)) == []
