@@ -38,6 +38,7 @@ async def test_a_link_opens_the_page_and_its_evidence_without_a_key(
         url = await share(client, billed.invoice_id, billed.headers)
         page = await client.get(url)
         evidence = await client.get(f"{url}/lines/2/evidence")
+        pdf = await client.get(f"{url}/invoice.pdf")
         staff = await client.get(
             f"/v1/invoices/{billed.invoice_id}/lines/2/evidence", headers=billed.headers
         )
@@ -46,7 +47,12 @@ async def test_a_link_opens_the_page_and_its_evidence_without_a_key(
     html = page.text
     assert "12.85" in html
     hrefs = re.findall(r'href="([^"]+)"', html)
-    assert hrefs and all(href.startswith(f"{url}/lines/") for href in hrefs), hrefs
+    # every link stays inside the share link: the lines' evidence and the page's PDF
+    assert hrefs and all(href.startswith(f"{url}/") for href in hrefs), hrefs
+    assert {href for href in hrefs if not href.startswith(f"{url}/lines/")} == {
+        f"{url}/invoice.pdf"
+    }
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert "/v1/events" not in html and "/v1/invoices/" not in html
     assert evidence.status_code == 200
     assert evidence.json() == staff.json()
