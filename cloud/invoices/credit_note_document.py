@@ -26,9 +26,7 @@ from cloud.invoices.credit_notes import (
     note_totals,
 )
 from cloud.invoices.exports import format_utc, invoice_document, invoice_json, money_text
-from cloud.invoices.facturx import facturx_pdf, invoice_cii
 from cloud.invoices.html import PageLinks, invoice_html
-from cloud.invoices.pdf import invoice_pdf
 from cloud.invoices.vat import VatTotals, format_rate
 
 # The credited invoice's keys that say nothing true about the credit note itself.
@@ -186,7 +184,13 @@ async def export_credit_note(
 
 
 def render_note(document: dict[str, Any], chosen: NoteFormat, links: PageLinks | None) -> bytes:
-    """Pure: the credit note document in one format (a credit note has no usage charts)."""
+    """Pure: the credit note document in one format (a credit note has no usage charts).
+
+    The PDF and e-invoice renderers are imported here, as in `exports.render_document`.
+    """
+    from cloud.invoices.facturx import facturx_pdf, invoice_cii
+    from cloud.invoices.pdf import invoice_pdf
+
     if chosen is NoteFormat.JSON:
         return invoice_json(document)
     if chosen is NoteFormat.HTML:

@@ -28,13 +28,11 @@ from cloud.catalog.models import Account, Metric
 from cloud.domain import Aggregation, DurationUnit, LineKind, MetricField, MetricSource, MetricSpec
 from cloud.errors import InvalidParameters, InvoiceNotFound
 from cloud.invoices.combined_evidence import combined_evidence
-from cloud.invoices.facturx import facturx_pdf, invoice_cii
 from cloud.invoices.finalization import invoice_number
 from cloud.invoices.frozen_usage import FrozenUsage, frozen_line_usage
 from cloud.invoices.html import PageLinks, invoice_html
 from cloud.invoices.models import Invoice, InvoiceLine
 from cloud.invoices.parties import document_tax, header_parties, line_tax_document
-from cloud.invoices.pdf import invoice_pdf
 from cloud.rating.combine import CombinedRule
 from cloud.rating.money import round_money
 from cloud.rating.periods import day_buckets
@@ -125,6 +123,8 @@ async def export_invoice(
     elif chosen is ExportFormat.CSV:
         body = invoice_csv(document).encode("utf-8")
     elif chosen is ExportFormat.CII:
+        from cloud.invoices.facturx import invoice_cii  # lxml + drafthorse: only when asked
+
         body = invoice_cii(document)
     else:
         body = await render_document(session=session, document=document, chosen=chosen, links=links)
@@ -138,7 +138,14 @@ async def render_document(
     chosen: ExportFormat,
     links: PageLinks | None,
 ) -> bytes:
-    """The HTML page, the PDF or the Factur-X PDF of a document (with its usage charts)."""
+    """The HTML page, the PDF or the Factur-X PDF of a document (with its usage charts).
+
+    The renderers are imported here: WeasyPrint (Pango) and drafthorse cost about a second to
+    import, which no other route and no other command should pay.
+    """
+    from cloud.invoices.facturx import facturx_pdf, invoice_cii
+    from cloud.invoices.pdf import invoice_pdf
+
     if chosen is ExportFormat.FACTURX:
         invoice_cii(document)  # refuse a draft before the expensive rendering
     charts = await daily_usage(session=session, document=document)

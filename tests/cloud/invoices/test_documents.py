@@ -7,6 +7,7 @@ Pure: no database. The end-to-end tests through the API are in `test_document_ex
 import io
 import re
 import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,15 @@ def test_a_credit_note_line_links_the_evidence_of_the_line_it_credits() -> None:
     ]
     shared = invoice_html(credit_note_sample(), links=PageLinks(share_token="tgs_" + "a" * 43))
     assert HREF.findall(_cell(shared, 1)) == []
+
+
+def test_the_collector_and_its_cli_start_without_the_pdf_renderers() -> None:
+    # WeasyPrint and drafthorse cost about a second to import: only an export pays it.
+    probe = (
+        "import sys, cloud.app, cloud.cli; "
+        "print(sorted({'weasyprint', 'drafthorse', 'facturx'} & set(sys.modules)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
