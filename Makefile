@@ -52,7 +52,7 @@ test: $(STAMP) $(CHROMIUM) $(PDF_TOOLS)
 fuzz: $(STAMP)
 	$(BIN)/python -m fuzz
 
-bench: $(STAMP)
+bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.collector_ingest --gateways 4
 	$(BIN)/python -m bench.edge_sources
@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.thresholds
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.fleet_ingest
+	$(BIN)/python -m bench.documents
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
