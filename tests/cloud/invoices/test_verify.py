@@ -60,6 +60,19 @@ def evidence_of(docs: Documents, metric: str) -> dict[str, Any]:
     return document
 
 
+def state_total(invoice: dict[str, Any], total: str) -> None:
+    """Part of a consistent lie: the invoice states `total` as its net and gross totals (no VAT
+    here: the account has no tax country, every line is "O" at 0 %), so only the deeper check
+    that the lie is aimed at can catch it."""
+    invoice["total"] = total
+    if "gross_total" in invoice:
+        invoice["gross_total"] = total
+    totals = invoice.get("totals")
+    if isinstance(totals, dict):
+        assert totals["tax"] == "0.00"
+        totals.update(net=total, gross=total, due=total)
+
+
 def whats(problems: list[Problem]) -> list[tuple[int | None, str]]:
     """(line, what) of each problem, without the batch names."""
     return [(p.line, p.what.split(": ")[-1]) for p in problems]
@@ -141,7 +154,7 @@ async def test_altered_line_amount_fails(
     line = line_of(invoice, "usage", "water")
     line["amount"] = "0.60"
     evidence_of((invoice, evidence), "water")["line"]["amount"] = "0.60"
-    invoice["total"] = "11.85"
+    state_total(invoice, "11.85")
     problems = verify_invoice(invoice, evidence)
     assert whats(problems) == [(line["n"], "quantity and amount recompute from the evidence")]
     assert "amount 1.60 (stored 0.60)" in problems[0].detail
@@ -158,7 +171,7 @@ async def test_stretched_session_fails(
     session["ended_at"] = session["piece_end"] = "2026-11-10T22:00:00+00:00"
     for line in (stream["line"], line_of(invoice, "usage", "stream_hours")):
         line.update(quantity="4.5", billable="3.5", amount="1.75")
-    invoice["total"] = "13.35"
+    state_total(invoice, "13.35")
     problems = verify_invoice(invoice, evidence)
     assert whats(problems) == [
         (
@@ -312,7 +325,7 @@ async def test_adjustment_for_a_late_event_after_finalization_verifies(
     # The adjustment claiming more than new minus previous is caught.
     adjustment["amount"] = "0.30"
     document["line"]["amount"] = "0.30"
-    invoice["total"] = str(Decimal(invoice["total"]) + Decimal("0.10"))
+    state_total(invoice, str(Decimal(invoice["total"]) + Decimal("0.10")))
     assert whats(verify_invoice(invoice, evidence)) == [
         (adjustment["n"], "adjustment is the new amount minus the amount billed before")
     ]
@@ -421,7 +434,7 @@ async def test_tampered_still_open_session_end_fails(
     still_open["piece_end"] = "2026-11-30T01:00:00+00:00"
     for line in (stream["line"], line_of(invoice, "usage", "stream_hours")):
         line.update(quantity="8", billable="7", amount="3.50")
-    invoice["total"] = "15.10"
+    state_total(invoice, "15.10")
     problems = verify_invoice(invoice, evidence)
     assert whats(problems) == [(n, "session pieces lie inside the line's part and their session")]
     assert problems[0].detail == f"sessions outside: {still_open['id']}"
