@@ -29,6 +29,7 @@ from cloud.usage.buckets import UsagePoint
 
 CHART_WIDTH = 560
 CHART_HEIGHT = 120
+DAY_LABEL_ROOM = 14  # below the axis: day-of-month labels
 DEFAULT_LOCALE = "en_GB"
 # Units that count things read "0.50 € each"; measured units read "0.0003 € per Wh".
 _COUNTED = frozenset({"events", "sessions", "devices"})
@@ -674,16 +675,33 @@ def _chart(
     name = escape(line_title(line))
     unit = line.get("unit")
     highest = escape(fmt.quantity(top, None if unit is None else str(unit)))
+    first, last = (points[i].start.astimezone(zone).date() for i in (0, -1))
+    height = CHART_HEIGHT + DAY_LABEL_ROOM
     return (
         f'<figure id="chart-{n}"><svg xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'width="{CHART_WIDTH}" height="{CHART_HEIGHT}" viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}">'
+        f'width="{CHART_WIDTH}" height="{height}" viewBox="0 0 {CHART_WIDTH} {height}">'
         f"<title>Line {n}: {name} per day</title>"
         f'<line class="axis" stroke="#888" x1="0" y1="{CHART_HEIGHT}" x2="{CHART_WIDTH}" '
         f'y2="{CHART_HEIGHT}"/>'
         + "".join(bars)
-        + f"</svg><figcaption>Line {n}: {name} per local day, highest {highest}</figcaption>"
+        + _day_labels(points, zone, slot)
+        + f"</svg><figcaption>Line {n}: {name} per local day ({escape(str(zone))}), "
+        f"{escape(fmt.day(first))} to {escape(fmt.day(last))}, highest {highest}</figcaption>"
         "</figure>"
     )
+
+
+def _day_labels(points: Sequence[UsagePoint], zone: ZoneInfo, slot: Decimal) -> str:
+    """The x axis: the day of the month under the first bar and every seventh after it."""
+    labels = []
+    for index in range(0, len(points), 7):
+        day = points[index].start.astimezone(zone).day
+        x = _px(slot * index + slot / 2)
+        labels.append(
+            f'<text class="day" x="{x}" y="{CHART_HEIGHT + DAY_LABEL_ROOM - 3}" '
+            f'font-size="10" text-anchor="middle" fill="#444">{day}</text>'
+        )
+    return "".join(labels)
 
 
 def _evidence_note(document: Mapping[str, Any], links: PageLinks) -> str:

@@ -7,6 +7,7 @@ total 12.85 EUR, account name with markup in it.
 import asyncio
 import csv
 import io
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -105,6 +106,9 @@ async def test_html_page_shows_lines_total_chart_and_escapes_the_account_name(
     assert chart.count('<rect class="bar"') == 30
     assert "<title>2026-11-05: 60</title>" in chart
     assert "<title>2026-11-06: 70</title>" in chart
+    # The x axis names days of the month, the caption the zone and the local dates.
+    assert re.findall(r'<text class="day"[^>]*>(\d+)</text>', chart) == ["1", "8", "15", "22", "29"]
+    assert "per local day (Europe/Berlin), 1 Nov 2026 to 30 Nov 2026" in chart
 
 
 async def test_export_refuses_unknown_format_and_invoice(
