@@ -185,4 +185,5 @@ async def test_event_types_enum_matches_the_contract() -> None:
         "usage.threshold_reached",
         "invoice.drafted",
         "invoice.finalized",
+        "credit_note.issued",  # issue 15: a credit note is issued final
     }
