@@ -676,10 +676,10 @@ def _chart(
     unit = line.get("unit")
     highest = escape(fmt.quantity(top, None if unit is None else str(unit)))
     first, last = (points[i].start.astimezone(zone).date() for i in (0, -1))
-    height = CHART_HEIGHT + DAY_LABEL_ROOM
+    svg_height = CHART_HEIGHT + DAY_LABEL_ROOM
     return (
         f'<figure id="chart-{n}"><svg xmlns="http://www.w3.org/2000/svg" role="img" '
-        f'width="{CHART_WIDTH}" height="{height}" viewBox="0 0 {CHART_WIDTH} {height}">'
+        f'width="{CHART_WIDTH}" height="{svg_height}" viewBox="0 0 {CHART_WIDTH} {svg_height}">'
         f"<title>Line {n}: {name} per day</title>"
         f'<line class="axis" stroke="#888" x1="0" y1="{CHART_HEIGHT}" x2="{CHART_WIDTH}" '
         f'y2="{CHART_HEIGHT}"/>'
