@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, error_responses
+from cloud.api import MAX_ROW_ID, BillingDep, DatabaseDep, ReadDep, RowId, error_responses
 from cloud.catalog import accounts, bindings, devices, metrics, plans
 from cloud.catalog.listings import list_bindings, list_sites
 from cloud.catalog.metric_warnings import charge_warnings, metric_warnings
@@ -360,7 +360,9 @@ async def get_bindings(
     account_id: Annotated[str | None, Query(max_length=64)] = None,
     device_id: Annotated[str | None, Query(max_length=128)] = None,
     limit: Limit = 100,
-    after: Annotated[int | None, Query(ge=0, description="the previous page's next_after")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ROW_ID, description="the previous page's next_after")
+    ] = None,
 ) -> Page[BindingOut]:
     """Bindings in id order (optionally of one account or device), one page at a time."""
     async with db.transaction() as session:

@@ -60,11 +60,14 @@ async def test_sites_and_bindings_are_listed_in_bounded_pages(
         "/v1/bindings", params={"limit": 1, "after": first["next_after"]}, headers=headers
     )
     too_big = await client.get("/v1/bindings", params={"limit": 1001}, headers=headers)
+    # A cursor beyond a 64-bit row id is refused before the database sees it (was a 500).
+    beyond = await client.get("/v1/bindings", params={"after": 2**63}, headers=headers)
     versions = await client.get("/v1/plans/shop/versions", headers=headers)
 
     assert [b["account_id"] for b in first["items"]] == ["home-a"]
     assert [b["account_id"] for b in second.json()["items"]] == ["home-b"]
     assert too_big.status_code == 422
+    assert beyond.status_code == 422 and beyond.json()["error"]["code"] == "invalid_parameters"
     assert [v["version"] for v in versions.json()] == [1, 2]
 
 
