@@ -30,19 +30,9 @@ from cloud.invoices.finalization import finalize_invoice
 from cloud.invoices.models import Invoice
 from cloud.invoices.service import run_invoices
 from cloud.schema import migrate
-from cloud.seller import Seller
+from tests.support.seller import SELLER
 
 FORMATS = ("json", "html", "pdf", "facturx")
-SELLER = Seller(
-    name="Tollgate Bench Metering GmbH",
-    street=["Musterstraße 12"],
-    postcode="10115",
-    city="Berlin",
-    country="DE",
-    vat_id="DE136695976",
-    email="billing@bench.example",
-    iban="DE89370400440532013000",
-)
 
 
 async def finalized_invoices(db: Database, accounts: int, events: int) -> list[int]:

@@ -10,7 +10,7 @@ GET    /v1/shared/{token}/invoice.pdf         the link  the invoice as PDF/A-3
 GET    /v1/shared/{token}/lines/{n}/evidence  the link  a line's evidence
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
@@ -100,17 +100,8 @@ async def get_shared_page(
     token: Token, db: DatabaseDep, settings: SettingsDep, link: ShareDep
 ) -> Response:
     """The shared invoice's printable page, its links pointing inside the share."""
-    assert link.invoice_id is not None
-    async with db.transaction() as session:
-        body, media_type = await export_invoice(
-            session=session,
-            invoice_id=link.invoice_id,
-            export_format=ExportFormat.HTML,
-            as_of=datetime.now(UTC),
-            links=PageLinks(base=settings.public_url, share_token=token),
-            seller=settings.seller,
-        )
-    return Response(content=body, media_type=media_type)
+    links = PageLinks(base=settings.public_url, share_token=token)
+    return await _shared_export(db, settings, link, ExportFormat.HTML, links)
 
 
 @router.get(
@@ -122,13 +113,24 @@ async def get_shared_pdf(
     token: Token, db: DatabaseDep, settings: SettingsDep, link: ShareDep
 ) -> Response:
     """The shared invoice as a PDF/A-3 file, its evidence links pointing inside the share."""
-    assert link.invoice_id is not None
+    links = PageLinks(base=settings.public_url, share_token=token, standalone=True)
+    return await _shared_export(db, settings, link, ExportFormat.PDF, links)
+
+
+async def _shared_export(
+    db: DatabaseDep,
+    settings: SettingsDep,
+    link: ShareDep,
+    export_format: ExportFormat,
+    links: PageLinks,
+) -> Response:
+    assert link.invoice_id is not None  # ShareDep only lets a live link to an invoice through
     async with db.transaction() as session:
         body, media_type = await export_invoice(
             session=session,
             invoice_id=link.invoice_id,
-            export_format=ExportFormat.PDF,
-            links=PageLinks(base=settings.public_url, share_token=token, standalone=True),
+            export_format=export_format,
+            links=links,
             seller=settings.seller,
         )
     return Response(content=body, media_type=media_type)

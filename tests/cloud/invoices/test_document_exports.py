@@ -27,23 +27,12 @@ from cloud.cli import main
 from cloud.db import Database
 from cloud.invoices.finalization import finalize_invoice
 from cloud.invoices.service import run_invoices
-from cloud.seller import Seller
 from cloud.settings import Settings
 from tests.cloud.conftest import error_code, http_client, running_app
 from tests.cloud.invoices.test_evidence import GRACE, NOW, billed_invoice
+from tests.support.seller import SELLER
 
 PUBLIC_URL = "https://bill.example.com"
-SELLER = Seller(
-    name="Tollgate Metering GmbH",
-    street=["Hauptstr. 1"],
-    postcode="10115",
-    city="Berlin",
-    country="DE",
-    vat_id="DE136695976",
-    email="billing@example.com",
-    iban="DE89370400440532013000",
-    bic="COBADEFFXXX",
-)
 NS = {"ram": "urn:un:unece:uncefact:data:standard:ReusableAggregateBusinessInformationEntity:100"}
 GRAND = ".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:GrandTotalAmount"
 TAX_TOTAL = ".//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:TaxTotalAmount"

@@ -18,25 +18,15 @@ from cloud.catalog.loader import load_catalog, parse_catalog
 from cloud.errors import InvalidSettings
 from cloud.invoices.models import Invoice
 from cloud.invoices.verify import verify_invoice
-from cloud.seller import SELLER_ENV, Seller, load_seller
+from cloud.seller import SELLER_ENV, load_seller
 from cloud.settings import Settings
 from tests.cloud.conftest import running_app
 from tests.cloud.invoices.test_invoice_api import admin_headers
 from tests.cloud.invoices.test_runs import Billing, billing, reading, utc
+from tests.support.seller import SELLER
 
 __all__ = ["billing"]
 
-SELLER = Seller(
-    name="Tollgate Metering GmbH",
-    street=["Hauptstr. 1"],
-    postcode="10115",
-    city="Berlin",
-    country="DE",
-    vat_id="DE136695976",
-    email="billing@example.com",
-    iban="DE89370400440532013000",
-    bic="COBADEFFXXX",
-)
 ADDRESS = {"lines": ["Rue de Rivoli 1"], "postcode": "75001", "city": "Paris", "country": "FR"}
 # base fee 10.00 at the standard rate, energy 0.35 per kWh at the reduced rate
 VAT_PLAN = {
