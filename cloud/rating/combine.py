@@ -192,8 +192,11 @@ def measure_combined(
     sessions = combine_pieces(rule, pieces, site_of)
     aggregation = spec.aggregation
     if aggregation is Aggregation.COUNT:
+        # The evidence names the pieces of every combined session, counted or not: whether an
+        # intersection begins with a session's start depends on all of them, so combining a
+        # subset again could count an interval that was not (verify-invoice combines again).
         counted = [s for s in sessions if s.starts_here]
-        return Measurement(value=_number(len(counted)), sessions=_used(counted))
+        return Measurement(value=_number(len(counted)), sessions=_used(sessions))
     if aggregation is Aggregation.UNIQUE_COUNT:
         used = _used(sessions)
         return Measurement(value=_number(len({p.device_id for p in used})), sessions=used)

@@ -263,3 +263,25 @@ def test_union_hours_equal_the_covered_quarter_hours(pieces: list[SessionPiece])
         )
     }
     assert hours(rule("union", "panel", "camera"), pieces) == Decimal(len(cells)) / 4
+
+
+def test_a_count_names_every_piece_that_decided_it() -> None:
+    # Found by the property above. Panel P4 (2.5-4, continued) opens the second intersection
+    # with the camera at 2.5 without a session start, so it is not counted; the counted ones
+    # are 1-2 (P1 starts) and 6-8 (C2 starts): 2. Had the evidence named only the counted
+    # intervals' pieces, combining them again would open the second one at 3 with P2's start
+    # and count 3.
+    r = rule("intersection", "panel", "camera")
+    pieces = [
+        piece(1, "panel-1", "panel", 1, 2),
+        piece(2, "panel-1", "panel", 3, 8),
+        piece(4, "panel-2", "panel", 2.5, 4, is_start=False),
+        piece(11, "cam-1", "camera", 0, 5),
+        piece(12, "cam-1", "camera", 6, 10),
+    ]
+    first = measure(COUNT, pieces=pieces, events=[], profile_of={}, combined={r.id: r})
+    again = measure(
+        COUNT, pieces=list(first.sessions), events=[], profile_of={}, combined={r.id: r}
+    )
+    assert first.value == again.value == Decimal(2)
+    assert {p.session_id for p in first.sessions} == {1, 2, 4, 11, 12}
