@@ -144,40 +144,32 @@ def _dump(items: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
 
 
-async def _accounts(session: AsyncSession) -> list[dict[str, Any]]:
+async def _every_page(
+    fetch: Callable[..., Awaitable[Sequence[Any]]], out: type[BaseModel], session: AsyncSession
+) -> list[dict[str, Any]]:
+    """Every row of a keyset-paged listing (`fetch(session=, limit=, after=)`), as `out`."""
     found: list[BaseModel] = []
-    after: str | None = None
-    while page := await accounts.list_accounts(session=session, limit=PAGE, after=after):
-        found.extend(AccountOut.model_validate(row) for row in page)
+    after: Any = None
+    while page := await fetch(session=session, limit=PAGE, after=after):
+        found.extend(out.model_validate(row) for row in page)
         after = page[-1].id
     return _dump(found)
+
+
+async def _accounts(session: AsyncSession) -> list[dict[str, Any]]:
+    return await _every_page(accounts.list_accounts, AccountOut, session)
 
 
 async def _sites(session: AsyncSession) -> list[dict[str, Any]]:
-    found: list[BaseModel] = []
-    after: str | None = None
-    while page := await list_sites(session=session, limit=PAGE, after=after):
-        found.extend(SiteOut.model_validate(row) for row in page)
-        after = page[-1].id
-    return _dump(found)
+    return await _every_page(list_sites, SiteOut, session)
 
 
 async def _devices(session: AsyncSession) -> list[dict[str, Any]]:
-    found: list[BaseModel] = []
-    after: str | None = None
-    while page := await devices.list_devices(session=session, limit=PAGE, after=after):
-        found.extend(DeviceOut.model_validate(row) for row in page)
-        after = page[-1].id
-    return _dump(found)
+    return await _every_page(devices.list_devices, DeviceOut, session)
 
 
 async def _bindings(session: AsyncSession) -> list[dict[str, Any]]:
-    found: list[BaseModel] = []
-    after: int | None = None
-    while page := await list_bindings(session=session, limit=PAGE, after=after):
-        found.extend(BindingOut.model_validate(row) for row in page)
-        after = page[-1].id
-    return _dump(found)
+    return await _every_page(list_bindings, BindingOut, session)
 
 
 async def _profiles(session: AsyncSession) -> list[dict[str, Any]]:
