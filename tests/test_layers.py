@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "cli_support": 0,
     "scheduler": 0,
     "rating": 0,
+    "metrics": 0,  # the Prometheus metrics of every process (prometheus-client objects)
     # 1 sinks: anyone may write to them; they read and write only their own tables.
     "webhooks": 1,  # emit + signed delivery
     "incidents": 1,  # record / resolve incidents (emits through webhooks, see SAME_LAYER)
@@ -48,11 +49,15 @@ LAYERS: dict[str, int] = {
     "ingest": 4,
     # 5 the catalog: accounts, plans, metrics, profiles (with their session rules), devices.
     "catalog": 5,
+    # 5 the archive of closed months: events, batches and keys in files that verify offline.
+    "archive": 5,
     # 6 what is computed from stored events per device, and the direct sources.
     "sessions": 6,
     "direct": 6,
     # 7 the usage read model: an account's usage per period, bucketed.
     "usage": 7,
+    # 7 the ingest log: verified batches and direct records through JetStream to the sinks.
+    "bus": 7,
     # 8 readers over events, usage and incidents: quality detection, device and gateway twins.
     "quality": 8,
     "fleet": 8,
