@@ -34,9 +34,14 @@ class EventInsert(NamedTuple):
 
 
 def insert_new_events(dialect_name: str) -> Insert:
-    """`INSERT INTO events ... ON CONFLICT (gateway_id, seq) DO NOTHING` for this dialect."""
-    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
-    return dialect_insert(EVENTS).on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
+    """`INSERT INTO events ... ON CONFLICT (primary key) DO NOTHING` for this dialect.
+
+    PostgreSQL's partitioned `events` has the key (gateway_id, seq, occurred_at) (migration 0017).
+    """
+    if dialect_name == "postgresql":
+        keys = ["gateway_id", "seq", "occurred_at"]
+        return postgresql.insert(EVENTS).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(EVENTS).on_conflict_do_nothing(index_elements=["gateway_id", "seq"])
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,6 +20,7 @@ from cloud.incidents.sink import record_incident
 from cloud.ingest.bulk_insert import insert_events
 from cloud.ingest.feed import StoredBatch, publish
 from cloud.ingest.models import ReceivedBatch, StoredEvent
+from cloud.ingest.partitions import ensure_partitions
 from cloud.ingest.schemas import IngestReceipt
 from shared.events import GENESIS_HASH, Batch, UsageEvent
 
@@ -138,6 +139,7 @@ def new_events(batch: Batch, links: dict[int, StoredLink]) -> list[UsageEvent]:
 
 def insert_new(session: Session, *, batch: Batch, events: list[UsageEvent]) -> tuple[int, datetime]:
     """Insert the batch header and its new events; the batch's row id and receipt time."""
+    ensure_partitions(session, events)  # first: see cloud.ingest.partitions on lock order
     received_at = datetime.now(UTC)
     batch_id = session.scalar(
         insert(ReceivedBatch)

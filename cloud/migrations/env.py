@@ -12,7 +12,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cloud.schema import target_metadata
+from cloud.schema import include_name, target_metadata
 from cloud.settings import normalize_db_url
 
 config = context.config
@@ -32,7 +32,9 @@ def run_migrations_offline() -> None:
 
 def run_on(connection: Connection) -> None:
     """Run the migrations on one open (sync-facade) connection."""
-    context.configure(connection=connection, target_metadata=target_metadata())
+    context.configure(
+        connection=connection, target_metadata=target_metadata(), include_name=include_name
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -16,7 +16,14 @@ from sqlalchemy.exc import StatementError
 from cloud.db import Database
 from cloud.gateways.models import Gateway
 from cloud.ingest.models import ReceivedBatch, StoredEvent
-from cloud.schema import alembic_config, current_revision, head_revision, migrate, target_metadata
+from cloud.schema import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    include_name,
+    migrate,
+    target_metadata,
+)
 
 TABLES = {"gateways", "batches", "events", "incidents"}
 
@@ -29,7 +36,8 @@ async def database(db_url: str) -> AsyncIterator[Database]:
 
 
 def _diff(connection: Connection) -> list[object]:
-    return list(compare_metadata(MigrationContext.configure(connection), target_metadata()))
+    context = MigrationContext.configure(connection, opts={"include_name": include_name})
+    return list(compare_metadata(context, target_metadata()))
 
 
 def _tables(connection: Connection) -> set[str]:
