@@ -8,12 +8,13 @@ answers, always with the body `{"error": {"id", "code", "message", "detail"}}`, 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy import text
 
 from cloud.analytics.router import router as analytics_router
 from cloud.answers import install_error_answers
-from cloud.api import PUBLIC, DatabaseDep
+from cloud.api import PUBLIC, DatabaseDep, ReadDep
+from cloud.bus.attach import bus_path
 from cloud.catalog.combined_router import router as combined_router
 from cloud.catalog.router import router as catalog_router
 from cloud.catalog.tax_router import router as tax_router
@@ -29,6 +30,7 @@ from cloud.invoices.credit_router import router as credit_router
 from cloud.invoices.evidence_router import router as evidence_router
 from cloud.invoices.router import router as invoices_router
 from cloud.invoices.share_router import router as share_router
+from cloud.metrics import scrape
 from cloud.openapi_answers import document_answers
 from cloud.quality.router import router as quality_router
 from cloud.scheduler import running_jobs
@@ -47,7 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with Database(settings.db_url) as db, running_jobs(db, background):
+        async with (
+            Database(settings.db_url) as db,
+            running_jobs(db, background),
+            bus_path(app, settings),  # with --bus: batches go to the ingest log (cloud.bus)
+        ):
             app.state.db = db
             yield
 
@@ -80,6 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router)
     app.include_router(quality_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], dependencies=[PUBLIC])
+    app.add_api_route(
+        "/metrics",
+        metrics,
+        methods=["GET"],
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"description": METRICS_DESCRIPTION, "content": {"text/plain": {}}}},
+    )
     install_error_answers(app)
     document_answers(app)
     return app
@@ -90,3 +104,13 @@ async def healthz(db: DatabaseDep) -> dict[str, str]:
     async with db.transaction() as session:
         await session.execute(text("SELECT 1"))
     return {"status": "ok"}
+
+
+METRICS_DESCRIPTION = "Prometheus text exposition format (version 0.0.4)"
+
+
+async def metrics(_: ReadDep) -> Response:
+    """This process's Prometheus metrics (cloud.metrics); a READ key as bearer, like every read
+    of the collector: Prometheus sends it with `authorization: {credentials: ...}`."""
+    body, content_type = scrape()
+    return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

@@ -6,7 +6,8 @@ runs. They are read in the text exposition format by `GET /metrics` on the colle
 and on a sink's `--metrics-port` (`serve_metrics`).
 
     collector   tollgate_ingest_batches_total{outcome}     stored | queued | refused
-                tollgate_ingest_events_total{outcome}      stored | duplicate | queued
+                tollgate_ingest_events_total{outcome}      stored | duplicate | queued |
+                                                           rejected (a direct record refused)
                 tollgate_ingest_refusals_total{reason}     the error code of the refusal
                 tollgate_ingest_batch_seconds              request to answer (Histogram)
     sink        tollgate_sink_batches_total{outcome}       stored | duplicate | refused
@@ -17,10 +18,15 @@ and on a sink's `--metrics-port` (`serve_metrics`).
 """
 
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import start_http_server as _start_http_server
+
+from cloud.errors import CollectorError
 
 # Request to answer: a batch of up to a few thousand events is verified and stored in
 # milliseconds to a second; the buckets reach past the edge's HTTP timeout.
@@ -99,9 +105,62 @@ INVOICE_RUN_ACCOUNTS = Counter(
 )
 
 
+# Every outcome is a series from the start (at 0), so a rate over it never starts from nothing.
+for _outcome in ("stored", "queued", "refused"):
+    INGEST_BATCHES.labels(_outcome)
+for _outcome in ("stored", "duplicate", "queued", "rejected"):
+    INGEST_EVENTS.labels(_outcome)
+for _outcome in ("stored", "duplicate", "refused"):
+    SINK_BATCHES.labels(_outcome)
+
+
+@contextmanager
+def timed_batch() -> Iterator[None]:
+    """Around the handling of one ingest request: observe its latency, and count it refused
+    under its error code when it raises (`internal_error` for what is not a CollectorError:
+    the collector answers those 500 or 503). Acceptance is counted by the route that knows
+    the outcome: `count_stored` or `count_queued`."""
+    started = time.perf_counter()
+    try:
+        yield
+    except CollectorError as exc:
+        count_refusal(exc.code)
+        raise
+    except Exception:
+        count_refusal("internal_error")
+        raise
+    finally:
+        INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+
+def count_refusal(code: str) -> None:
+    """One refused ingest request, by the error code of its answer."""
+    INGEST_BATCHES.labels("refused").inc()
+    INGEST_REFUSALS.labels(code).inc()
+
+
+def count_stored(*, stored: int, duplicates: int, rejected: int = 0) -> None:
+    """One request stored in this process: its new, already stored and refused records."""
+    INGEST_BATCHES.labels("stored").inc()
+    INGEST_EVENTS.labels("stored").inc(stored)
+    INGEST_EVENTS.labels("duplicate").inc(duplicates)
+    INGEST_EVENTS.labels("rejected").inc(rejected)
+
+
+def count_queued(*, events: int) -> None:
+    """One request appended to the ingest log (stored later by a sink), with its events."""
+    INGEST_BATCHES.labels("queued").inc()
+    INGEST_EVENTS.labels("queued").inc(events)
+
+
 def scrape() -> tuple[bytes, str]:
-    """The default registry in the text exposition format, with its content type."""
-    return generate_latest(), CONTENT_TYPE_LATEST
+    """The default registry in the text exposition format, with its content type.
+
+    `generate_latest` writes the classic format (names escaped to underscores), which is text
+    version 0.0.4: that is the content type answered, as prometheus-client's own server does
+    (its CONTENT_TYPE_LATEST, 1.0.0, is for a scraper that asks for it; Prometheus 2 and 3
+    both read 0.0.4)."""
+    return generate_latest(), CONTENT_TYPE_PLAIN_0_0_4
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> tuple[WSGIServer, threading.Thread]:

@@ -38,6 +38,7 @@ from cloud.direct.service import (
 )
 from cloud.errors import Forbidden
 from cloud.ingest.body import read_body
+from cloud.metrics import count_stored, timed_batch
 from cloud.storable_text import RequestBody
 
 router = APIRouter(prefix="/v1", tags=["direct ingestion"])
@@ -73,14 +74,19 @@ async def post_events(
 ) -> EventsReceipt:
     """Store CloudEvents 1.0 (structured or batch JSON), idempotent by `(source, id)`."""
     assert caller.source_id is not None  # an ingest key, by the route's rule
-    body = await read_body(request, limits=settings.limits)
-    return await ingest_cloudevents(
-        db=db,
-        source_id=caller.source_id,
-        content_type=request.headers.get("content-type"),
-        body=body,
-        limits=settings.limits,
-    )
+    with timed_batch():  # latency, and refusals by error code (cloud.metrics)
+        body = await read_body(request, limits=settings.limits)
+        receipt = await ingest_cloudevents(
+            db=db,
+            source_id=caller.source_id,
+            content_type=request.headers.get("content-type"),
+            body=body,
+            limits=settings.limits,
+        )
+        count_stored(
+            stored=receipt.stored, duplicates=receipt.duplicates, rejected=len(receipt.rejected)
+        )
+        return receipt
 
 
 @router.post(
