@@ -1,4 +1,4 @@
-"""`tollgate-cloud invoice` commands: run | finalize | list | show."""
+"""`tollgate-cloud invoice` commands: run | work | finalize | list | show."""
 
 import argparse
 import asyncio
@@ -19,7 +19,14 @@ from cloud.invoices.finalization import (
     invoice_number,
 )
 from cloud.invoices.models import Invoice, InvoiceLine
-from cloud.invoices.service import RunReport, get_invoice, list_invoices, run_invoices
+from cloud.invoices.run_queue import DEFAULT_LEASE, WorkerReport, run_with_workers, work_run
+from cloud.invoices.service import (
+    CHUNK_ACCOUNTS,
+    RunReport,
+    get_invoice,
+    list_invoices,
+    run_invoices,
+)
 from cloud.rating.money import round_money
 from cloud.settings import Settings, parse_duration
 
@@ -38,8 +45,29 @@ def add_commands(commands: Commands) -> None:
     run.add_argument("--account", dest="account_id", help="only this account")
     run.add_argument("--now", help=NOW_HELP)
     run.add_argument("--grace", help='grace period, e.g. "5d", "36h" (default: settings)')
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes that rate the chunks of accounts (default 1: in this process); "
+        "N > 1 starts `invoice work --run ID` N times, with the same result",
+    )
+    run.add_argument("--chunk", type=int, default=CHUNK_ACCOUNTS, help=argparse.SUPPRESS)
+    run.add_argument("--lease", default=None, help=argparse.SUPPRESS)
     run.add_argument("--db", help=DB_HELP)
     run.set_defaults(run=_run)
+    work = actions.add_parser(
+        "work", help="rate the chunks of a run started by `invoice run --workers N` (a worker)"
+    )
+    work.add_argument("--run", type=int, required=True, dest="run_id", help="the run's id")
+    work.add_argument(
+        "--lease",
+        default=None,
+        help="how long a claimed chunk stays a dead worker's before another takes it over, e.g. "
+        '"5m" (default 5m)',
+    )
+    work.add_argument("--db", help=DB_HELP)
+    work.set_defaults(run=_work)
     finalize = actions.add_parser("finalize", help="finalize one draft, or every draft due")
     which = finalize.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", type=int, dest="invoice_id", help="finalize this draft now")
@@ -76,9 +104,25 @@ EXIT_ACCOUNTS_FAILED = 1  # the run finished; some accounts could not be rated (
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     now = _parse_now(args.now)
     grace = settings.invoice_grace if args.grace is None else _parse_grace(args.grace)
+    if args.workers < 1 or args.chunk < 1:
+        raise CommandFailed("--workers and --chunk must be at least 1")
+    lease = _parse_lease(args.lease)
 
     async def run() -> RunReport:
         async with Database(settings.db_url) as db:
+            if args.workers > 1:
+                return await run_with_workers(
+                    db=db,
+                    period=args.period,
+                    now=now,
+                    grace=grace,
+                    workers=args.workers,
+                    account_id=args.account_id,
+                    progress=ProgressBar(sys.stderr, label="accounts"),
+                    seller=settings.seller,
+                    chunk_accounts=args.chunk,
+                    lease=lease,
+                )
             return await run_invoices(
                 db=db,
                 period=args.period,
@@ -109,6 +153,32 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"data quality: {account_id}: {quality.summary}")
     print(report)
     return EXIT_ACCOUNTS_FAILED if report.failures else 0
+
+
+def _work(args: argparse.Namespace, settings: Settings) -> None:
+    lease = _parse_lease(args.lease)
+
+    async def run() -> WorkerReport:
+        async with Database(settings.db_url) as db:
+            return await work_run(db=db, run_id=args.run_id, seller=settings.seller, lease=lease)
+
+    done = asyncio.run(run())
+    print(
+        f"invoice run {args.run_id}: {done.chunks} chunk(s) rated ({done.accounts} accounts), "
+        f"{done.failed} failed"
+    )
+
+
+def _parse_lease(text: str | None) -> timedelta:
+    if text is None:
+        return DEFAULT_LEASE
+    try:
+        lease = parse_duration(text, what="--lease")
+    except InvalidSettings as exc:
+        raise CommandFailed(str(exc)) from None
+    if lease <= timedelta(0):
+        raise CommandFailed("--lease must be positive")
+    return lease
 
 
 def _finalize(args: argparse.Namespace, settings: Settings) -> None:

@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel
 
 from cloud.api import BillingDep, DatabaseDep, ReadDep, RowId, SettingsDep, error_responses
 from cloud.invoices.credit_notes import credited_by
 from cloud.invoices.finalization import discard_invoice, finalize_invoice
+from cloud.invoices.run_queue import run_progress
 from cloud.invoices.schemas import (
     PERIOD_PATTERN,
     InvoiceDetailOut,
@@ -35,6 +37,37 @@ async def post_invoice_run(
         seller=settings.seller,
     )
     return RunReportOut.of(report)
+
+
+class InvoiceRunOut(BaseModel):
+    """Where an invoice run spread across workers is (`invoice run --workers N`)."""
+
+    id: int
+    period: str
+    state: str  # running | finished
+    accounts: int  # billable accounts, in chunks
+    accounts_done: int  # in chunks done or failed
+    chunks: dict[str, int]  # pending | claimed | done | failed -> count
+    started_at: datetime
+    finished_at: datetime | None
+    totals: dict[str, int] | None  # drafted, updated, ... once finished
+
+
+@router.get("/invoice-runs/{run_id}", responses=error_responses(*AUTH, 404))
+async def get_invoice_run(run_id: RowId, db: DatabaseDep, _: ReadDep) -> InvoiceRunOut:
+    """The progress of a run spread across worker processes, from its chunks."""
+    state = await run_progress(db=db, run_id=run_id)
+    return InvoiceRunOut(
+        id=state.run_id,
+        period=state.period,
+        state=state.state,
+        accounts=state.accounts,
+        accounts_done=state.accounts_done,
+        chunks=state.chunks,
+        started_at=state.started_at,
+        finished_at=state.finished_at,
+        totals=state.totals,
+    )
 
 
 @router.get("/invoices", responses=error_responses(*AUTH, 422))

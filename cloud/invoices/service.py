@@ -36,6 +36,7 @@ from cloud.invoices.lines import DraftLine, Rates, RunAccount, rate_account
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.parties import Regime, draft_totals, tax_draft_lines, tax_regime
 from cloud.invoices.webhook_events import emit_drafted, stored_drafts
+from cloud.metrics import INVOICE_RUN_ACCOUNTS
 from cloud.quality.period_report import AccountQuality, period_report
 from cloud.rating.money import add_amounts
 from cloud.rating.periods import Period, month_period
@@ -125,14 +126,10 @@ async def run_invoices(
     each line's VAT comes from `cloud.invoices.parties`.
     """
     month_period(period, "UTC")  # refuse a bad label before any work
-    finalized = await finalize_due(db=db, now=now, seller=seller)
-    await refresh_sessions(db=db, as_of=now)
-    async with db.transaction() as session:
-        accounts = await _run_accounts(session=session, account_id=account_id)
-        rates = await load_rates(session=session)
-        taxes = Taxes(seller=seller, table=await load_tax_table(session=session))
-    results = [AccountResult(a.id, "skipped") for a in accounts if a.plan_id is None]
+    finalized, accounts = await prepare_run(db=db, now=now, seller=seller, account_id=account_id)
+    rates, taxes = await run_inputs(db=db, seller=seller)
     billable = [account for account in accounts if account.plan_id is not None]
+    results: list[AccountResult] = []
     if progress is not None:
         progress(0, len(billable))
     for index in range(0, len(billable), CHUNK_ACCOUNTS):
@@ -151,13 +148,61 @@ async def run_invoices(
             )
         if progress is not None:
             progress(index + len(chunk), len(billable))
+    return await finish_run(
+        db=db,
+        period=period,
+        now=now,
+        grace=grace,
+        accounts=accounts,
+        finalized=finalized,
+        results=results,
+    )
+
+
+async def prepare_run(
+    *, db: Database, now: datetime, seller: Seller | None, account_id: str | None
+) -> tuple[list[int], list[RunAccount]]:
+    """The once-per-run steps before rating: finalize the drafts due, bring sessions up to date,
+    and load the run's accounts (ordered by id). (finalized invoice ids, accounts)."""
+    finalized = await finalize_due(db=db, now=now, seller=seller)
+    await refresh_sessions(db=db, as_of=now)
+    async with db.transaction() as session:
+        accounts = await _run_accounts(session=session, account_id=account_id)
+    return finalized, accounts
+
+
+async def run_inputs(*, db: Database, seller: Seller | None) -> tuple[Rates, "Taxes"]:
+    """What every chunk rates with: the metrics and plan versions, the seller and VAT rates."""
+    async with db.transaction() as session:
+        rates = await load_rates(session=session)
+        taxes = Taxes(seller=seller, table=await load_tax_table(session=session))
+    return rates, taxes
+
+
+async def finish_run(
+    *,
+    db: Database,
+    period: str,
+    now: datetime,
+    grace: timedelta,
+    accounts: Sequence[RunAccount],
+    finalized: list[int],
+    results: list[AccountResult],
+) -> RunReport:
+    """The once-per-run steps after rating (`results`: the accounts with a plan): discard the
+    drafts of accounts without a plan, the period's quality report; the run's report."""
+    results = [AccountResult(a.id, "skipped") for a in accounts if a.plan_id is None] + results
     await _discard_unplanned(db=db, accounts=accounts, label=period)
     async with db.transaction() as session:
-        pairs = [(account.id, account.time_zone) for account in billable]
+        pairs = [
+            (account.id, account.time_zone) for account in accounts if account.plan_id is not None
+        ]
         quality = await period_report(
             session=session, label=period, accounts=pairs, now=now, grace=grace
         )
     report = _report(period, finalized, sorted(results, key=lambda result: result.account_id))
+    for result in report.accounts:
+        INVOICE_RUN_ACCOUNTS.labels(outcome=result.outcome).inc()
     return replace(report, quality=quality)
 
 
