@@ -185,4 +185,13 @@ def _is_partitioned(connection: Connection, engine: Engine) -> bool:
 
 
 def _exists(connection: Connection, name: str) -> bool:
-    return connection.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": name}) is True
+    # a scan of pg_class under the statement's snapshot, not to_regclass: a name lookup may
+    # answer from this backend's cached "no such relation" after another one created it
+    found = connection.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class "
+            "WHERE relname = :name AND relnamespace = current_schema()::regnamespace)"
+        ),
+        {"name": name},
+    )
+    return found is True
