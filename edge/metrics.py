@@ -23,9 +23,12 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""What `render` writes: the classic text format, version 0.0.4 (read by Prometheus 2 and 3)."""
 
 
 class SnapshotCollector(Collector):

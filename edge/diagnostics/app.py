@@ -9,9 +9,14 @@
     POST /api/devices/{id}/poll      poll a Modbus device now; returns the fresh values
     POST /api/flush                  wake the forwarder to send what is waiting now
     GET  /api/support-bundle         zip of status, redacted config, recent logs and events
+    GET  /metrics                    Prometheus text format (edge.metrics); HTTP Basic with the
+                                     technician password, or a logged-in session
 
 With no technician password stored every route answers 503 and says how to set one: the page is
-never open. Anonymous API requests get 401 JSON; POSTs also need the CSRF header.
+never open. Anonymous API requests get 401 JSON; POSTs also need the CSRF header. `/metrics`
+shows device names, error counts and the backlog, so it is guarded like the page; Prometheus
+cannot log in, so it sends the password with HTTP Basic, limited like a login per client address
+(`ScrapeCredentials` spares the slow hash on every scrape once the password has verified).
 """
 
 import asyncio
@@ -41,7 +46,9 @@ from edge.diagnostics.auth import (
     FAILURE_DELAY,
     SESSION_COOKIE,
     LoginLimiter,
+    ScrapeCredentials,
     Sessions,
+    basic_password,
 )
 from edge.diagnostics.bundle import RecentLogs, build_bundle
 from edge.diagnostics.page import login_page, main_page
@@ -80,6 +87,7 @@ class Diagnostics:
         self.gateway = gateway
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
+        self.scrapers = ScrapeCredentials()
         self.logs = logs or RecentLogs()
         self.app = Starlette(
             routes=[
@@ -92,6 +100,7 @@ class Diagnostics:
                 Route("/api/devices/{device_id}/poll", self._guard(self._poll), methods=["POST"]),
                 Route("/api/flush", self._guard(self._flush), methods=["POST"]),
                 Route("/api/support-bundle", self._guard(self._bundle), methods=["GET"]),
+                Route("/metrics", self._metrics, methods=["GET"]),
             ]
         )
 
@@ -249,6 +258,51 @@ class Diagnostics:
             media_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{name}"', **_NO_CACHE},
         )
+
+    async def _metrics(self, request: Request) -> Response:
+        refusal = await self._scrape_refusal(request)
+        if refusal is not None:
+            return refusal
+        from edge.metrics import CONTENT_TYPE, render  # prometheus-client on the first scrape
+
+        body = render(await self.gateway.status("running"), self.gateway.tail.committed)
+        return Response(body, media_type=CONTENT_TYPE, headers=_NO_CACHE)
+
+    async def _scrape_refusal(self, request: Request) -> Response | None:
+        """None when the scraper holds a session or the technician password (HTTP Basic)."""
+        stored = await self._password_hash()
+        if stored is None:
+            return JSONResponse({"error": NO_PASSWORD}, status_code=503)
+        if self.sessions.valid(request.cookies.get(SESSION_COOKIE)):
+            return None
+        password = basic_password(request.headers.get("authorization"))
+        if password is None:
+            return _ask_for_password("the technician password is required (HTTP Basic)")
+        if self.scrapers.known(stored, password):
+            return None
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.retry_after(client)
+        if wait:
+            return JSONResponse(
+                {"error": "too many failed logins; try later"},
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
+        self.limiter.failed(client)  # before the slow check, as at /login
+        if not await asyncio.to_thread(verify_password, stored, password):
+            await asyncio.sleep(FAILURE_DELAY)
+            return _ask_for_password("wrong password")
+        self.limiter.succeeded(client)
+        self.scrapers.remember(stored, password)
+        return None
+
+
+def _ask_for_password(message: str) -> Response:
+    return JSONResponse(
+        {"error": message},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Basic realm="tollgate-edge", charset="UTF-8"'},
+    )
 
 
 def enrich_status(document: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,17 @@ POSTs also need the `X-Tollgate-CSRF` header, which a cross-site form cannot sen
 are limited per client address: after `max_failures` in `window` seconds the next attempt is
 refused with 429 and Retry-After until the window has passed, so the slow hash is not a way to
 burn the gateway's CPU either.
+
+`/metrics` is for Prometheus, which cannot log in: it sends the technician password with HTTP
+Basic (`basic_auth` in a scrape config). The slow hash is checked once per password;
+`ScrapeCredentials` remembers a keyed digest of the one that verified, so a scrape every few
+seconds costs an HMAC, not scrypt's 32 MiB.
 """
 
+import base64
+import binascii
+import hashlib
+import hmac
 import secrets
 import time
 from collections import deque
@@ -58,6 +67,45 @@ class Sessions:
         now = self._clock()
         for token in [t for t, expiry in self._expiry.items() if expiry <= now]:
             del self._expiry[token]
+
+
+def basic_password(authorization: str | None) -> str | None:
+    """The password of an `Authorization: Basic` header (the user name is not checked: there is
+    one technician), None when there is no such header or it does not decode."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded.strip():
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    _user, colon, password = decoded.partition(":")
+    return password if colon else None
+
+
+class ScrapeCredentials:
+    """The last password that verified against the stored hash, as a keyed digest in memory.
+
+    A new stored hash (the password was changed) forgets it: the old password then has to pass
+    the slow check again, and fails it.
+    """
+
+    def __init__(self) -> None:
+        self._key = secrets.token_bytes(32)
+        self._known: tuple[str, bytes] | None = None
+
+    def known(self, stored: str, password: str) -> bool:
+        """True when `password` is the one remembered for `stored`."""
+        if self._known is None or self._known[0] != stored:
+            return False
+        return hmac.compare_digest(self._known[1], self._digest(password))
+
+    def remember(self, stored: str, password: str) -> None:
+        """`password` verified against `stored`."""
+        self._known = (stored, self._digest(password))
+
+    def _digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
 
 
 class LoginLimiter:

@@ -6,7 +6,7 @@ ever slowing the writer, which must not wait on a web client.
 """
 
 import asyncio
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +23,8 @@ class EventTail:
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self.recent: deque[dict[str, Any]] = deque(maxlen=recent)
         self.last_by_device: dict[str, dict[str, Any]] = {}
+        self.committed: Counter[str] = Counter()
+        """Events committed per device since the start (`tollgate_edge_events_total`)."""
         self.dropped = 0
 
     def publish(self, events: Iterable[dict[str, Any]]) -> None:
@@ -30,6 +32,7 @@ class EventTail:
         for event in events:
             self.recent.append(event)
             self.last_by_device[event["device_id"]] = event
+            self.committed[event["device_id"]] += 1
             for queue in self._subscribers:
                 self.dropped += _put_dropping_oldest(queue, event)
 
