@@ -16,10 +16,15 @@ def format_time(moment: datetime) -> str:
     """RFC 3339 UTC with microseconds and `Z`; naive datetimes are refused."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: a time zone is required")
-    # isoformat is several times faster than strftime and this runs twice per event; a time
-    # already in UTC (every validated event's) skips the conversion: "+00:00" becomes "Z".
+    # This runs twice per event: orjson writes a UTC datetime as RFC 3339 with "Z" in C, three
+    # times faster than isoformat (which is several times faster than strftime); it leaves out
+    # the fraction of a time on the whole second, which gets its six zeros back here. A time
+    # already in UTC (every validated event's) skips the conversion.
     utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    return utc.isoformat(timespec="microseconds")[:26] + "Z"
+    text = orjson.dumps(utc, option=orjson.OPT_UTC_Z)  # b'"YYYY-MM-DDTHH:MM:SS[.ffffff]Z"'
+    if utc.microsecond:
+        return text[1:-1].decode()
+    return text[1:20].decode() + ".000000Z"
 
 
 MAX_DECIMAL_EXPONENT = 999_999  # the default decimal context's Emax: beyond it, out of range
