@@ -19,6 +19,7 @@ import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
+from cloud.archive import cli as archive_cli
 from cloud.catalog import cli as catalog_cli
 from cloud.catalog import combined_cli, tax_cli
 from cloud.cli_support import (
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     tax_cli.add_commands(commands)  # tax-rate add | list
     quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)
+    archive_cli.add_commands(commands)  # archive --before --to, archive verify
     return parser
 
 

@@ -8,7 +8,10 @@ still-open sessions were clipped), each device's profile and each profile's sess
 invoice froze them when it was rated, and, for a session closed by the next session's start
 (`superseded`), that start event. From that alone `cloud.invoices.verify` recomputes the chain,
 the signature, every session, the quantity and the amount. Reads are a fixed number of queries
-per line (keys in chunks), never one per event.
+per line (keys in chunks), never one per event. Billed events of archived months are no longer
+stored: the document names them under `archived` (with the months archived), and
+`verify-invoice --archive DIR` takes their batches from the archive files
+(`cloud.archive.evidence`).
 """
 
 from collections import defaultdict
@@ -19,6 +22,7 @@ from typing import Any
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.archive.service import archived_months
 from cloud.catalog.models import Account, Metric, PlanVersionRow
 from cloud.domain import CloseReason, EventKey
 from cloud.errors import InvoiceLineNotFound, InvoiceNotFound
@@ -68,6 +72,7 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
     combined = await combined_evidence(
         session=session, invoice_id=invoice_id, metric=metric, device_ids=session_devices
     )
+    archived = await _archived(session=session, keys=[k for k in billed_keys if k not in by_key])
     return {
         "invoice": invoice_header(invoice, account),
         "time_zone": account.time_zone,
@@ -83,6 +88,29 @@ async def line_evidence(*, session: AsyncSession, invoice_id: int, n: int) -> di
         "events": [by_key[key] for key in billed_keys if key in by_key],
         "batches": batches,
         **combined,  # a combined-session line: its rule and the member devices' sites
+        **archived,  # billed events no longer stored: moved to archive files
+    }
+
+
+async def _archived(*, session: AsyncSession, keys: Sequence[EventKey]) -> dict[str, Any]:
+    """`{"archived": ...}` naming billed events that are not stored when months were archived
+    (`tollgate-cloud archive`): their batches are in the archive files, which
+    `verify-invoice --archive DIR` adds to the evidence. Empty when nothing is missing."""
+    if not keys:
+        return {}
+    months = await archived_months(session)
+    if not months:
+        return {}
+    return {
+        "archived": {
+            "events": [list(key) for key in keys],
+            "months": months,
+            "note": (
+                f"{len(keys)} billed events are not stored: months {', '.join(months)} were "
+                "archived; verify with `tollgate-cloud verify-invoice ID --archive DIR`, DIR "
+                "holding the archive files"
+            ),
+        }
     }
 
 

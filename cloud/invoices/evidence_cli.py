@@ -2,6 +2,7 @@
 
     tollgate-cloud verify-invoice 7 --url http://HOST:PORT --api-key-file KEY [--trust-key GW=PEM]
     tollgate-cloud verify-invoice 7 --from-dir DIR          (files saved by `invoice evidence`)
+    tollgate-cloud verify-invoice 7 --db URL --archive DIR   (events of archived months)
     tollgate-cloud invoice evidence 7 --out DIR [--url ... --api-key-file ... | --db URL]
     tollgate-cloud invoice export 7 --format json|csv|html|pdf|facturx|cii --output FILE [--db URL]
 
@@ -10,7 +11,8 @@ one the page says that evidence needs the collector instead of printing dead rel
 
 verify-invoice prints every check with ✓ or ✗ and exits 0 when all pass, 1 when one fails, 2 on a
 usage, file or connection error. It trusts the gateway keys inside the evidence unless
-`--trust-key` pins a gateway's key.
+`--trust-key` pins a gateway's key. `--archive DIR` verifies the archive files in DIR and adds the
+batches of billed events of archived months to the evidence (`cloud.archive.evidence`).
 """
 
 import argparse
@@ -23,6 +25,8 @@ from typing import Any
 import httpx
 import orjson
 
+from cloud.archive.evidence import with_archive
+from cloud.archive.files import ArchiveInvalid
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
 from cloud.db import Database
 from cloud.invoices.evidence import line_evidence
@@ -51,6 +55,12 @@ def add_commands(commands: Commands) -> None:
         default=[],
         metavar="GATEWAY=PEMFILE",
         help="verify this gateway's batches with this public key, not the evidence's",
+    )
+    verify.add_argument(
+        "--archive",
+        type=Path,
+        metavar="DIR",
+        help="take billed events of archived months from the archive files in DIR",
     )
     verify.set_defaults(run=_verify_invoice)
     actions = _invoice_actions(commands)
@@ -105,6 +115,12 @@ def _verify_invoice(args: argparse.Namespace, settings: Settings) -> None:
         invoice, evidence = read_saved(args.from_dir)
     else:
         invoice, evidence = _collect(args, settings)
+    if args.archive is not None:
+        try:
+            evidence, used = with_archive(evidence, args.archive)
+        except ArchiveInvalid as exc:
+            raise CommandFailed(f"--archive: {exc}") from exc
+        print(f"archive {args.archive}: batches taken from {', '.join(used) or 'no file'}")
     checks = check_invoice(invoice, evidence, trusted_keys=trusted)
     for check in checks:
         print(format_check(check))

@@ -195,6 +195,7 @@ def _line_checks(
     line = document["line"]
     n = int(line["n"])
     checks = [_same_line(invoice, lines.get(n), document)]
+    checks.extend(_archived_check(n, document))
     signed, batch_checks = _verify_batches(n, document.get("batches", []), trusted_keys)
     checks.extend(batch_checks)
     events = {_key(event): event for event in document.get("events", [])}
@@ -212,6 +213,27 @@ def _line_checks(
     elif kind == LineKind.ADJUSTMENT:
         checks.extend(_adjustment(n, invoice, line, document, events))
     return checks
+
+
+def _archived_check(n: int, document: Mapping[str, Any]) -> list[Check]:
+    """Billed events the evidence says were archived must be back in it (`--archive DIR`)."""
+    archived = document.get("archived")
+    if not isinstance(archived, Mapping):
+        return []
+    present = {_key(event) for event in document.get("events", [])}
+    listed = [(str(g), int(s)) for g, s in archived.get("events", [])]
+    absent = [key for key in listed if key not in present]
+    return [
+        Check(
+            n,
+            f"the {len(listed)} archived billed events are in the evidence",
+            not absent,
+            ""
+            if not absent
+            else f"{len(absent)} archived (months {', '.join(archived.get('months', []))}), "
+            f"not in the evidence: {_keys_text(absent)}; verify with --archive DIR",
+        )
+    ]
 
 
 def _same_line(
