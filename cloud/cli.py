@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cloud.app import create_app
 from cloud.archive import cli as archive_cli
+from cloud.bus import cli as bus_cli
 from cloud.catalog import cli as catalog_cli
 from cloud.catalog import combined_cli, tax_cli
 from cloud.cli_support import (
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", help=db_help)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    bus_cli.add_bus_option(serve)  # --bus: append to the ingest log, a sink stores
     serve.set_defaults(run=_serve)
 
     gateway = commands.add_parser("gateway", help="register and inspect gateways")
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     tax_cli.add_commands(commands)  # tax-rate add | list
     quality_cli.add_commands(commands)
     webhooks_cli.add_commands(commands)
+    bus_cli.add_commands(commands)  # sink, bus status
     archive_cli.add_commands(commands)  # archive --before --to, archive verify
     return parser
 
@@ -127,9 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db_url = ""
     try:
-        settings = Settings.load(db=args.db)
+        settings = Settings.load(db=args.db, bus=getattr(args, "bus", None))
         db_url = settings.db_url
-        if uses_database(args):  # --db or $TOLLGATE_DB, a usable file, a migrated schema
+        # --db or $TOLLGATE_DB, a usable file, a migrated schema (not for `bus status`)
+        if uses_database(args) and not getattr(args, "no_database", False):
             check_database(settings, migrating=args.command == "migrate")
             if args.command != "migrate":
                 _require_schema(settings)

@@ -10,6 +10,14 @@ from cloud.seller import SELLER_ENV, Seller, load_seller
 from shared.bounds import MAX_EVENTS_PER_BATCH
 
 DB_ENV = "TOLLGATE_DB"
+# The JetStream ingest log (cloud/bus): servers of one cluster, its stream and partitions.
+BUS_ENV = "TOLLGATE_BUS"
+BUS_PARTITIONS_ENV = "TOLLGATE_BUS_PARTITIONS"
+BUS_REPLICAS_ENV = "TOLLGATE_BUS_REPLICAS"
+BUS_STREAM_ENV = "TOLLGATE_BUS_STREAM"
+DEFAULT_BUS_PARTITIONS = 8
+DEFAULT_BUS_REPLICAS = 3
+DEFAULT_BUS_STREAM = "TOLLGATE_INGEST"
 INVOICE_GRACE_ENV = "TOLLGATE_INVOICE_GRACE"
 PUBLIC_URL_ENV = "TOLLGATE_PUBLIC_URL"
 BACKGROUND_JOBS_ENV = "TOLLGATE_BACKGROUND_JOBS"
@@ -105,8 +113,15 @@ class Settings:
     # The seller on invoices ($TOLLGATE_SELLER names its TOML file); None: not configured (the
     # invoice documents say "seller": null). Settings() in tests has none unless given.
     seller: Seller | None = None
+    # The ingest log (`--bus`, $TOLLGATE_BUS): comma-separated nats:// servers of one JetStream
+    # cluster; None is the one-process path (the collector stores what it accepts).
+    bus_url: str | None = None
+    bus_partitions: int = DEFAULT_BUS_PARTITIONS
+    bus_replicas: int = DEFAULT_BUS_REPLICAS
+    bus_stream: str = DEFAULT_BUS_STREAM
 
     def __post_init__(self) -> None:
+        _check_bus(self)
         if self.db_url:
             object.__setattr__(self, "db_url", normalize_db_url(self.db_url))
         if self.invoice_grace < timedelta(0):
@@ -125,7 +140,9 @@ class Settings:
             )
 
     @classmethod
-    def load(cls, *, db: str | None = None, limits: Limits | None = None) -> "Settings":
+    def load(
+        cls, *, db: str | None = None, limits: Limits | None = None, bus: str | None = None
+    ) -> "Settings":
         """Settings from `--db`, else `$TOLLGATE_DB`, else no database ("": there is no default
         file); the invoice grace period from `$TOLLGATE_INVOICE_GRACE` ("5d", "36h"), else 5
         days."""
@@ -153,7 +170,35 @@ class Settings:
             clock_behind_after=_optional_duration(CLOCK_BEHIND_AFTER_ENV),
             late_arrival_after=_duration(LATE_ARRIVAL_AFTER_ENV, DEFAULT_LATE_ARRIVAL_AFTER),
             seller=_seller(),
+            bus_url=bus or os.environ.get(BUS_ENV) or None,
+            bus_partitions=_count(BUS_PARTITIONS_ENV, DEFAULT_BUS_PARTITIONS),
+            bus_replicas=_count(BUS_REPLICAS_ENV, DEFAULT_BUS_REPLICAS),
+            bus_stream=os.environ.get(BUS_STREAM_ENV, "").strip() or DEFAULT_BUS_STREAM,
         )
+
+
+def _check_bus(settings: "Settings") -> None:
+    if settings.bus_url is not None and not all(
+        re.fullmatch(r"nats://[^\s/,]+", server.strip()) for server in settings.bus_url.split(",")
+    ):
+        raise InvalidSettings(
+            f"bus {settings.bus_url!r}: use nats://HOST:PORT[,nats://HOST:PORT...] (one cluster)"
+        )
+    if not 1 <= settings.bus_partitions <= 1024:
+        raise InvalidSettings(f"bus partitions must be 1..1024, got {settings.bus_partitions}")
+    if not 1 <= settings.bus_replicas <= 5:
+        raise InvalidSettings(f"bus replicas must be 1..5, got {settings.bus_replicas}")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", settings.bus_stream):
+        raise InvalidSettings(f"bus stream {settings.bus_stream!r}: use letters, digits, _ and -")
+
+
+def _count(env: str, default: int) -> int:
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    if not text.isdigit():
+        raise InvalidSettings(f"${env} {text!r}: use a whole number")
+    return int(text)
 
 
 def _seller() -> Seller | None:

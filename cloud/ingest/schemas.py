@@ -18,6 +18,11 @@ class IngestReceipt(BaseModel):
     last_seq: int
     stored: int = Field(description="events of this batch stored now")
     duplicates: int = Field(description="events of this batch that were already stored")
+    queued: bool = Field(
+        default=False,
+        description="true (answer 202): appended to the ingest log, stored later by a sink; "
+        "`stored` and `duplicates` are 0, not known yet",
+    )
 
 
 class WireEvent(BaseModel):

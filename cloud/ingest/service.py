@@ -15,10 +15,15 @@ oversized, invalid, unknown gateway, bad signature) are logged, never written: a
 any gateway, and a write per junk request would be theirs to spend. Bad signatures of registered
 gateways are also counted in memory (`signature_tally`) and filed by a job, one incident per
 gateway per interval, so the operator learns of them without a write per request.
+
+The last step, storing, is the app's choice (`Accept`): by default the batch is stored here; with
+the ingest log (`cloud.bus`) the verified batch is appended to the log instead and a sink stores
+it later through the same `store_batch`, filing its refusals with `file_refusal`.
 """
 
 import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -81,6 +86,10 @@ class SignedRefusal(Exception):
         self.error = error
 
 
+# What is done with a verified batch (its events and internal chain checked) and its body.
+Accept = Callable[[Batch, bytes], Awaitable[IngestReceipt]]
+
+
 class Claim(NamedTuple):
     """Who a refused batch says it comes from, and which seqs it says it carries."""
 
@@ -89,19 +98,23 @@ class Claim(NamedTuple):
     last_seq: int | None
 
 
-async def ingest_batch(*, db: Database, body: bytes, limits: Limits) -> IngestReceipt:
-    """Verify a signed batch and store its new events once; see the module for the order."""
+async def ingest_batch(
+    *, db: Database, body: bytes, limits: Limits, accept: Accept | None = None
+) -> IngestReceipt:
+    """Verify a signed batch and store its new events once; see the module for the order.
+
+    `accept`, if given, takes the verified batch instead of storing it here (the ingest log)."""
     header: BatchHeader | None = None
     try:
         document = read_document(body, limit=limits.max_batch_events)
         header = parse_header(document)
         await check_signer(db=db, header=header)
         batch = parse_batch(body, header=header)
-        return await _verify_and_store(db=db, batch=batch)
+        return await _verify_and_store(db=db, batch=batch, body=body, accept=accept)
     except SignedRefusal as signed:
         assert header is not None
         claim = Claim(header.gateway_id, header.first_seq, header.last_seq)
-        await _file_refusal(db=db, claim=claim, error=signed.error)
+        await file_refusal(db=db, claim=claim, error=signed.error)
         raise signed.error from signed.__cause__
     except CollectorError as exc:
         _log_refusal(exc, gateway_id=None if header is None else header.gateway_id)
@@ -255,13 +268,17 @@ def _key_retired(gateway_id: str) -> KeyRetired:
     )
 
 
-async def _verify_and_store(*, db: Database, batch: Batch) -> IngestReceipt:
+async def _verify_and_store(
+    *, db: Database, batch: Batch, body: bytes, accept: Accept | None
+) -> IngestReceipt:
     # The chain is recomputed before the write transaction, so that checking one batch overlaps
     # with storing another instead of holding the write lock.
     try:
         verify_events(batch)
     except contract.ChainBroken as exc:
         raise SignedRefusal(ChainBroken(str(exc), detail={"seq": exc.seq})) from exc
+    if accept is not None:
+        return await accept(batch, body)
     try:
         receipt = await db.run_write(functools.partial(store_batch, batch=batch))
     except (ChainBroken, SeqConflict) as exc:
@@ -287,7 +304,8 @@ def _log_refusal(error: CollectorError, *, gateway_id: str | None) -> None:
     )
 
 
-async def _file_refusal(*, db: Database, claim: Claim, error: CollectorError) -> None:
+async def file_refusal(*, db: Database, claim: Claim, error: CollectorError) -> None:
+    """File the refusal of a batch whose signature verified as an incident of its gateway."""
     log.warning(
         "batch refused (%s, filed for %s): %s",
         error.code,
