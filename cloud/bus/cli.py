@@ -71,11 +71,12 @@ async def run_sink(settings: Settings, config: BusConfig, *, name: str) -> None:
     from cloud.bus.direct import store_direct_message
 
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()  # handlers first: a SIGTERM while connecting is a clean stop too
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     try:
         async with Database(settings.db_url) as db, open_bus(config) as bus:
-            sink = Sink(bus=bus, db=db, name=name, direct=store_direct_message)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, sink.stop)
+            sink = Sink(bus=bus, db=db, name=name, direct=store_direct_message, stopping=stopping)
             print(f"sink {name}: consuming {config.partitions} partitions", file=sys.stderr)
             await sink.run()
             print(f"sink {name}: stopped after {sink.handled} messages", file=sys.stderr)

@@ -108,7 +108,8 @@ async def open_bus(config: BusConfig, *, create: bool = True) -> AsyncIterator[B
             refusals = await js.key_value(refusals_bucket(config.stream))
         yield Bus(config=config, nc=nc, js=js, refusals=refusals)
     finally:
-        await nc.drain()
+        if not nc.is_closed:
+            await nc.drain()
 
 
 async def ensure_stream(js: JetStreamContext, config: BusConfig) -> None:

@@ -81,13 +81,15 @@ class Sink:
         db: Database,
         name: str,
         direct: DirectHandler | None = None,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.bus = bus
         self.db = db
         self.name = name
         self.direct = direct
-        self.stopping = asyncio.Event()
-        self.handled = 0
+        self.stopping = stopping or asyncio.Event()
+        self.handled = 0  # messages acked
+        self.retries = 0  # store attempts that failed on the database
 
     def stop(self) -> None:
         """Finish the messages in hand and return from `run`."""
@@ -177,6 +179,7 @@ class Sink:
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
+                    self.retries += 1
                     await self.hold(message)
                 return await work()
         raise AssertionError("unreachable")  # pragma: no cover - AsyncRetrying returns or raises

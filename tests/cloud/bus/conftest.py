@@ -75,6 +75,7 @@ class BusApp:
     client: httpx.AsyncClient
     start_sink: Callable[[str], Sink]
     tasks: list["asyncio.Task[None]"]
+    sinks: list[Sink]
 
     def check_sinks(self) -> None:
         """Raise a sink task's failure at once (instead of waiting out a limit)."""
@@ -114,7 +115,15 @@ async def bus_app(bus_settings: Settings, gateway_key: Ed25519PrivateKey) -> Asy
             return sink
 
         try:
-            yield BusApp(app=app, db=db, bus=bus, client=client, start_sink=start_sink, tasks=tasks)
+            yield BusApp(
+                app=app,
+                db=db,
+                bus=bus,
+                client=client,
+                start_sink=start_sink,
+                tasks=tasks,
+                sinks=sinks,
+            )
         finally:
             for sink in sinks:
                 sink.stop()
