@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, column, func, select, table, text
+from sqlalchemy import and_, column, delete, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.archive.files import (
@@ -101,7 +101,7 @@ async def archive_before(
 async def months_with_events(session: AsyncSession, *, before: Month) -> list[Month]:
     """The months before `before` that hold events, oldest first."""
     limit = month_bounds(before)[0]
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         connection = await session.connection()
         found = []
         for month in await connection.run_sync(partitions):
@@ -284,7 +284,7 @@ async def archived_months(session: AsyncSession) -> list[str]:
 async def _remove_month(session: AsyncSession, month: Month, *, expected: int) -> None:
     start, end = month_bounds(month)
     name = month_text(month)
-    postgres = session.bind.dialect.name == "postgresql"
+    postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         # every writer holds a lock on `events` from its first read; this waits for them all
         await session.execute(text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
@@ -304,7 +304,7 @@ async def _remove_month(session: AsyncSession, month: Month, *, expected: int) -
         await session.execute(text(f"DROP TABLE {partition}"))
     else:
         await session.execute(
-            StoredEvent.__table__.delete().where(
+            delete(StoredEvent).where(
                 and_(StoredEvent.occurred_at >= start, StoredEvent.occurred_at < end)
             )
         )
