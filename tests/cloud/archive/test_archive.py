@@ -3,6 +3,8 @@ database; a month that is not closed is refused; late events become the month's 
 
 import asyncio
 import gzip
+import signal
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from cloud.archive.files import ArchiveInvalid, file_name, verify_archive
 from cloud.archive.models import ArchivedMonth
@@ -24,6 +26,7 @@ from cloud.settings import Settings
 from shared.events import EventKind
 from tests.cloud.conftest import running_app
 from tests.support.usage import GatewayFeed, usage
+from tests.support.waiting import eventually
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 
@@ -204,5 +207,74 @@ async def test_a_month_that_is_not_closed_is_refused_and_nothing_moves(
     assert (
         await cli("archive", "--before", "2026-13", "--to", str(archive_dir), "--db", db_url) == 2
     )
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(ArchivedMonth)) == 0
+
+
+async def test_kill_9_during_archive_loses_nothing(
+    postgres_url: str, gateway_key: Any, archive_dir: Path
+) -> None:
+    """The archive process is killed after its file is written and verified, while it waits to
+    lock `events` for the drop (a reader holds it): every event is still stored, nothing is
+    recorded, and a run again archives the month."""
+    async with running_app(Settings(db_url=postgres_url), gateway_key) as app:
+        db: Database = app.state.db
+        feed = await GatewayFeed("gw-kill").register(db)
+        await feed.send(db, [water(at("2026-06-03 10:00")), water(at("2026-06-04 10:00"))])
+        before = await stored(db)
+        command = [sys.executable, "-m", "cloud.cli", "archive", "--before", "2026-07"]
+        command += ["--to", str(archive_dir), "--db", postgres_url]
+        async with db.engine.connect() as reader:
+            await reader.execute(select(func.count()).select_from(StoredEvent))  # holds a lock
+            process = await asyncio.create_subprocess_exec(*command)
+            try:
+                await eventually(
+                    lambda: _waits_for_events_lock(db), what="the archive to wait for its lock"
+                )
+                assert names(archive_dir) == [file_name("2026-06", 1)]  # written, verified
+                process.kill()  # SIGKILL
+            finally:
+                await process.wait()
+            await reader.rollback()
+        assert process.returncode == -signal.SIGKILL
+        assert await stored(db) == before
+        async with db.transaction() as session:
+            assert await session.scalar(select(func.count()).select_from(ArchivedMonth)) == 0
+
+        (done,) = await archive_before(db, before=(2026, 7), directory=archive_dir)
+        assert (done.month, done.part, done.event_count) == ("2026-06", 1, 2)
+        assert await stored(db) == [] and names(archive_dir) == [file_name("2026-06", 1)]
+
+
+async def _waits_for_events_lock(db: Database) -> bool:
+    async with db.engine.connect() as connection:
+        waiting = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock' "
+                "AND relation = 'events'::regclass"
+            )
+        )
+    return bool(waiting)
+
+
+async def test_a_late_event_while_archiving_keeps_the_month(
+    db: Database, archive_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An event of the month stored after the file was collected refuses the drop: the file
+    does not hold it, so nothing of the month is removed or recorded."""
+    feed = await GatewayFeed("gw-late").register(db)
+    await feed.send(db, [water(at("2026-05-03 10:00"))])
+    loop = asyncio.get_running_loop()
+
+    def verify_then_a_late_event(path: Path) -> Any:
+        verified = verify_archive(path)
+        late = feed.send(db, [water(at("2026-05-20 10:00"))])
+        asyncio.run_coroutine_threadsafe(late, loop).result()
+        return verified
+
+    monkeypatch.setattr("cloud.archive.service.verify_archive", verify_then_a_late_event)
+    with pytest.raises(ArchiveRefused, match="2 events are stored now, the file holds 1"):
+        await archive_before(db, before=(2026, 6), directory=archive_dir, now=NOW)
+    assert len(await stored(db)) == 2
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(ArchivedMonth)) == 0
