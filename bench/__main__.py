@@ -8,6 +8,8 @@
 
 `bench/collector_ingest.py` (also run by `make bench`) measures the collector alone with several
 gateways sending at once.
+`bench/bus_throughput.py` (also run by `make bench`) measures ingest through the three-node
+JetStream cluster with 1 and 2 collectors x 1 and 2 sinks on PostgreSQL.
 """
 
 import argparse

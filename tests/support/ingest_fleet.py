@@ -47,6 +47,7 @@ class SimGateway:
     key: Ed25519PrivateKey
     events: list[UsageEvent]
     bodies: list[bytes]
+    batch_size: int
     resends: int = 0  # sends beyond the first of a batch (5xx, timeouts, refused connections)
     statuses: dict[int, int] = field(default_factory=dict)  # answers seen, by status code
 
@@ -60,7 +61,14 @@ class SimGateway:
             orjson.dumps(batch_document(chain[i : i + batch_size], key))
             for i in range(0, len(chain), batch_size)
         ]
-        return cls(gateway_id=gateway_id, key=key, events=chain, bodies=bodies)
+        return cls(
+            gateway_id=gateway_id, key=key, events=chain, bodies=bodies, batch_size=batch_size
+        )
+
+    def events_in(self, batches: slice) -> int:
+        """How many events the bodies `batches` carry."""
+        start, stop, _ = batches.indices(len(self.bodies))
+        return len(self.events[start * self.batch_size : stop * self.batch_size])
 
     def hashes(self) -> dict[int, str]:
         """seq -> hash of every event sent."""
