@@ -17,10 +17,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from cloud.auth.service import create_api_key
 from cloud.db import Database
 from cloud.metrics import SINK_BATCHES, SINK_CONSUMER_LAG, serve_metrics
+from tests.cloud.bus.conftest import BusApp, bus_app, bus_settings, nats_url  # noqa: F401
 from tests.cloud.conftest import JSON, READER, http_client, make_events, post
 from tests.cloud.direct.conftest import CE_SOURCE, EVENT_TYPE, bearer, create_source
 from tests.support.batches import batch_body
-from tests.support.waiting import free_port
+from tests.support.waiting import eventually, free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -171,11 +172,43 @@ async def test_metrics_need_a_reading_key(app: FastAPI, db: Database) -> None:
     assert {"tollgate_ingest_batches", "tollgate_sink_consumer_lag"} <= names
 
 
-def test_the_openapi_declares_the_text_answer(app: FastAPI) -> None:
-    operation = app.openapi()["paths"]["/metrics"]["get"]
+def test_the_openapi_declares_the_text_answer() -> None:
+    from cloud.app import create_app
+
+    operation = create_app().openapi()["paths"]["/metrics"]["get"]
 
     assert "text/plain" in operation["responses"]["200"]["content"]
     assert {"401", "403"} <= set(operation["responses"])
+
+
+async def test_through_the_log_the_collector_counts_queued_and_the_sink_stored(
+    bus_app: BusApp,  # noqa: F811 (the bus tests' fixture, imported above)
+    gateway_key: Ed25519PrivateKey,
+) -> None:
+    client = bus_app.client
+    before = await scrape(client)
+    response = await post(client, make_events(1, 4), gateway_key)
+    queued = await scrape(client)
+    bus_app.start_sink("metrics")
+    await bus_app.wait_events(4)
+
+    async def handled() -> bool:
+        return (
+            moved(before, await scrape(client), "tollgate_sink_batches_total", outcome="stored") > 0
+        )
+
+    await eventually(handled, what="the sink counts its batch")
+    after = await scrape(client)
+
+    assert response.status_code == 202
+    assert moved(before, queued, BATCHES, outcome="queued") == 1
+    assert moved(before, queued, EVENTS, outcome="queued") == 4
+    assert moved(before, queued, LATENCY) == 1
+    assert moved(before, after, BATCHES, outcome="stored") == 0  # the collector stores nothing
+    assert moved(before, after, EVENTS, outcome="stored") == 0
+    assert moved(before, after, "tollgate_sink_batches_total", outcome="stored") == 1
+    assert moved(before, after, "tollgate_sink_events_total") == 4
+    assert moved(before, after, "tollgate_sink_store_seconds_count") == 1
 
 
 @pytest.fixture
