@@ -30,14 +30,15 @@ own environment on.
 """
 
 import asyncio
+import functools
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -53,17 +54,19 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud.db import Base, Database, SurrogateKey, UtcDateTime
 from cloud.errors import BillingNotFound, CollectorError
-from cloud.invoices.lines import RunAccount
+from cloud.invoices.lines import Rates, RunAccount
 from cloud.invoices.service import (
     CHUNK_ACCOUNTS,
     AccountResult,
     Progress,
     RunReport,
+    Taxes,
     _run_chunk,
     finish_run,
     prepare_run,
@@ -81,6 +84,8 @@ FINISHED = "finished"
 CHUNK_FAILED = "chunk_failed"
 DEFAULT_LEASE = timedelta(minutes=5)  # a chunk of 500 accounts takes seconds
 POLL_SECONDS = 0.2
+BUSY_RETRIES = 20  # SQLite: a chunk's write waits up to ~40 s for the others' (0.2 s steps)
+T = TypeVar("T")
 
 
 class InvoiceRun(Base):
@@ -136,8 +141,8 @@ class InvoiceRunNotFound(BillingNotFound):
 
 
 class WorkersStopped(CollectorError):
-    """Every worker of a run stopped with chunks still to rate (the run can be resumed by
-    starting `invoice work --run ID`)."""
+    """Every worker of a run stopped with chunks still to rate (a run again rates them all; the
+    rated chunks' drafts are then updated, as by any second run)."""
 
     status = 503
     code = "invoice_workers_stopped"
@@ -299,7 +304,7 @@ async def _drive_workers(
                     left = state.accounts - state.accounts_done
                     raise WorkersStopped(
                         f"invoice run {run_id}: every worker stopped with {left} accounts "
-                        f"to rate; resume with `tollgate-cloud invoice work --run {run_id}`",
+                        "not rated (the drafts of the chunks done are kept); run it again",
                         detail={"run_id": run_id, "accounts_left": left},
                     )
                 continue
@@ -416,37 +421,72 @@ async def work_run(
     if run is None:
         raise InvoiceRunNotFound(f"no invoice run {run_id}", detail={"run_id": run_id})
     rates, taxes = await run_inputs(db=db, seller=seller)
-    grace = timedelta(seconds=run.grace_seconds)
     chunks = failed = accounts = 0
     while True:
-        claim = await claim_chunk(db=db, run_id=run_id, worker=name, lease=lease)
+        claim = await _retrying(
+            functools.partial(claim_chunk, db=db, run_id=run_id, worker=name, lease=lease), db=db
+        )
         if claim is None:
-            if await _all_finished(db=db, run_id=run_id):
+            if await _retrying(functools.partial(_all_finished, db=db, run_id=run_id), db=db):
                 return WorkerReport(chunks, failed, accounts)
             await asyncio.sleep(POLL_SECONDS)
             continue
         try:
-            async with db.transaction(write=True) as session:
-                if not await _still_ours(session=session, claim=claim):
-                    continue  # the lease ran out and another worker took it over
-                results = await _run_chunk(
-                    session=session,
-                    accounts=claim.accounts,
-                    label=run.period,
-                    now=run.now,
-                    grace=grace,
-                    rates=rates,
-                    taxes=taxes,
-                )
-                await _mark(session=session, claim=claim, state=DONE, results=results)
+            outcome = await _rate_claim(db=db, run=run, claim=claim, rates=rates, taxes=taxes)
         except Exception as exc:  # the chunk's transaction is rolled back: report it failed
             failed += 1
-            async with db.transaction(write=True) as session:
-                if await _still_ours(session=session, claim=claim):
-                    await _mark(session=session, claim=claim, state=FAILED, error=repr(exc))
+            await _retrying(
+                functools.partial(_mark_failed, db=db, claim=claim, error=repr(exc)), db=db
+            )
             continue
+        if outcome is None:
+            continue  # the lease ran out and another worker took it over
         chunks += 1
         accounts += len(claim.accounts)
+
+
+async def _mark_failed(*, db: Database, claim: Claim, error: str) -> None:
+    async with db.transaction(write=True) as session:
+        if await _still_ours(session=session, claim=claim):
+            await _mark(session=session, claim=claim, state=FAILED, error=error)
+
+
+async def _rate_claim(
+    *, db: Database, run: InvoiceRun, claim: Claim, rates: Rates, taxes: Taxes
+) -> list[AccountResult] | None:
+    """Rate a claimed chunk and mark it done in one transaction; None if it is not ours any more."""
+
+    async def once() -> list[AccountResult] | None:
+        async with db.transaction(write=True) as session:
+            if not await _still_ours(session=session, claim=claim):
+                return None
+            results = await _run_chunk(
+                session=session,
+                accounts=claim.accounts,
+                label=run.period,
+                now=run.now,
+                grace=timedelta(seconds=run.grace_seconds),
+                rates=rates,
+                taxes=taxes,
+            )
+            await _mark(session=session, claim=claim, state=DONE, results=results)
+            return results
+
+    return await _retrying(once, db=db)
+
+
+async def _retrying(step: Callable[[], Awaitable[T]], *, db: Database) -> T:
+    """`step()`, tried again while SQLite answers `database is locked` (another process holds
+    the write lock longer than the driver waits); the claim stays ours meanwhile, and a failed
+    attempt wrote nothing. Elsewhere an OperationalError is the chunk's failure."""
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return await step()
+        except OperationalError:
+            if db.dialect != "sqlite" or attempt == BUSY_RETRIES:
+                raise
+            await asyncio.sleep(POLL_SECONDS * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 async def claim_chunk(*, db: Database, run_id: int, worker: str, lease: timedelta) -> Claim | None:

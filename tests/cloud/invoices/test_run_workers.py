@@ -23,13 +23,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cloud.cli import main
 from cloud.db import Database
 from cloud.invoices.finalization import finalize_invoice
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine
 from cloud.invoices.run_queue import (
+    CHUNK_FAILED,
     CLAIMED,
     DONE,
     InvoiceRun,
@@ -310,3 +311,48 @@ async def test_the_run_command_with_workers_and_its_progress(
     refused = await asyncio.to_thread(main, [*argv, "--workers", "0"])
     assert refused == 2
     assert "--workers and --chunk must be at least 1" in capsys.readouterr().err
+
+
+async def test_a_chunk_that_fails_reports_each_of_its_accounts_failed(postgres_url: str) -> None:
+    async with populated(postgres_url) as db:
+        # The database refuses acme's draft: its chunk (acct-c, acme) cannot be written.
+        async with db.transaction(write=True) as session:
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse_acme() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'acme refused by the test'; END $$"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse_acme BEFORE INSERT ON invoices FOR EACH ROW "
+                    "WHEN (NEW.account_id = 'acme') EXECUTE FUNCTION refuse_acme()"
+                )
+            )
+
+        report = await run_with_workers(
+            db=db, period=PERIOD, now=datetime.now(UTC), grace=GRACE, workers=2, chunk_accounts=2
+        )
+
+        outcomes = {result.account_id: result.outcome for result in report.accounts}
+        assert outcomes == {
+            "acct-a": "drafted",
+            "acct-b": "failed",  # beyond the rating bound, as in one process
+            "acct-c": "failed",
+            "acme": "failed",
+            "home-1": "drafted",
+            "nobody": "skipped",
+            "quiet": "drafted",
+            "shop": "drafted",
+        }
+        assert report.failed == 3 and "3 failed (acct-b, acct-c, acme)" in str(report)
+        for failure in report.failures[1:]:
+            assert failure.error_code == CHUNK_FAILED
+            assert failure.error is not None and "acme refused by the test" in failure.error
+        async with db.transaction() as session:
+            drafted = set(
+                await session.scalars(select(Invoice.account_id).where(Invoice.period == PERIOD))
+            )
+            states = sorted((await session.execute(select(InvoiceRunChunk.state))).scalars())
+        assert drafted == {"acct-a", "home-1", "quiet", "shop"}  # acct-c rolled back with acme
+        assert states == ["done", "done", "done", "failed"]
