@@ -57,6 +57,7 @@ bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench.collector_ingest --gateways 4
 	$(BIN)/python -m bench.edge_sources
 	$(BIN)/python -m bench.billing
+	$(BIN)/python -m bench.invoice_workers
 	$(BIN)/python -m bench.direct_ingest
 	$(BIN)/python -m bench.direct_ingest --batch-size 5000 --rows 20000
 	$(BIN)/python -m bench.hostile_bodies
