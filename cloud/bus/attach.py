@@ -7,6 +7,7 @@ from fastapi import FastAPI
 
 from cloud.bus.collector import LogAppender
 from cloud.bus.connection import BusConfig, open_bus
+from cloud.bus.direct import DirectAppender
 from cloud.settings import Settings
 
 
@@ -22,7 +23,8 @@ async def bus_path(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         appender = LogAppender(bus)
         app.state.bus = bus
         app.state.accept_batch = appender.accept_batch
+        app.state.append_direct = DirectAppender(bus).append_direct
         try:
             yield
         finally:
-            del app.state.accept_batch
+            del app.state.accept_batch, app.state.append_direct

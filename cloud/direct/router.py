@@ -7,7 +7,7 @@ reading key.
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field
 
 from cloud.api import (
@@ -67,12 +67,23 @@ IMPORT_REQUEST_BODY: dict[str, Any] = {
 @router.post(
     "/events",
     openapi_extra=CLOUDEVENTS_REQUEST_BODY,
-    responses=error_responses(400, *AUTH, 404, 413, 415, 422),
+    responses={
+        **error_responses(400, *AUTH, 404, 413, 415, 422, 503),
+        202: {"model": EventsReceipt, "description": "appended to the ingest log (`--bus`)"},
+    },
+    response_model_exclude_unset=True,  # `queued` only when set (true, by the bus)
 )
 async def post_events(
-    request: Request, db: DatabaseDep, settings: SettingsDep, caller: IngestDep
+    request: Request,
+    response: Response,
+    db: DatabaseDep,
+    settings: SettingsDep,
+    caller: IngestDep,
 ) -> EventsReceipt:
-    """Store CloudEvents 1.0 (structured or batch JSON), idempotent by `(source, id)`."""
+    """Store CloudEvents 1.0 (structured or batch JSON), idempotent by `(source, id)`.
+
+    With the ingest log (`serve --bus`) the mapped events are appended to the log and answered
+    202 with `queued: true`; a sink stores them."""
     assert caller.source_id is not None  # an ingest key, by the route's rule
     with timed_batch():  # latency, and refusals by error code (cloud.metrics)
         body = await read_body(request, limits=settings.limits)
@@ -82,7 +93,11 @@ async def post_events(
             content_type=request.headers.get("content-type"),
             body=body,
             limits=settings.limits,
+            append=getattr(request.app.state, "append_direct", None),  # the bus's (cloud.app)
         )
+        if receipt.queued:  # counted by the bus (count_queued)
+            response.status_code = 202
+            return receipt
         count_stored(
             stored=receipt.stored, duplicates=receipt.duplicates, rejected=len(receipt.rejected)
         )

@@ -29,6 +29,11 @@ class EventsReceipt(BaseModel):
     rejected: list[RecordError]
     first_seq: int | None = None
     last_seq: int | None = None
+    queued: bool = Field(
+        default=False,
+        description="true (answer 202): appended to the ingest log, stored later by a sink; "
+        "`stored`, `duplicates` and the seqs are not known yet",
+    )
 
 
 class ImportReport(BaseModel):

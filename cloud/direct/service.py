@@ -8,7 +8,7 @@ invoices and evidence treat it exactly like a gateway's.
 
 import functools
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,6 +66,10 @@ IMPORT_CHUNK_ROWS = 5_000  # rows per write transaction of an import
 MAX_REPORTED_ROWS = 1_000  # rejected rows listed in an import report
 
 Progress = Callable[[int, int], None]
+# With the ingest log (cloud.bus): append a request's mapped records instead of storing them.
+DirectAppend = Callable[
+    [str, SourceSeal, Sequence[Keyed], Sequence[Rejected], datetime], Awaitable[None]
+]
 
 
 # -- sources --------------------------------------------------------------------------------------
@@ -164,7 +168,13 @@ async def _load(db: Database, source_id: str) -> tuple[SourceSeal, SourceMapping
 
 
 async def ingest_cloudevents(
-    *, db: Database, source_id: str, content_type: str | None, body: bytes, limits: Limits
+    *,
+    db: Database,
+    source_id: str,
+    content_type: str | None,
+    body: bytes,
+    limits: Limits,
+    append: DirectAppend | None = None,
 ) -> EventsReceipt:
     """Store a request's CloudEvents once each; rejected events are reported, never half-stored.
 
@@ -188,7 +198,11 @@ async def ingest_cloudevents(
         except RowError as error:
             event_id = shown_id(document.get("id")) if isinstance(document, dict) else None
             rejected.append(Rejected(index, event_id, error))
-    outcome = await _store(db, seal_with, items, rejected, received_at)
+    if append is not None:  # the sink stores them (cloud.bus.direct): nothing is known yet
+        await append(source_id, seal_with, items, rejected, received_at)
+        outcome = DirectOutcome(0, 0, None, None)
+    else:
+        outcome = await _store(db, seal_with, items, rejected, received_at)
     if mode == cloudevents.STRUCTURED and rejected:
         refused = rejected[0]
         raise InvalidEvent(
@@ -208,6 +222,7 @@ async def ingest_cloudevents(
         rejected=[record_error(r) for r in rejected],
         first_seq=outcome.first_seq,
         last_seq=outcome.last_seq,
+        **({"queued": True} if append is not None else {}),  # unset: not in the answer
     )
 
 

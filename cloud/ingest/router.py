@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["ingest"])
         **error_responses(400, 401, 403, 409, 413, 415, 422, 503),
         202: {"model": IngestReceipt, "description": "appended to the ingest log (`--bus`)"},
     },
-    response_model_exclude_defaults=True,  # `queued` only when true
+    response_model_exclude_unset=True,  # `queued` only when set (true, by the bus)
     dependencies=[PUBLIC],  # the body is signed by the gateway's key
 )
 async def post_batch(
