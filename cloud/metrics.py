@@ -23,10 +23,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client import start_http_server as _start_http_server
 
 from cloud.errors import CollectorError
+
+# No `*_created` gauge beside every counter and histogram: the process start time says as much.
+disable_created_metrics()
 
 # Request to answer: a batch of up to a few thousand events is verified and stored in
 # milliseconds to a second; the buckets reach past the edge's HTTP timeout.
