@@ -36,7 +36,7 @@ from prometheus_client import start_http_server as _start_http_server
 from cloud.errors import CollectorError
 
 # No `*_created` gauge beside every counter and histogram: the process start time says as much.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client 0.26
 
 # Request to answer: a batch of up to a few thousand events is verified and stored in
 # milliseconds to a second; the buckets reach past the edge's HTTP timeout.
