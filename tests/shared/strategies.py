@@ -46,22 +46,43 @@ ATTR_VALUES = st.one_of(
 ATTRS = st.dictionaries(LABELS, ATTR_VALUES, max_size=6)
 
 
+# What JSON writes without an escape: no quote, backslash or control character (non-ASCII kept).
+PLAIN_TEXT = st.characters(
+    blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\', max_codepoint=0x2FFF
+)
+PLAIN_LABELS = st.text(alphabet=PLAIN_TEXT, min_size=1, max_size=64)
+PLAIN_ATTRS = st.dictionaries(
+    PLAIN_LABELS,
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=INT64_MIN, max_value=INT64_MAX),
+        st.text(alphabet=PLAIN_TEXT, max_size=40),
+    ),
+    max_size=6,
+)
+
+
 @st.composite
-def draft_fields(draw: st.DrawFn) -> dict[str, Any]:
-    """The fields of a valid draft as Python values (times in any zone, quantities any form)."""
+def draft_fields(draw: st.DrawFn, *, plain: bool = False) -> dict[str, Any]:
+    """The fields of a valid draft as Python values (times in any zone, quantities any form).
+
+    `plain`: texts JSON writes without an escape (what gateways send, mostly)."""
+    labels = PLAIN_LABELS if plain else LABELS
     quantity = draw(QUANTITIES)
     return {
         "device_id": draw(IDENTIFIERS),
-        "channel": draw(st.one_of(st.none(), LABELS)),
-        "name": draw(LABELS),
+        "channel": draw(st.one_of(st.none(), labels)),
+        "name": draw(labels),
         "kind": draw(st.sampled_from(list(EventKind))),
         "quantity": str(quantity) if isinstance(quantity, Decimal) else quantity,
-        "unit": draw(st.one_of(st.none(), LABELS)),
+        "unit": draw(st.one_of(st.none(), labels)),
         "occurred_at": draw(st.one_of(TIMES, WHOLE_SECONDS)),
         "observed_at": draw(st.one_of(TIMES, WHOLE_SECONDS)),
         "clock": draw(st.sampled_from(list(ClockState))),
-        "attrs": draw(ATTRS),
+        "attrs": draw(PLAIN_ATTRS if plain else ATTRS),
     }
 
 
 DRAFTS = draft_fields().map(EventDraft.model_validate)
+PLAIN_DRAFTS = draft_fields(plain=True).map(EventDraft.model_validate)
