@@ -110,7 +110,8 @@ SINK_CONSUMER_LAG = Gauge(
 # Invoice runs.
 INVOICE_RUN_ACCOUNTS = Counter(
     "tollgate_invoice_run_accounts",
-    "Accounts handled by invoice runs, by outcome.",
+    "Accounts of finished invoice runs, by the run report's outcome (drafted, updated, "
+    "finalized, skipped, nothing_to_bill).",
     ["outcome"],
 )
 
