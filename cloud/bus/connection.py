@@ -7,6 +7,7 @@ bucket of sink refusals if they do not exist yet, with the configured replicas. 
 is a no-op, so several processes may start at once.
 """
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -23,7 +26,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from cloud.bus.log import durable, refusals_bucket, subject, subject_prefix
@@ -34,6 +37,7 @@ ACK_WAIT = 10.0  # seconds before an unacked message (a dead sink's) is delivere
 # One message of a partition out at a time across all sinks: see cloud.bus.sink.
 MAX_ACK_PENDING = 1
 CONNECT_TIMEOUT = 5.0
+SET_UP_ATTEMPTS = 20  # about 30 s of a cluster without a JetStream leader at start
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,7 @@ async def open_bus(config: BusConfig, *, create: bool = True) -> AsyncIterator[B
     try:
         js = nc.jetstream()
         if create:
-            await ensure_stream(js, config)
-            refusals = await ensure_refusals(js, config)
+            refusals = await _set_up(js, config)
         else:
             await js.stream_info(config.stream)
             refusals = await js.key_value(refusals_bucket(config.stream))
@@ -110,6 +113,21 @@ async def open_bus(config: BusConfig, *, create: bool = True) -> AsyncIterator[B
     finally:
         if not nc.is_closed:
             await nc.drain()
+
+
+async def _set_up(js: JetStreamContext, config: BusConfig) -> KeyValue:
+    # A cluster electing a leader (a node just died or started) answers nothing for a while.
+    delay = 0.2
+    for _ in range(SET_UP_ATTEMPTS):
+        try:
+            await ensure_stream(js, config)
+            return await ensure_refusals(js, config)
+        except (NatsTimeout, NoRespondersError, ServiceUnavailableError) as exc:
+            log.warning("ingest log not answering yet (%r), retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    await ensure_stream(js, config)
+    return await ensure_refusals(js, config)
 
 
 async def ensure_stream(js: JetStreamContext, config: BusConfig) -> None:

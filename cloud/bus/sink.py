@@ -103,11 +103,15 @@ class Sink:
 
     async def consume(self, partition: int) -> None:
         """The loop of one partition: fetch one message, store it, ack it after the commit."""
-        subscription = await self.bus.js.pull_subscribe(
-            self.bus.subject(partition),
-            durable=durable(partition),
-            stream=self.bus.config.stream,
-            config=self.bus.consumer_config(partition),
+        subscription = await self.until_done(
+            f"consumer of partition {partition}",
+            functools.partial(
+                self.bus.js.pull_subscribe,
+                self.bus.subject(partition),
+                durable=durable(partition),
+                stream=self.bus.config.stream,
+                config=self.bus.consumer_config(partition),
+            ),
         )
         try:
             while not self.stopping.is_set():
@@ -122,7 +126,8 @@ class Sink:
                 for message in messages:  # fetched is handled, even when stopping
                     await self.handle(message)
         finally:
-            await subscription.unsubscribe()
+            with contextlib.suppress(NatsError):
+                await subscription.unsubscribe()
 
     async def handle(self, message: Msg) -> None:
         """Store one message (retrying while the database is down) and ack it after commit."""
@@ -131,7 +136,7 @@ class Sink:
             kind, body = decode_body(message.data, message.headers)
         except ValueError as exc:
             log.error("sink %s: dropping a message that is not ours: %s", self.name, exc)
-            await message.term()
+            await self.drop(message)
             return
         outcome = "stored"
         try:
@@ -152,7 +157,7 @@ class Sink:
                 SINK_EVENTS.inc(stored)
         except CollectorError as exc:  # e.g. the gateway or source is gone: nothing to store
             log.error("sink %s: message refused (%s): %s", self.name, exc.code, exc.message)
-            await message.term()
+            await self.drop(message)
             SINK_BATCHES.labels("refused").inc()
             return
         await self.ack(message)
@@ -198,8 +203,30 @@ class Sink:
             last_seq=batch.last_seq,
             detail=error.detail,
         )
-        await self.bus.refusals.put(refusal_key(batch.gateway_id), record.encode())
-        await message.term()
+        key = refusal_key(batch.gateway_id)
+        await self.until_done("refusal record", lambda: self.bus.refusals.put(key, record.encode()))
+        await self.drop(message)
+
+    async def drop(self, message: Msg) -> None:
+        """Terminate a message that will never be stored (no redelivery)."""
+        try:
+            await message.term()
+        except NatsError as exc:  # redelivered later: refused (and counted) again, nothing stored
+            log.warning("sink %s: term not sent: %r", self.name, exc)
+
+    async def until_done(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A JetStream call, retried while the cluster cannot answer (a leader re-elected after
+        a node died answers nothing for a few seconds: timeouts, no responders, 503)."""
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                return await call()
+            except NatsError as exc:
+                if self.stopping.is_set():
+                    raise
+                log.warning("sink %s: %s failed, retrying: %r", self.name, what, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     async def hold(self, message: Msg) -> None:
         """Tell JetStream the message is still being worked on (resets its ack_wait)."""
