@@ -1,58 +1,14 @@
-"""The fixtures themselves: an R3 stream survives kill -9 of a node; the private PostgreSQL stops
-and starts without touching the machine's shared server."""
+"""The private PostgreSQL fixture stops and starts without touching the machine's shared server
+(the cluster fixture's kill -9 and restart are proven by test_cluster_ingest's leader test)."""
 
 import asyncio
 import contextlib
 
 import asyncpg
-import nats
 import pytest
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import StreamConfig
-from nats.js.errors import NoStreamResponseError
 
-from tests.support.nats_cluster import NatsCluster
 from tests.support.private_postgres import PrivatePostgres
 from tests.support.waiting import eventually
-
-STREAM = "FIXTURE_R3"
-
-
-async def test_an_r3_stream_keeps_acking_publishes_after_kill_9_of_its_leader(
-    nats_cluster: NatsCluster,
-) -> None:
-    client = await nats.connect(servers=nats_cluster.urls)
-    try:
-        js = client.jetstream()
-        await js.add_stream(StreamConfig(name=STREAM, subjects=["fixture.>"], num_replicas=3))
-        for n in range(50):
-            await js.publish("fixture.a", str(n).encode(), headers={"Nats-Msg-Id": f"m{n}"})
-        info = await js.stream_info(STREAM)
-        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
-        leader = [node.name for node in nats_cluster.nodes].index(info.cluster.leader)
-
-        nats_cluster.kill9(leader)
-        for n in range(50, 100):  # each publish retried until acked, as the collector does
-            while True:
-                with contextlib.suppress(NatsTimeout, NoStreamResponseError):
-                    ack = await js.publish(
-                        "fixture.a", str(n).encode(), headers={"Nats-Msg-Id": f"m{n}"}, timeout=1
-                    )
-                    break
-                await asyncio.sleep(0.05)
-            assert ack.seq is not None
-        info = await js.stream_info(STREAM)
-        assert info.state.messages == 100  # message ids: a retried publish is stored once
-        assert info.cluster is not None and info.cluster.leader != nats_cluster.nodes[leader].name
-
-        await asyncio.to_thread(nats_cluster.restart, leader)
-        await asyncio.to_thread(nats_cluster.wait_stream_current, STREAM)
-        replicas = nats_cluster.stream_replicas(STREAM)
-        assert {name: r["last_seq"] for name, r in replicas.items()} == {
-            "n1": 100, "n2": 100, "n3": 100,
-        }  # fmt: skip
-    finally:
-        await client.close()
 
 
 async def test_the_private_postgres_stops_and_starts_with_its_data(
