@@ -1,9 +1,11 @@
 """`archive_before`: move closed months of events to verified files, then out of the database.
 
-A month is *closed* when it ended at least `ARCHIVE_GRACE` (a day) ago, so that no collector
-still caches its partition as current (`cloud.ingest.partitions`), and no draft invoice's period
-overlaps it (a draft is re-rated from the stored events; a finalized invoice is not). Every month
-with events strictly before `before` must be closed, or nothing is archived.
+A month is *closed* when no invoice run may still correct its invoices (`CORRECTION_MONTHS`:
+runs re-rate the finalized invoices of the 12 periods before theirs from the stored events, so
+at December 2026 the newest closed month is October 2025) and no draft invoice's period overlaps
+it (a draft is re-rated from the stored events). That is far past `ARCHIVE_GRACE`, the day
+after its end during which collectors may still cache its partition (`cloud.ingest.partitions`).
+Every month with events strictly before `before` must be closed, or nothing is archived.
 
 Per month, oldest first: the month's events, the batches they came in and each batch's whole run
 of events (from the database, or from this directory's earlier archive files for months already
@@ -25,7 +27,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +53,19 @@ from cloud.ingest.partitions import (
     Month,
     month_bounds,
     month_text,
+    parse_month,
     partition_name,
     partitions,
 )
 from shared.events import UsageEvent
 
 CHUNK = 500
+# Invoice runs re-rate the finalized invoices of the 12 periods before theirs from the stored
+# events (cloud/invoices/adjustments.py, LOOKBACK_PERIODS): a month they may still re-rate stays
+# stored, or a correction would credit its archived usage away. 12 periods, the one being run,
+# and one for time zones (a local month starts up to 14 h before or after the UTC one).
+CORRECTION_MONTHS = 14
+assert CORRECTION_MONTHS * timedelta(days=28) > ARCHIVE_GRACE  # see cloud.ingest.partitions
 # The invoices table, read here without importing the invoices package (a layer above).
 INVOICES = table(
     "invoices",
@@ -131,10 +140,13 @@ async def check_closed(session: AsyncSession, month: Month, *, now: datetime) ->
     """`ArchiveRefused` unless the month is closed (see the module)."""
     start, end = month_bounds(month)
     name = month_text(month)
-    if end + ARCHIVE_GRACE > now:
+    current = now.astimezone(UTC)
+    if (current.year * 12 + current.month) - (month[0] * 12 + month[1]) < CORRECTION_MONTHS:
+        first = month_text(_months_after(month, CORRECTION_MONTHS))
         raise ArchiveRefused(
-            f"{name} is not closed: it ends {format_time(end)} and can be archived from "
-            f"{format_time(end + ARCHIVE_GRACE)} on; nothing was archived"
+            f"{name} is not closed: invoice runs may still correct its invoices from the stored "
+            f"events (they re-rate the 12 periods before theirs); it can be archived from "
+            f"{first} on; nothing was archived"
         )
     drafts = list(
         await session.execute(
@@ -273,6 +285,11 @@ async def archived_file_names(session: AsyncSession) -> list[str]:
     )
 
 
+async def archived_ranges(session: AsyncSession) -> list[tuple[datetime, datetime]]:
+    """The [start, end) of every archived month (UTC), oldest first."""
+    return [month_bounds(parse_month(month)) for month in await archived_months(session)]
+
+
 async def archived_months(session: AsyncSession) -> list[str]:
     """Every month with a recorded archive file (`YYYY-MM`), oldest first."""
     return sorted(set(await session.scalars(select(ArchivedMonth.month))))
@@ -378,6 +395,11 @@ async def _gateways(session: AsyncSession, ids: set[str]) -> dict[str, dict[str,
 
 def _wire(row: StoredEvent) -> dict[str, Any]:
     return UsageEvent.model_validate(row, from_attributes=True).to_wire()
+
+
+def _months_after(month: Month, count: int) -> Month:
+    index = month[0] * 12 + month[1] - 1 + count
+    return index // 12, index % 12 + 1
 
 
 def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

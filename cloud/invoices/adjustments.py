@@ -10,6 +10,10 @@ When period P is run for an account, each of its finalized invoices of the 12 pe
 - a version of its plan effective before the period's end was created;
 - a session of such a device overlapping the period was (re)computed (a rule change).
 
+An invoice whose period overlaps an archived month (`tollgate-cloud archive`) is not re-rated:
+its events are no longer all stored, and re-rating would credit the archived usage away (the
+archive refuses months an invoice run may still re-rate, so this only guards runs of old periods).
+
 Not detected: the end of a binding moved by PATCH without any other change (no change time is
 stored for bindings). The re-rated lines are compared line by line with the finalized lines plus
 every adjustment already issued for them on any other invoice; the identity of a line is
@@ -31,6 +35,7 @@ from sqlalchemy import and_, exists, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from cloud.archive.service import archived_ranges
 from cloud.catalog.models import Account, Binding, PlanVersionRow
 from cloud.domain import LineKind, RatedLine
 from cloud.errors import InvalidBillingInput
@@ -217,6 +222,8 @@ async def _changed_invoices(
             Invoice.series,
             Invoice.number,
             Invoice.currency,
+            Invoice.period_start,
+            Invoice.period_end,
         )
         .where(
             Invoice.status == FINALIZED,
@@ -227,7 +234,12 @@ async def _changed_invoices(
         )
         .order_by(Invoice.period, Invoice.id)
     )
-    rows = (await session.execute(query)).all()
+    archived = await archived_ranges(session)
+    rows = [
+        row
+        for row in (await session.execute(query)).all()
+        if not any(start < row.period_end and row.period_start < end for start, end in archived)
+    ]
     plans = await _invoice_plans(session=session, invoice_ids=[row[0] for row in rows])
     return [
         EarlierInvoice(
@@ -238,7 +250,7 @@ async def _changed_invoices(
             currency=currency,
             plan_id=plans.get(invoice_id),
         )
-        for invoice_id, account_id, period, series, number, currency in rows
+        for invoice_id, account_id, period, series, number, currency, _, _ in rows
     ]
 
 

@@ -13,6 +13,7 @@ two November ones (partly archived later).
 """
 
 import asyncio
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from cloud.invoices.verify import verify_invoice
 from shared.events import EventKind
 from tests.cloud.invoices.test_evidence import GATEWAY, GRACE, NOW, at, set_up_catalog
 from tests.support.usage import GatewayFeed, usage
+
+ARCHIVED_AT = datetime(2028, 1, 10, tzinfo=UTC)  # October 2026 is outside the correction window
 
 
 def water(when: str, litres: str) -> Any:
@@ -85,9 +88,9 @@ async def test_invoice_across_two_partitions_verifies_before_and_after_archiving
     archive = tmp_path / "archive"
     archive.mkdir()
     with pytest.raises(ArchiveRefused, match=rf"draft invoice\(s\) {invoice_id} \(account acme"):
-        await archive_before(db, before=(2026, 11), directory=archive, now=NOW)
+        await archive_before(db, before=(2026, 11), directory=archive, now=ARCHIVED_AT)
     await finalize_invoice(db=db, invoice_id=invoice_id, now=NOW, force=True)
-    (done,) = await archive_before(db, before=(2026, 11), directory=archive, now=NOW)
+    (done,) = await archive_before(db, before=(2026, 11), directory=archive, now=ARCHIVED_AT)
     assert (done.month, done.event_count, done.batch_count) == ("2026-10", 3, 2)
 
     invoice, evidence = await load_documents(db_url, invoice_id)
@@ -112,3 +115,26 @@ async def test_invoice_across_two_partitions_verifies_before_and_after_archiving
     assert await cli("verify-invoice", str(invoice_id), *flags) == 0
     out = capsys.readouterr().out
     assert "✗" not in out and "batches taken from events-2026-10.jsonl.gz" in out
+
+
+async def test_a_run_does_not_correct_an_invoice_over_an_archived_month(
+    app: FastAPI, db: Database, db_url: str, tmp_path: Path
+) -> None:
+    """Re-rating November after October was archived would credit October's usage away: the
+    December run names no adjustment although a late November event arrived."""
+    await set_up_catalog(db)
+    feed = await GatewayFeed(GATEWAY).register(db)
+    await feed.send(db, [water("10-31 23:10", "60"), water("11-06 08:00", "70")])
+    report = await run_invoices(db=db, period="2026-11", now=NOW, grace=GRACE, account_id="acme")
+    (november,) = report.accounts
+    assert november.invoice_id is not None
+    await finalize_invoice(db=db, invoice_id=november.invoice_id, now=NOW, force=True)
+    await archive_before(db, before=(2026, 11), directory=tmp_path, now=ARCHIVED_AT)
+    await feed.send(db, [water("11-20 08:00", "10")])  # late: received after November's run
+
+    later = datetime.now(UTC)
+    report = await run_invoices(db=db, period="2026-12", now=later, grace=GRACE, account_id="acme")
+    (december,) = report.accounts
+    assert december.invoice_id is not None
+    invoice, _ = await load_documents(db_url, december.invoice_id)
+    assert [line["kind"] for line in invoice["lines"] if line["kind"] == "adjustment"] == []
