@@ -3,12 +3,16 @@ a three-node JetStream cluster, one database, and the gateways that post to it."
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 
+from firmware_sims.processes import run_command
 from tests.support.ingest_fleet import (
     BusCollector,
     SimGateway,
@@ -123,6 +127,29 @@ class Deployment:
                     f"gave up after {STORED_SECONDS}s: {count} of {at_least} events stored"
                 )
             await asyncio.sleep(POLL_SECONDS)
+
+    async def wait_log_acked(self) -> dict[str, object]:
+        """Poll the nodes' monitoring until every node holds the stream (3 replicas) and no
+        message is left in it (work-queue retention: a message leaves once a sink acked it);
+        the replicas' states."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STORED_SECONDS
+        while True:
+            replicas = self.cluster.stream_replicas(STREAM)
+            if len(replicas) == REPLICAS and all(r["messages"] == 0 for r in replicas.values()):
+                return replicas
+            if loop.time() > deadline:
+                raise AssertionError(f"gave up waiting for every message acked: {replicas}")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def bus_status(self) -> dict[str, Any]:
+        """What `python -m cloud.cli bus status --bus URL` prints (JSON)."""
+        printed = await run_command(
+            sys.executable, "-m", "cloud.cli", "bus", "status", "--bus", self.cluster.url,
+            log_path=self.work / "bus-status.log", env=self.env,
+        )  # fmt: skip
+        status: dict[str, Any] = orjson.loads(printed)
+        return status
 
     async def problems(self) -> list[str]:
         """Everything that breaks "every event exactly once, contiguous, no chain incidents"."""

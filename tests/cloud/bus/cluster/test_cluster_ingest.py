@@ -33,10 +33,12 @@ def gateways() -> list[SimGateway]:
 
 
 async def finish(deployed: Deployment, *, stopped_ok: int = 0) -> None:
-    """Wait for every event, then check exactly-once; the sinks still running drain and exit 0
-    on SIGTERM (`stopped_ok`: how many the test killed)."""
+    """Wait for every event, then check exactly-once and that the three replicas hold no
+    unacked message; the sinks still running drain and exit 0 on SIGTERM (`stopped_ok`: how
+    many the test killed)."""
     await deployed.wait_stored(deployed.total)
     assert await deployed.problems() == []
+    await deployed.wait_log_acked()
     codes = await deployed.close()
     assert sorted(codes)[stopped_ok:] == [0] * (len(codes) - stopped_ok), codes
 
@@ -57,8 +59,8 @@ async def test_kill_9_of_the_stream_leader_in_the_middle_of_ingest(
         async with asyncio.TaskGroup() as group:
             group.create_task(asyncio.to_thread(nats_cluster.restart, leader))
             group.create_task(deployed.send(slice(8, None)))
-        await finish(deployed)
         await asyncio.to_thread(nats_cluster.wait_stream_current, STREAM)
+        await finish(deployed)
 
 
 async def test_kill_9_of_a_sink_in_the_middle_of_ingest(
@@ -105,3 +107,6 @@ async def test_two_collectors_and_two_sinks_at_once(
         await deployed.send(slice(0, None))  # gateway i posts to collector i mod 2
         assert all(g.statuses.get(202, 0) == len(g.bodies) for g in gateways)
         await finish(deployed)
+        status = await deployed.bus_status()
+        assert (status["stream"], status["replicas"], status["partitions"]) == (STREAM, 3, 4)
+        assert (status["messages"], status["lag"]) == (0, 0)
