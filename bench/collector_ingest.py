@@ -35,7 +35,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
@@ -57,7 +57,7 @@ from cloud.ingest.service import _validated, check_signer, parse_batch, parse_he
 from cloud.ingest.store import check_links, insert_new, lock_gateway, new_events, stored_links
 from cloud.schema import migrate
 from cloud.settings import Settings
-from shared.events import Batch, BatchHeader
+from shared.events import Batch, BatchHeader, EventDraft
 from shared.signing import public_key_pem, verify_events
 from tests.support.batches import batch_document, chain_events, draft
 from tests.support.waiting import free_port
@@ -69,13 +69,24 @@ PG_ADMIN = os.environ.get("TOLLGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:
 def build_batches(
     gateway_id: str, key: Ed25519PrivateKey, *, events: int, size: int
 ) -> list[bytes]:
-    """One gateway's chain of `events` events, cut into signed batches of `size`, as bodies."""
-    chain = chain_events(
-        [draft(n, device_id=f"dev-{n % 50}") for n in range(1, events + 1)], gateway_id=gateway_id
-    )
+    """One gateway's chain of `events` events, cut into signed batches of `size`, as bodies.
+
+    The events happened in the last `events` seconds (the current month's partition, as live
+    ingest writes), each at a clock's microseconds, otherwise like the tests' `draft`.
+    """
+    start = datetime.now(UTC) - timedelta(seconds=events + 1)
+    drafts = [_live_draft(n, start=start) for n in range(1, events + 1)]
+    chain = chain_events(drafts, gateway_id=gateway_id)
     return [
         orjson.dumps(batch_document(chain[i : i + size], key)) for i in range(0, len(chain), size)
     ]
+
+
+def _live_draft(n: int, *, start: datetime) -> EventDraft:
+    at = start + timedelta(seconds=n, microseconds=n * 37)
+    return draft(n, device_id=f"dev-{n % 50}").model_copy(
+        update={"occurred_at": at, "observed_at": at}
+    )
 
 
 async def prepare(url: str, keys: dict[str, Ed25519PrivateKey]) -> None:
