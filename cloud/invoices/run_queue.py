@@ -4,7 +4,7 @@
       1. the parent does the once-per-run steps (`prepare_run`: finalize the drafts due, refresh
          sessions, load the accounts), writes an `invoice_runs` row (period, now, grace) and the
          billable accounts in chunks of CHUNK_ACCOUNTS (`invoice_run_chunks`, pending);
-      2. it starts N workers, `python -m cloud.cli invoice work --run ID --db URL`, each a
+      2. it starts N workers, `python -m cloud.cli invoice work --run ID` ($TOLLGATE_DB), each a
          process of its own (the same command an operator may start on other machines: a worker
          needs only the database); each claims a chunk at a time and rates it with the run's
          `now` and grace through the one-process path's `_run_chunk`;
@@ -178,12 +178,13 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def worker_command(*, db_url: str, run_id: int, lease: timedelta) -> list[str]:
-    """The command line of one worker of `run_id`."""
+def worker_command(*, run_id: int, lease: timedelta) -> list[str]:
+    """The command line of one worker of `run_id` (the database in $TOLLGATE_DB: a URL with a
+    password stays out of the process list)."""
     seconds = f"{max(1, int(lease.total_seconds()))}s"
     return [
         *(sys.executable, "-m", "cloud.cli", "invoice", "work"),
-        *("--run", str(run_id), "--db", db_url, "--lease", seconds),
+        *("--run", str(run_id), "--lease", seconds),
     ]
 
 
@@ -282,13 +283,14 @@ async def _drive_workers(
     *, db: Database, run_id: int, workers: int, lease: timedelta, progress: Progress | None
 ) -> None:
     """Start the workers, show progress until every chunk is finished, wait for the workers."""
-    command = worker_command(db_url=db.url, run_id=run_id, lease=lease)
+    command = worker_command(run_id=run_id, lease=lease)
+    environment = {**os.environ, "TOLLGATE_DB": db.url}
     state = await run_progress(db=db, run_id=run_id)
     if progress is not None:
         progress(0, state.accounts)
     if state.accounts_done == state.accounts:
         return
-    running = [await _start(command) for _ in range(workers)]
+    running = [await _start(command, environment) for _ in range(workers)]
     replacements = workers
     while True:
         state = await run_progress(db=db, run_id=run_id)
@@ -309,15 +311,17 @@ async def _drive_workers(
                     )
                 continue
             replacements -= 1
-            running[index] = await _start(command)
+            running[index] = await _start(command, environment)
         await asyncio.sleep(POLL_SECONDS)
     for process in running:  # every chunk is finished: they are exiting
         await process.wait()
 
 
-async def _start(command: list[str]) -> asyncio.subprocess.Process:
+async def _start(command: list[str], environment: dict[str, str]) -> asyncio.subprocess.Process:
     """A worker process: its log (stderr) goes to ours, its summary line nowhere."""
-    return await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL)
+    return await asyncio.create_subprocess_exec(
+        *command, env=environment, stdout=asyncio.subprocess.DEVNULL
+    )
 
 
 async def run_progress(*, db: Database, run_id: int) -> RunProgress:
