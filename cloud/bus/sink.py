@@ -42,6 +42,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
@@ -124,7 +125,12 @@ class Sink:
                     await asyncio.sleep(RETRY_INITIAL)
                     continue
                 for message in messages:  # fetched is handled, even when stopping
-                    await self.handle(message)
+                    try:
+                        await self.handle(message)
+                    except Exception:  # a bug, not the message's fault: try it again later
+                        log.exception("sink %s: failed on a message, redelivered later", self.name)
+                        with contextlib.suppress(NatsError):
+                            await message.nak(delay=RETRY_MAX)
         finally:
             with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()
@@ -141,7 +147,13 @@ class Sink:
         outcome = "stored"
         try:
             if kind == BATCH:
-                batch = Batch.model_validate_json(body)
+                try:
+                    batch = Batch.model_validate_json(body)
+                except ValidationError as exc:  # not what a collector appends: never storable
+                    log.error("sink %s: dropping an invalid batch: %s", self.name, exc)
+                    await self.drop(message)
+                    SINK_BATCHES.labels("refused").inc()
+                    return
                 try:
                     receipt = await self.stored(message, functools.partial(self.store, batch))
                 except (ChainBroken, SeqConflict) as refusal:

@@ -5,7 +5,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js.errors import KeyNotFoundError
 from sqlalchemy import select
 
-from cloud.bus.log import refusal_key
+from cloud.bus.log import KIND, MSG_ID, partition_of, refusal_key
 from cloud.incidents.models import Incident
 from tests.cloud.bus.conftest import BusApp
 from tests.cloud.bus.test_bus_ingest import stored_seqs
@@ -110,3 +110,20 @@ async def test_refusals_of_the_collector_are_answered_before_the_log(
     info = await bus_app.bus.js.stream_info(bus_app.bus.config.stream)
     assert info.state.messages == 0
     assert await incident_kinds(bus_app.db) == ["chain_broken"]  # filed as in one process
+
+
+async def test_a_message_that_is_no_batch_is_dropped_and_does_not_block_its_partition(
+    bus_app: BusApp, gateway_key: Ed25519PrivateKey
+) -> None:
+    partition = partition_of(GATEWAY, bus_app.bus.config.partitions)
+    for payload, headers in (
+        (b'{"not": "a batch"}', {KIND: "batch", MSG_ID: "junk-1"}),
+        (b"{}", {MSG_ID: "junk-2"}),  # not of ours at all
+    ):
+        await bus_app.bus.js.publish(bus_app.bus.subject(partition), payload, headers=headers)
+    assert (await post(bus_app.client, make_events(1, 5), gateway_key)).status_code == 202
+
+    bus_app.start_sink("a")
+
+    await bus_app.wait_events(5)
+    assert await counts(bus_app.db) == {"batches": 1, "events": 5, "incidents": 0}
