@@ -19,6 +19,7 @@ Afterwards every configuration's database is checked: every event stored once, s
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -163,6 +164,8 @@ async def main() -> None:
         f"PostgreSQL: {args.gateways} gateways x {per_gateway} events, "
         f"batches of {args.batch_size} (first batch of each gateway not timed)"
     )
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"{os.cpu_count()} cores, load average {load} (1, 5, 15 min) at the end")
     print(f"{'collectors':>10} {'sinks':>6} {'accepted ev/s':>14} {'end to end ev/s':>16}")
     for row in rows:
         print(

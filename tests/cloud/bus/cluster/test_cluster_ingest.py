@@ -23,7 +23,7 @@ BATCH = 50
 EVENTS = 12 * BATCH  # per gateway: 12 batches
 OUTAGE_SECONDS = 3.0  # how long PostgreSQL stays down (not an assertion)
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
