@@ -35,15 +35,21 @@ from shared.signing import public_key_pem
 from tests.support.batches import batch_document, chain_events, draft
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MONTH_START = datetime(2026, 3, 1, tzinfo=UTC)
+MONTH_START = datetime(2024, 3, 1, tzinfo=UTC)  # closed: outside the correction window
 
 
-def month_events(gateway_id: str, count: int) -> list[UsageEvent]:
-    """`count` chained events spread over March 2026."""
-    step = timedelta(days=30) / max(count, 1)
+def month_events(
+    gateway_id: str,
+    count: int,
+    *,
+    start: datetime = MONTH_START,
+    span: timedelta = timedelta(days=30),
+) -> list[UsageEvent]:
+    """`count` chained events spread over `span` from `start` (March 2024)."""
+    step = span / max(count, 1)
     drafts = []
     for n in range(count):
-        at = MONTH_START + step * n
+        at = start + step * n
         drafts.append(
             draft(n, device_id=f"meter-{n % 16}", quantity=str(n % 9 + 1)).model_copy(
                 update={"occurred_at": at, "observed_at": at}
@@ -71,7 +77,7 @@ async def fill(db: Database, *, events: int, batch: int, gateways: int) -> None:
 
 
 async def hot_path(db: Database, events: list[UsageEvent], rounds: int = 200) -> float:
-    """Microseconds per call of `ensure_partitions` for a batch of a known month."""
+    """Microseconds per call of `ensure_partitions` for a batch of a known (current) month."""
 
     def work(session: Session) -> float:
         ensure_partitions(session, events)  # the month is known from here on
@@ -98,11 +104,14 @@ async def main(events: int, batch: int, gateways: int) -> None:
         async with Database(url) as db:
             await migrate(db.engine)
             await fill(db, events=events, batch=batch, gateways=gateways)
-            sample = month_events("bench-archive-0", batch)
+            now = datetime.now(UTC)
+            sample = month_events("bench-hot", batch, start=now, span=timedelta(seconds=1))
+            late = month_events("bench-late", batch)
             hot = await hot_path(db, sample)
+            cold = await hot_path(db, late)  # an archivable month: checked under its lock
             with tempfile.TemporaryDirectory(prefix="tollgate-archive-") as tmp:
                 start = time.perf_counter()
-                (done,) = await archive_before(db, before=(2026, 4), directory=Path(tmp))
+                (done,) = await archive_before(db, before=(2024, 4), directory=Path(tmp))
                 archived = time.perf_counter() - start
                 start = time.perf_counter()
                 summary, _ = verify_archive(done.path)
@@ -117,7 +126,8 @@ async def main(events: int, batch: int, gateways: int) -> None:
     print(f"  archive (read, write, fsync, verify, drop)  {count / archived:>10,.0f} events/s")
     print(f"  archive verify FILE (offline)               {count / verified:>10,.0f} events/s")
     print(f"  file size                                   {size / count:>10.1f} bytes/event")
-    print(f"  ensure_partitions, known month, {batch}-event batch {hot:>8.1f} us/batch")
+    print(f"  ensure_partitions, {batch}-event batch of this month  {hot:>8.1f} us/batch")
+    print(f"  ensure_partitions, {batch}-event batch of a closed month {cold:>6.1f} us/batch")
 
 
 if __name__ == "__main__":

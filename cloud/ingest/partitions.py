@@ -7,11 +7,13 @@ an event of a month far from now still gets its month. The hot path is a set loo
 known to exist are cached per process and engine.
 
 Only *hot* months are cached: a month whose end lies less than `ARCHIVE_GRACE` in the past, which
-`tollgate-cloud archive` refuses to archive, so its partition cannot be dropped under a running
-collector. An event of an older month (late, or replayed) checks the catalog every time, under a
-shared advisory lock on that month (`month_lock`) held until its transaction ends; the archive
-takes the same lock exclusively before it drops a partition, so a late event either commits
-first (and the archive sees it and keeps the partition) or waits and recreates the partition.
+`tollgate-cloud archive` never archives (it keeps far more: cloud/archive/service.py), so its
+partition cannot be dropped under a running collector. An event of an older month (late, or a
+backfill) looks its partition up every time: the archive drops one only under ACCESS EXCLUSIVE
+on `events`, which waits for every transaction that read it, and a batch's transaction has read
+its stored neighbours before it gets here, so the look-up and the insert see the same partitions
+(a late event either commits first, and the archive's recount keeps the month, or comes after
+the drop and creates the partition again).
 
 Creating one is safe when several processes need the same month at once: a transaction-level
 advisory lock per month serializes the creators and each looks again under it. The partition is
@@ -26,15 +28,15 @@ import weakref
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, TextClause, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from shared.events import UsageEvent
 
 ARCHIVE_GRACE = timedelta(days=1)  # a month is archivable this long after its end at the earliest
-# advisory lock classes (pg_advisory_xact_lock(int4, int4)): key 2 is the month as YYYYMM
+# the advisory lock class of partition creators (pg_advisory_xact_lock(int4, int4)): the second
+# key is the month as YYYYMM
 CREATE_LOCK = 1_701_701
-MONTH_LOCK = 1_701_702
 
 Month = tuple[int, int]  # (year, month)
 
@@ -66,8 +68,6 @@ def ensure_partitions(session: Session, events: Sequence[UsageEvent]) -> None:
     for month in sorted(months):
         if month in known and month >= hot_from:
             continue
-        if month < hot_from:  # archivable: hold the archive off until this transaction ends
-            connection.execute(month_lock(shared=True), {"key": month_key(month)})
         ensure_month(connection, month)
         if month >= hot_from:
             known.add(month)
@@ -91,12 +91,6 @@ def ensure_month(connection: Connection, month: Month) -> bool:
         f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
     )
     return True
-
-
-def month_lock(*, shared: bool) -> TextClause:
-    """The statement taking a month's archive lock until the transaction ends (`:key`)."""
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    return text(f"SELECT {function}({MONTH_LOCK}, :key)")
 
 
 def partitions(connection: Connection) -> list[Month]:
