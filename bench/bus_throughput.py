@@ -99,9 +99,9 @@ async def measure(
         ]
         clients = [httpx.AsyncClient(base_url=server.url) for server in servers]
         try:
-            for worker in workers:
-                await worker.start()
             async with asyncio.TaskGroup() as group:
+                for worker in workers:
+                    group.create_task(worker.start())
                 for server in servers:
                     group.create_task(server.start())
             routes = {g.gateway_id: clients[i % collectors] for i, g in enumerate(gateways)}

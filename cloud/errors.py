@@ -43,7 +43,8 @@
      │    ├── InvoiceNotFound        404    invoice_not_found
      │    ├── InvoiceLineNotFound    404    invoice_line_not_found
      │    ├── ThresholdNotFound      404    threshold_not_found
-     │    └── CreditNoteNotFound     404    credit_note_not_found
+     │    ├── CreditNoteNotFound     404    credit_note_not_found
+     │    └── InvoiceRunNotFound     404    invoice_run_not_found   (cloud/invoices/run_queue.py)
      ├── BillingConflict             409
      │    ├── AlreadyExists          409    already_exists      an account, profile, device,
      │    │                                                     metric, plan or plan version
@@ -71,6 +72,14 @@
      ├── WebhookEndpointNotFound     404    webhook_endpoint_not_found
      ├── WebhookDeliveryNotFound     404    webhook_delivery_not_found
      ├── DeliveryNotReplayable       409    delivery_not_replayable  a delivery still pending
+     ├── BusUnavailable              503    bus_unavailable     the ingest log did not confirm
+     │                                                          an append: retry (bus/collector.py)
+     ├── WorkersStopped              503    invoice_workers_stopped  every worker of a run
+     │                                                          stopped, chunks left (run_queue.py)
+     ├── ArchiveRefused              409    archive_refused     month not closed, a draft over it,
+     │                                                          a late event (archive/service.py)
+     ├── ArchiveInvalid              422    archive_invalid     an archive file that does not read
+     │                                                          or verify (archive/files.py)
      └── InvalidSettings             -      -                   a database URL we cannot use
 
 Services raise these and never `HTTPException`; `cloud.answers` maps them to their status with the

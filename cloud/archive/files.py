@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from cloud.errors import CollectorError
 from shared.chain import verify_chain
 from shared.errors import ChainBroken, InvalidSignature
 from shared.events import UsageEvent
@@ -45,8 +46,11 @@ SUFFIX = ".jsonl.gz"
 EventKey = tuple[str, int]
 
 
-class ArchiveInvalid(Exception):
+class ArchiveInvalid(CollectorError):
     """An archive file that cannot be read or does not verify; the message says why."""
+
+    status = 422
+    code = "archive_invalid"
 
 
 @dataclass(slots=True)

@@ -46,6 +46,7 @@ from cloud.archive.files import (
 )
 from cloud.archive.models import ArchivedMonth
 from cloud.db import Database, UtcDateTime
+from cloud.errors import CollectorError
 from cloud.gateways.models import Gateway, GatewayKey
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.partitions import (
@@ -78,8 +79,11 @@ INVOICES = table(
 )
 
 
-class ArchiveRefused(Exception):
+class ArchiveRefused(CollectorError):
     """The archive did not run (or stopped): the message says why and what to do."""
+
+    status = 409
+    code = "archive_refused"
 
 
 @dataclass(frozen=True, slots=True)

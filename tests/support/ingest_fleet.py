@@ -36,6 +36,7 @@ from tests.support.batches import batch_document, chain_events, draft
 REQUEST_TIMEOUT = 10.0  # seconds, like the forwarder's request timeout
 RETRY_PAUSE = 0.1  # seconds between two sends of the same batch
 STARTUP_TIMEOUT = 30.0
+SINK_READY = b": consuming "  # what `cloud.cli sink` prints once it consumes
 CHAIN_INCIDENTS = ("chain_broken", "seq_conflict", "seq_gap")
 
 
@@ -184,8 +185,21 @@ class SinkWorker(_Child):
         self.name = name
 
     async def start(self) -> None:
-        """Start consuming (a sink has no port to wait for: `check` later says if it died)."""
+        """Start, and wait until the sink says it consumes (connected to the database and the
+        log, its signal handlers set): a SIGTERM from then on is a clean stop."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         await self.spawn()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT
+        while loop.time() < deadline:
+            self.check()
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                if SINK_READY in log.read():
+                    return
+            await asyncio.sleep(0.1)
+        await self.terminate()
+        raise ProcessFailed(f"sink {self.name} did not start consuming:\n{_tail(self.log_path)}")
 
     def check(self) -> None:
         """Raise with its log if the sink exited."""

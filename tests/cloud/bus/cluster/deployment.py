@@ -58,10 +58,11 @@ class Deployment:
 
     async def start(self, *, collectors: int, sinks: Sequence[str]) -> None:
         """Start the sinks and the collectors at once (a process takes seconds to import);
-        return when the collectors serve."""
-        for name in sinks:
-            await self.add_sink(name)
-        await self.add_collectors(collectors)
+        return when the collectors serve and the sinks consume."""
+        async with asyncio.TaskGroup() as group:
+            for name in sinks:
+                group.create_task(self.add_sink(name))
+            group.create_task(self.add_collectors(collectors))
 
     async def add_collectors(self, count: int) -> None:
         """Start `count` more collectors (at once) and wait until each serves."""
