@@ -100,9 +100,13 @@ class LogAppender:
         return True
 
 
-async def append(bus: Bus, *, partition: int, body: bytes, kind: str, msg_id: str) -> None:
+async def append(
+    bus: Bus, *, partition: int, body: bytes, kind: str, msg_id: str, signature: str | None = None
+) -> None:
     """Append `body` to a partition and await the quorum's ack; `BusUnavailable` if it fails."""
-    payload, headers = encode_body(body, kind="batch" if kind == BATCH else "direct", msg_id=msg_id)
+    payload, headers = encode_body(
+        body, kind="batch" if kind == BATCH else "direct", msg_id=msg_id, signature=signature
+    )
     if len(payload) > bus.nc.max_payload:
         raise BodyTooLarge(
             f"batch is {len(payload)} bytes on the log, at most {bus.nc.max_payload} fit a message",

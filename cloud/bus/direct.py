@@ -10,7 +10,9 @@ known then: how many records were received and rejected, `queued: true`, nothing
 
 The message id is the source and a digest of the mapped records (not of the receipt time), so a
 request sent again within the duplicate window is appended once; later, `(origin, id)` makes it
-a duplicate at the sink.
+a duplicate at the sink. The collector signs the body with the source's key (header
+`Tollgate-Signature`) and the sink verifies it before storing, so what is published to the
+ingest subjects by anything but a collector stores nothing.
 """
 
 import functools
@@ -27,9 +29,12 @@ from cloud.bus.log import DIRECT, direct_msg_id, partition_of
 from cloud.db import Database
 from cloud.direct.mapping import RowError
 from cloud.direct.service import find_source
-from cloud.direct.store import Keyed, Rejected, SourceSeal, store_direct
+from cloud.direct.store import Keyed, Rejected, SourceSeal, source_private_key, store_direct
+from cloud.errors import InvalidBatchSignature, InvalidEvent
 from cloud.metrics import count_queued
+from shared import errors as contract
 from shared.events import EventDraft
+from shared.signing import sign, verify
 
 
 def encode_direct(
@@ -79,16 +84,34 @@ class DirectAppender:
         )
         partition = partition_of(seal_with.gateway_id, self.bus.config.partitions)
         msg_id = direct_msg_id(source_id, digest)
-        await append(self.bus, partition=partition, body=body, kind=DIRECT, msg_id=msg_id)
+        signed = sign(source_private_key(seal_with.private_key_pem), body)
+        await append(
+            self.bus, partition=partition, body=body, kind=DIRECT, msg_id=msg_id, signature=signed
+        )
         count_queued(events=len(items))
 
 
-async def store_direct_message(db: Database, body: bytes) -> int:
-    """The sink's store of a direct message, in one write transaction; new events stored."""
-    source_id, items, rejected, received_at = decode_direct(body)
+async def store_direct_message(db: Database, body: bytes, signature: str | None) -> int:
+    """The sink's store of a direct message, in one write transaction; new events stored.
+
+    The body must be signed with its source's key (the collector signed it after checking the
+    ingest key): `InvalidBatchSignature` otherwise, and `InvalidEvent` for a body that does not
+    decode; the sink drops both, nothing stored."""
+    try:
+        source_id, items, rejected, received_at = decode_direct(body)
+    except (ValueError, KeyError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise InvalidEvent(f"direct message does not decode: {exc}") from exc
     async with db.transaction() as session:
         source = await find_source(session=session, source_id=source_id)
         seal_with = SourceSeal(source.gateway_id, source.private_key_pem)
+    key = source_private_key(seal_with.private_key_pem).public_key()
+    try:
+        verify(key, body, signature or "")
+    except contract.InvalidSignature as exc:
+        raise InvalidBatchSignature(
+            f"direct message is not signed by source {source_id!r}",
+            detail={"source_id": source_id},
+        ) from exc
     work = functools.partial(
         store_direct, seal_with=seal_with, items=items, rejected=rejected, received_at=received_at
     )

@@ -25,6 +25,7 @@ SUBJECT_ROOT = "tollgate.ingest"
 MSG_ID = "Nats-Msg-Id"
 KIND = "Tollgate-Kind"
 ENCODING = "Tollgate-Encoding"
+SIGNATURE = "Tollgate-Signature"  # a direct message: its source's Ed25519 over the body
 DEFLATE = "deflate"
 BATCH = "batch"
 DIRECT = "direct"
@@ -75,9 +76,13 @@ def refusal_key(gateway_id: str) -> str:
     return "gw." + base64.urlsafe_b64encode(gateway_id.encode()).decode("ascii").rstrip("=")
 
 
-def encode_body(body: bytes, *, kind: Kind, msg_id: str) -> tuple[bytes, dict[str, str]]:
-    """The payload and headers of a message carrying `body`."""
+def encode_body(
+    body: bytes, *, kind: Kind, msg_id: str, signature: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The payload and headers of a message carrying `body` (and its signature, if any)."""
     headers = {MSG_ID: msg_id, KIND: kind}
+    if signature is not None:
+        headers[SIGNATURE] = signature
     if len(body) > DEFLATE_ABOVE:
         headers[ENCODING] = DEFLATE
         return zlib.compress(body, 1), headers

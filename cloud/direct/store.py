@@ -168,13 +168,14 @@ def signed_batch(seal_with: SourceSeal, events: Sequence[UsageEvent]) -> Batch:
         last_seq=last.seq,
         prev_hash=first.prev_hash,
         last_hash=last.hash,
-        signature=sign(_private_key(seal_with.private_key_pem), header),
+        signature=sign(source_private_key(seal_with.private_key_pem), header),
         events=tuple(events),
     )
 
 
 @functools.lru_cache(maxsize=64)
-def _private_key(pem: str) -> Ed25519PrivateKey:
+def source_private_key(pem: str) -> Ed25519PrivateKey:
+    """A source's signing key from its PEM (cached: loading a PEM costs more than signing)."""
     return load_private_key(pem.encode("ascii"))
 
 

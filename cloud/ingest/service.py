@@ -251,9 +251,31 @@ async def check_signer(*, db: Database, header: BatchHeader) -> None:
     )
 
 
+async def check_logged_batch(*, db: Database, batch: Batch) -> None:
+    """A batch read back from the ingest log must be one its gateway signed: the chain
+    recomputes to the signed last hash and the header verifies under one of the gateway's keys,
+    the current one or one rotated away since (the collector checked it was current when it
+    appended; a rotation may come before a sink stores it). `InvalidBatchSignature` or
+    `ChainBroken` otherwise: the log holds what no collector appended (whoever can publish to
+    the ingest subjects cannot get an event stored that no gateway signed)."""
+    try:
+        verify_events(batch)
+    except contract.ChainBroken as exc:
+        raise ChainBroken(str(exc), detail={"seq": exc.seq}) from exc
+    async with db.transaction() as session:
+        gateway = await _registered(session=session, gateway_id=batch.gateway_id)
+        pems = [gateway.public_key_pem]
+        pems += await retired_keys(session=session, gateway_id=batch.gateway_id)
+    if not signed_by_any(pems, header_bytes(batch), batch.signature):
+        raise InvalidBatchSignature(
+            "batch signature does not verify under any key of the gateway",
+            detail={"gateway_id": batch.gateway_id},
+        )
+
+
 async def _registered(*, session: AsyncSession, gateway_id: str) -> Gateway:
     gateway = await session.get(Gateway, gateway_id)
-    if gateway is None:  # pragma: no cover - active_gateway found it in this transaction
+    if gateway is None:
         raise unknown_gateway(gateway_id)
     return gateway
 
