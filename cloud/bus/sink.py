@@ -47,7 +47,6 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential
 
@@ -64,7 +63,7 @@ from cloud.bus.log import (
 from cloud.db import Database
 from cloud.errors import ChainBroken, CollectorError, SeqConflict
 from cloud.ingest.schemas import IngestReceipt
-from cloud.ingest.service import Claim, check_logged_batch, file_refusal
+from cloud.ingest.service import Claim, check_logged_batch, decode_logged_batch, file_refusal
 from cloud.ingest.store import store_batch
 from cloud.metrics import SINK_BATCHES, SINK_CONSUMER_LAG, SINK_EVENTS, SINK_STORE_SECONDS
 from shared.events import Batch
@@ -161,8 +160,8 @@ class Sink:
         try:
             if kind == BATCH:
                 try:
-                    batch = Batch.model_validate_json(body)
-                except ValidationError as exc:  # not what a collector appends: never storable
+                    batch = decode_logged_batch(body)
+                except CollectorError as exc:  # not what a collector appends: never storable
                     log.error("sink %s: dropping an invalid batch: %s", self.name, exc)
                     await self.drop(message)
                     SINK_BATCHES.labels("refused").inc()

@@ -60,7 +60,14 @@ from cloud.ingest.signature_tally import note_bad_signature
 from cloud.ingest.store import store_batch, unknown_gateway
 from cloud.settings import Limits
 from shared import errors as contract
-from shared.events import HEADER_FIELDS, MAX_ATTRS, Batch, BatchHeader, UsageEvent
+from shared.bounds import MAX_EVENTS_PER_BATCH
+from shared.events import (
+    HEADER_FIELDS,
+    MAX_ATTRS,
+    Batch,
+    BatchHeader,
+    UsageEvent,
+)
 from shared.signing import header_bytes, load_public_key, verify_events, verify_header
 
 log = logging.getLogger(__name__)
@@ -249,6 +256,13 @@ async def check_signer(*, db: Database, header: BatchHeader) -> None:
         "batch signature does not verify under the gateway key",
         detail={"gateway_id": header.gateway_id},
     )
+
+
+def decode_logged_batch(body: bytes) -> Batch:
+    """A batch body read back from the ingest log, decoded as the collector decodes one (the
+    bounded envelope, then msgspec, else pydantic); a CollectorError if it is no batch."""
+    header = parse_header(read_document(body, limit=MAX_EVENTS_PER_BATCH))
+    return parse_batch(body, header=header)
 
 
 async def check_logged_batch(*, db: Database, batch: Batch) -> None:
