@@ -13,7 +13,12 @@ A batch goes out when `batch_max_events` are waiting or the oldest waiting event
 - 500 (the collector failed on this batch; its body says `internal_error` with an `error_id`):
   retried with backoff until the batch has had `max_server_errors` of them, then dead-lettered
   with the last answer: a batch whose content breaks the collector must not stop the gateway;
-- any other 4xx (400, 409, 413, 415, 422, ...) is about the batch: dead-lettered at once.
+- any other 4xx (400, 409, 413, 415, 422, ...) is about the batch: dead-lettered at once;
+- but a 409 whose detail says `"at": "sink"` and `"this_batch": "queued"` is news about an
+  earlier batch: a collector on the ingest log (`serve --bus`) queued that one (202) and its
+  sink then refused it against the stored chain (an incident in the cloud). This batch was
+  queued all the same, so it is delivered: acked, not dead-lettered; the refusal is logged and
+  shown in the link's health (`sink_refusals`, `last_sink_refusal`).
 
 A dead-lettered batch keeps its events and the collector's answer (`Outbox.dead_letter`), and
 forwarding goes on with the next batch; the cloud shows the gap in `missing_ranges`.
@@ -51,6 +56,7 @@ log = logging.getLogger(__name__)
 # Answers about the link, the server's state, the gateway or the endpoint: never the batch.
 RETRYABLE_STATUS = frozenset({401, 403, 404, 405, 407, 408, 421, 425, 429})
 SERVER_ERROR_STATUS = 500  # the collector failed on this batch: retried `max_server_errors` times
+CONFLICT_STATUS = 409  # refused against the stored chain (or, at: sink, an earlier batch was)
 BATCHES_PATH = "/v1/batches"
 GZIP_LEVEL = 6
 
@@ -66,6 +72,8 @@ class LinkHealth:
     events_sent: int = 0
     dead_lettered: int = 0
     last_dead_letter: str | None = None
+    sink_refusals: int = 0  # earlier batches the collector queued, then refused when storing
+    last_sink_refusal: str | None = None
     consecutive_failures: int = 0
     refusals: dict[int, int] = field(default_factory=dict)
 
@@ -306,6 +314,8 @@ class Forwarder:
         status = response.status_code
         if status < 300:
             return
+        if status == CONFLICT_STATUS and self._note_sink_refusal(response):
+            return  # this batch was queued: delivered
         self._record_failure(f"HTTP {status}: {response.text[:500]}")
         self.health.refusals[status] = self.health.refusals.get(status, 0) + 1
         if status == SERVER_ERROR_STATUS:
@@ -358,6 +368,25 @@ class Forwarder:
         if document.get("last_seq") is None:
             return 0, GENESIS_HASH
         return int(document["last_seq"]), str(document["last_hash"])
+
+    def _note_sink_refusal(self, response: httpx.Response) -> bool:
+        """Whether the answer is a sink refusal of an earlier batch (this one queued); noted."""
+        try:
+            error = orjson.loads(response.content)["error"]
+            detail = error["detail"]
+            if detail.get("at") != "sink" or detail.get("this_batch") != "queued":
+                return False
+            refused = f"{int(detail['refused_first_seq'])}..{int(detail['refused_last_seq'])}"
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            return False
+        self.health.sink_refusals += 1
+        self.health.last_sink_refusal = f"seq {refused}: {str(error.get('code'))[:40]}"
+        log.error(
+            "the collector refused an earlier batch when storing it (see its incidents); "
+            "this batch was queued",
+            extra={"fields": {"refused": refused, "reason": response.text[:4000]}},
+        )
+        return True
 
     def _record_success(self, lease: Lease) -> None:
         self.health.last_success = datetime.now(UTC)

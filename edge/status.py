@@ -116,6 +116,11 @@ def format_status(document: dict[str, Any]) -> str:
             f"dead letters: {outbox['dead_letters']} batches the collector refused, "
             f"kept in the outbox with its answer (last: {last})"
         )
+    if link.get("sink_refusals"):
+        lines.append(
+            f"refused when stored: {link['sink_refusals']} earlier batches the collector queued "
+            f"and then refused (last: {link['last_sink_refusal']}); see the cloud's incidents"
+        )
     lines += [
         f"{'device':16} {'driver':7} {'state':22} {'failures':>8}  errors / protocol",
     ]

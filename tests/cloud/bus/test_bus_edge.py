@@ -9,6 +9,7 @@ from cloud.bus.log import refusal_key
 from edge.config import ForwarderConfig
 from edge.forwarder import Forwarder
 from edge.outbox import Outbox
+from edge.status import format_status, status_document
 from tests.cloud.bus.conftest import BusApp
 from tests.cloud.bus.test_bus_ingest import stored_seqs
 from tests.cloud.conftest import GATEWAY, incident_kinds, make_events, post
@@ -20,7 +21,7 @@ CONFIG = ForwarderConfig.model_validate(
 )
 
 
-async def test_the_gateway_dead_letters_the_batch_that_brings_a_sink_refusal_and_goes_on(
+async def test_the_gateway_learns_of_a_sink_refusal_and_delivers_the_batch_that_brings_it(
     bus_app: BusApp, gateway_key: Ed25519PrivateKey, tmp_path: Path
 ) -> None:
     bus_app.start_sink("a")
@@ -56,11 +57,25 @@ async def test_the_gateway_dead_letters_the_batch_that_brings_a_sink_refusal_and
 
         letters = await outbox.dead_letters()
         assert await outbox.lease(10) is None  # nothing left to send
-    assert [(d["first_seq"], d["last_seq"], d["status"]) for d in letters] == [(7, 9, 409)]
-    assert '"at":"sink"' in letters[0]["reason"]
-    assert '"refused_first_seq":7' in letters[0]["reason"]
-    assert forwarder.health.dead_lettered == 1
-    # The batch that carried the news was queued all the same: the cloud has the whole chain.
+        shown = format_status(
+            status_document(
+                gateway_id=GATEWAY,
+                state="running",
+                outbox=await outbox.stats(),
+                outbox_full=False,
+                link=forwarder.health,
+                devices={},
+            )
+        )
+    # The batch that carried the news was queued: delivered, not dead-lettered.
+    assert letters == []
+    assert forwarder.health.dead_lettered == 0
+    assert forwarder.health.batches_sent == 4
+    assert forwarder.health.sink_refusals == 1
+    assert forwarder.health.last_sink_refusal == "seq 7..9: chain_broken"
+    assert "0 dead letters" in shown
+    assert "refused when stored: 1 earlier batches" in shown and "seq 7..9: chain_broken" in shown
+    # The cloud has the gateway's whole chain; the stray batch is the one incident.
     await bus_app.wait_events(12)
     assert await stored_seqs(bus_app) == list(range(1, 13))
     assert await incident_kinds(bus_app.db) == ["chain_broken"]
