@@ -55,6 +55,7 @@ fuzz: $(STAMP)
 bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.collector_ingest --gateways 4
+	$(BIN)/python -m bench.copy_ceiling
 	$(BIN)/python -m bench.edge_sources
 	$(BIN)/python -m bench.billing
 	$(BIN)/python -m bench.invoice_workers
