@@ -34,6 +34,7 @@ from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
 from cloud.fleet.models import DeviceTwin, GatewayTwin
 from cloud.gateways.models import EnrollmentCode, Gateway, GatewayKey, Site
 from cloud.incidents.models import Incident
+from cloud.ingest.archived_heads import ArchivedHead
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.invoices.credit_note_models import CreditNote, CreditNoteLine, CreditNoteSeries
 from cloud.invoices.models import Invoice, InvoiceEvidence, InvoiceLine, InvoiceSeries
@@ -87,6 +88,7 @@ TABLES = (
     WebhookDelivery,
     WebhookAttempt,
     ArchivedMonth,
+    ArchivedHead,
 )
 
 

@@ -12,8 +12,10 @@ of events (from the database, or from this directory's earlier archive files for
 archived), and the gateways' keys are written to one file (`cloud.archive.files`), fsynced, read
 back and verified. Only then, in one transaction that locks `events` against every writer, the
 month's rows are counted again (a late event that arrived meanwhile refuses the drop: run again),
-the file is recorded in `archived_months`, and the partition is detached and dropped (PostgreSQL)
-or the rows deleted (SQLite). A kill at any point loses nothing: before that commit the rows are
+the file is recorded in `archived_months`, each gateway's archived head is raised to the month's
+highest seq of it (`archived_heads`, never lowered: the chain goes on past archived events, see
+`cloud.ingest.archived_heads`), and the partition is detached and dropped (PostgreSQL) or the
+rows deleted (SQLite). A kill at any point loses nothing: before that commit the rows are
 still stored, and a run again rewrites the same file name.
 
 A late event of an archived month is stored as any other (its partition is created again); the
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, column, delete, func, select, table, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.archive.files import (
@@ -48,6 +51,7 @@ from cloud.archive.models import ArchivedMonth
 from cloud.db import Database, UtcDateTime
 from cloud.errors import CollectorError
 from cloud.gateways.models import Gateway, GatewayKey
+from cloud.ingest.archived_heads import ArchivedHead
 from cloud.ingest.models import ReceivedBatch, StoredEvent
 from cloud.ingest.partitions import (
     ARCHIVE_GRACE,
@@ -316,6 +320,7 @@ async def _remove_month(session: AsyncSession, month: Month, *, expected: int) -
             f"{name}: {stored} events are stored now, the file holds {expected} (late events "
             "arrived while archiving); nothing of this month was removed: run archive again"
         )
+    await _raise_heads(session, month)
     if postgres:
         partition = partition_name(month)
         await session.execute(text(f"ALTER TABLE events DETACH PARTITION {partition}"))
@@ -324,6 +329,41 @@ async def _remove_month(session: AsyncSession, month: Month, *, expected: int) -
         await session.execute(
             delete(StoredEvent).where(
                 and_(StoredEvent.occurred_at >= start, StoredEvent.occurred_at < end)
+            )
+        )
+
+
+async def _raise_heads(session: AsyncSession, month: Month) -> None:
+    """Raise each gateway's archived head to its highest seq in the month (a higher one stays)."""
+    start, end = month_bounds(month)
+    in_month = (StoredEvent.occurred_at >= start, StoredEvent.occurred_at < end)
+    top = (
+        select(StoredEvent.gateway_id, func.max(StoredEvent.seq).label("seq"))
+        .where(*in_month)
+        .group_by(StoredEvent.gateway_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(StoredEvent.gateway_id, StoredEvent.seq, StoredEvent.prev_hash, StoredEvent.hash)
+        .join(top, and_(StoredEvent.gateway_id == top.c.gateway_id, StoredEvent.seq == top.c.seq))
+        .where(*in_month)
+    )
+    heads = [
+        {"gateway_id": g, "seq": seq, "prev_hash": prev_hash, "hash": hash_}
+        for g, seq, prev_hash, hash_ in rows
+    ]
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for chunk in _chunks(heads):
+        upsert = dialect.insert(ArchivedHead).values(chunk)
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[ArchivedHead.gateway_id],
+                set_={
+                    "seq": upsert.excluded.seq,
+                    "prev_hash": upsert.excluded.prev_hash,
+                    "hash": upsert.excluded.hash,
+                },
+                where=upsert.excluded.seq > ArchivedHead.seq,
             )
         )
 

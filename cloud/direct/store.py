@@ -2,11 +2,11 @@
 
 One write transaction with a blocking `Session` (`Database.run_write`). Under the source gateway's
 row lock, the idempotency keys already stored are looked up; the new events are sealed after the
-last stored one (`shared.chain.seal`), signed as one batch with the source's key and stored by the
-gateway path's own `store_locked_batch` (bulk insert, session work, the same links checks; the
-lock is already held). Duplicates, late arrivals, unknown devices and rejected records become
-data-quality incidents of the source's gateway, in the same transaction. `plan_direct` is the
-read-only half, for dry runs.
+last stored one, or after the archived head when that is newer (`shared.chain.seal`), signed as
+one batch with the source's key and stored by the gateway path's own `store_locked_batch` (bulk
+insert, session work, the same links checks; the lock is already held). Duplicates, late
+arrivals, unknown devices and rejected records become data-quality incidents of the source's
+gateway, in the same transaction. `plan_direct` is the read-only half, for dry runs.
 """
 
 import functools
@@ -25,6 +25,7 @@ from cloud.direct.mapping import RowError
 from cloud.direct.models import DirectEventKey
 from cloud.incidents.models import IncidentKind
 from cloud.incidents.sink import record_incident
+from cloud.ingest.archived_heads import archived_head
 from cloud.ingest.models import StoredEvent
 from cloud.ingest.store import lock_gateway, store_locked_batch
 from shared.chain import seal
@@ -134,14 +135,18 @@ def stored_keys(session: Session, *, keys: Sequence[tuple[str, str]]) -> set[tup
 def seal_events(
     session: Session, *, seal_with: SourceSeal, drafts: Sequence[EventDraft]
 ) -> list[UsageEvent]:
-    """`drafts` sealed as the next seqs of the source's chain, after its last stored event."""
+    """`drafts` sealed as the next seqs of the source's chain, after its newest event: the last
+    stored one or the archived head (a source whose events were all archived goes on from it)."""
     last = session.execute(
         select(StoredEvent.seq, StoredEvent.hash)
         .where(StoredEvent.gateway_id == seal_with.gateway_id)
         .order_by(StoredEvent.seq.desc())
         .limit(1)
     ).first()
-    seq, prev_hash = (0, GENESIS_HASH) if last is None else (last[0], last[1])
+    heads = [(0, GENESIS_HASH), archived_head(session, gateway_id=seal_with.gateway_id)]
+    if last is not None:
+        heads.append((last[0], last[1]))
+    seq, prev_hash = max(head for head in heads if head is not None)
     events: list[UsageEvent] = []
     for draft in drafts:
         seq += 1

@@ -5,18 +5,24 @@ split into those already stored with the same hash (a duplicate delivery, acknow
 new ones, stored with one bulk insert. A stored seq arriving with another hash refuses the whole
 batch, and so does a broken link: the transaction is rolled back and nothing is stored. The new
 events are published on the change feed (`cloud.ingest.feed`) inside the same transaction.
+
+Archived months are part of the chain too: the gateway's archived head
+(`cloud.ingest.archived_heads`) counts as a stored event in the links, and every seq at or below
+it is a duplicate. It is read in the statement that reads the stored links (`chain_links`), so
+the hot path keeps one round trip, and under the same lock on `events` that the archive waits for.
 """
 
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import false, insert, select, true, union_all
 from sqlalchemy.orm import Session
 
 from cloud.errors import ChainBroken, SeqConflict, UnknownGateway
 from cloud.gateways.models import Gateway
 from cloud.incidents.models import IncidentKind
 from cloud.incidents.sink import record_incident
+from cloud.ingest.archived_heads import ArchivedHead
 from cloud.ingest.bulk_insert import insert_events
 from cloud.ingest.feed import StoredBatch, publish
 from cloud.ingest.models import ReceivedBatch, StoredEvent
@@ -42,8 +48,9 @@ def store_batch(session: Session, *, batch: Batch) -> IngestReceipt:
 
 def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
     """`store_batch` for a caller already holding the gateway's lock in this transaction."""
-    links = stored_links(session, batch=batch)
-    fresh = new_events(batch, links)  # a rewritten stored seq is a conflict before a broken link
+    links, archived_seq = chain_links(session, batch=batch)
+    # a rewritten stored seq is a conflict before a broken link
+    fresh = new_events(batch, links, archived_seq=archived_seq)
     check_links(batch, links)
     duplicates = len(batch.events) - len(fresh)
     batch_id: int | None = None
@@ -68,7 +75,7 @@ def store_locked_batch(session: Session, *, batch: Batch) -> IngestReceipt:
             first_seq=batch.first_seq,
             last_seq=batch.last_seq,
             detail=f"{duplicates} of {len(batch.events)} events already stored",
-            evidence={"seqs": [e.seq for e in batch.events if e.seq in links]},
+            evidence={"seqs": _seqs_not_in(batch, fresh)},
         )
     return IngestReceipt(
         gateway_id=batch.gateway_id,
@@ -99,6 +106,28 @@ def stored_links(session: Session, *, batch: Batch) -> dict[int, StoredLink]:
     return {seq: StoredLink(prev_hash, hash_) for seq, prev_hash, hash_ in rows}
 
 
+def chain_links(session: Session, *, batch: Batch) -> tuple[dict[int, StoredLink], int]:
+    """`stored_links` with the gateway's archived head among them when it lies in the batch's
+    range (the event it names is no longer stored), and the head's seq (0: nothing archived)."""
+    near = (batch.first_seq - 1, batch.last_seq + 1)
+    stored = select(
+        StoredEvent.seq, StoredEvent.prev_hash, StoredEvent.hash, false().label("archived")
+    ).where(StoredEvent.gateway_id == batch.gateway_id, StoredEvent.seq.between(*near))
+    head = select(
+        ArchivedHead.seq, ArchivedHead.prev_hash, ArchivedHead.hash, true().label("archived")
+    ).where(ArchivedHead.gateway_id == batch.gateway_id)
+    links: dict[int, StoredLink] = {}
+    archived_seq = 0
+    for seq, prev_hash, hash_, archived in session.execute(union_all(stored, head)):
+        if archived:
+            archived_seq = seq
+            if near[0] <= seq <= near[1]:
+                links.setdefault(seq, StoredLink(prev_hash, hash_))
+        else:
+            links[seq] = StoredLink(prev_hash, hash_)
+    return links, archived_seq
+
+
 def check_links(batch: Batch, links: dict[int, StoredLink]) -> None:
     """The batch must link to the stored event before it and to the stored event after it."""
     if batch.first_seq == 1 and batch.prev_hash != GENESIS_HASH:
@@ -119,14 +148,24 @@ def check_links(batch: Batch, links: dict[int, StoredLink]) -> None:
         )
 
 
-def new_events(batch: Batch, links: dict[int, StoredLink]) -> list[UsageEvent]:
-    """The batch's events not stored yet; `SeqConflict` if a stored seq has another hash."""
+def new_events(
+    batch: Batch, links: dict[int, StoredLink], *, archived_seq: int = 0
+) -> list[UsageEvent]:
+    """The batch's events not stored yet; `SeqConflict` if a stored seq has another hash.
+
+    A seq at or below `archived_seq` (the gateway's archived head) is never new: its event is
+    in an archive file. Only the head's own hash is compared (it is in `links`); the seqs below
+    it are no longer in the database, so their hashes cannot be compared without reading the
+    files, and they are counted as duplicates unchecked. A batch that rewrote one of them still
+    fails its link check wherever it touches the head or a stored event.
+    """
     fresh: list[UsageEvent] = []
     conflicts: list[int] = []
     for event in batch.events:
         stored = links.get(event.seq)
         if stored is None:
-            fresh.append(event)
+            if event.seq > archived_seq:
+                fresh.append(event)
         elif stored.hash != event.hash:
             conflicts.append(event.seq)
     if conflicts:
@@ -165,6 +204,11 @@ def unknown_gateway(gateway_id: str) -> UnknownGateway:
     return UnknownGateway(
         f"gateway {gateway_id!r} is not registered", detail={"gateway_id": gateway_id}
     )
+
+
+def _seqs_not_in(batch: Batch, fresh: list[UsageEvent]) -> list[int]:
+    new = {event.seq for event in fresh}
+    return [event.seq for event in batch.events if event.seq not in new]
 
 
 def _broken(seq: int, message: str) -> ChainBroken:

@@ -9,7 +9,9 @@ rescan of the events table. The rules themselves are pure (`cloud.quality.rules`
 
 seq_gap: a batch past the stored end opens (or grows) the gateway's seq_gap incident with the
 missing range; a batch filling missing seqs shrinks it, and the last seq filled resolves it
-("filled by batch N"). The missing ranges live in the incident's evidence (`missing`).
+("filled by batch N"). The missing ranges live in the incident's evidence (`missing`). Archived
+seqs are not missing: when a batch seems to skip seqs, the gateway's archived head (one primary
+key read, only then) is an end below it too.
 """
 
 import functools
@@ -33,6 +35,7 @@ from cloud.catalog.models import (
 from cloud.catalog.plan_terms import load_stored_terms, plan_version
 from cloud.incidents.models import ACTIVE_STATES, Incident, IncidentKind
 from cloud.incidents.sink import record_incident, resolve_incidents
+from cloud.ingest.archived_heads import archived_head
 from cloud.ingest.feed import FeedConsumer, StoredBatch
 from cloud.ingest.models import StoredEvent
 from cloud.quality import gap_ranges
@@ -93,6 +96,10 @@ def note_seq_gap(session: Session, stored: StoredBatch, batch_id: int) -> None:
         )
     )
     new = gap_ranges.skipped(stored_end, lowest)
+    if new is not None:
+        head = archived_head(session, gateway_id=stored.gateway_id)
+        if head is not None and head[0] < lowest:
+            new = gap_ranges.skipped(max(stored_end or 0, head[0]), lowest)
     row = session.scalars(
         select(Incident)
         .where(
