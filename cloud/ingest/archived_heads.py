@@ -7,6 +7,12 @@ direct source seals after it, and `missing_ranges` does not list archived seqs. 
 removes a month. The head keeps its event's `prev_hash` too, so it stands in for that stored
 event on both sides of a batch's link check. It lives in ingest, below the archive, because the
 store reads it.
+
+One head per gateway, no ranges: every seq at or below it counts as archived. A seq that was
+missing when its month was archived (a dead-lettered batch, say) is then no longer listed in
+`missing_ranges`, and if it arrives later it is acknowledged as a duplicate and not stored; its
+open seq_gap incident keeps the range. Keeping the missing ranges below the head here would
+close that; not done yet.
 """
 
 from sqlalchemy import BigInteger, ForeignKey, String, select

@@ -157,7 +157,9 @@ def new_events(
     in an archive file. Only the head's own hash is compared (it is in `links`); the seqs below
     it are no longer in the database, so their hashes cannot be compared without reading the
     files, and they are counted as duplicates unchecked. A batch that rewrote one of them still
-    fails its link check wherever it touches the head or a stored event.
+    fails its link check wherever it touches the head or a stored event. The head keeps no
+    gaps: a seq below it that never arrived before its month was archived is answered as a
+    duplicate too, and not stored (see `cloud.ingest.archived_heads`).
     """
     fresh: list[UsageEvent] = []
     conflicts: list[int] = []
