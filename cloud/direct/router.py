@@ -107,10 +107,14 @@ async def post_events(
 @router.post(
     "/imports",
     openapi_extra=IMPORT_REQUEST_BODY,
-    responses=error_responses(400, *AUTH, 404, 413, 422),
+    responses={
+        **error_responses(400, *AUTH, 404, 413, 422, 503),
+        202: {"model": ImportReport, "description": "appended to the ingest log (`--bus`)"},
+    },
 )
 async def post_import(
     request: Request,
+    response: Response,
     db: DatabaseDep,
     settings: SettingsDep,
     caller: ImportDep,
@@ -119,21 +123,28 @@ async def post_import(
     file_format: Annotated[str | None, Query(alias="format", description="csv or jsonl")] = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import a CSV or JSON Lines file: good rows stored once, each bad row reported."""
+    """Import a CSV or JSON Lines file: good rows stored once, each bad row reported.
+
+    With the ingest log (`serve --bus`) the mapped rows are appended to the log and answered 202
+    with `queued: true`; a sink stores them. A dry run never goes to the log."""
     if caller.source_id not in (None, source):
         raise Forbidden(
             f"an ingest key of source {caller.source_id!r} cannot import for source {source!r}",
             detail={"role": caller.scope, "source": source},
         )
     body = await read_body(request, limits=settings.limits)
-    return await import_file(
+    report = await import_file(
         db=db,
         source_id=source,
         data=body,
         filename=filename,
         file_format=guess_format(filename) if file_format is None else parse_format(file_format),
         dry_run=dry_run,
+        append=getattr(request.app.state, "append_direct", None),  # the bus's (cloud.app)
     )
+    if report.queued:
+        response.status_code = 202
+    return report
 
 
 @router.post("/sources", status_code=201, responses=error_responses(*AUTH, 409, 422))

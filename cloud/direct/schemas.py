@@ -51,6 +51,11 @@ class ImportReport(BaseModel):
     errors: list[RecordError] = Field(description="the rejected rows, at most 1000")
     errors_truncated: bool = False
     import_id: int | None = None
+    queued: bool = Field(
+        default=False,
+        description="true: appended to the ingest log (`serve --bus`); a sink stores the rows, "
+        "so `stored` and `duplicates` are 0 here",
+    )
 
 
 class SourceCreate(RequestBody):

@@ -291,13 +291,17 @@ async def import_file(
     file_format: FileFormat,
     dry_run: bool = False,
     progress: Progress | None = None,
+    append: DirectAppend | None = None,
 ) -> ImportReport:
     """Import a CSV or JSON Lines file: good rows stored once each, bad rows reported.
 
     `InvalidImport` (nothing stored) if the file cannot be read at all. Rows are stored in
     transactions of `IMPORT_CHUNK_ROWS`; an import cut off midway is completed by importing the
-    same file again, which stores only what is missing.
+    same file again, which stores only what is missing. With `append` (the ingest log) each
+    chunk's mapped and rejected rows are appended as one message instead and a sink stores them
+    exactly as here; the report then says `queued` and counts nothing stored yet.
     """
+    queued = append is not None and not dry_run
     seal_with, mapping = await _load(db, source_id)
     rows = read_rows(data, file_format, mapping)  # checks the header before anything is stored
     total = max(1, data.count(b"\n"))
@@ -311,6 +315,9 @@ async def import_file(
         )
         if dry_run:
             outcome = await _dry_run(db, items=items, seen=seen)
+        elif append is not None:  # the sink stores them (cloud.bus.direct)
+            await append(source_id, seal_with, items, rejected, received_at)
+            outcome = DirectOutcome(0, 0, None, None)
         else:
             outcome = await _store(db, seal_with, items, rejected, received_at)
         tally.add(rows=len(chunk), outcome=outcome, rejected=rejected)
@@ -328,6 +335,7 @@ async def import_file(
         rejected=tally.rejected,
         errors=tally.errors,
         errors_truncated=tally.rejected > len(tally.errors),
+        queued=queued,
     )
     if dry_run:
         return report

@@ -48,6 +48,49 @@ async def test_cloudevents_are_queued_then_sealed_and_stored_once(bus_app: BusAp
     verify_chain([UsageEvent.model_validate(e) for e in wire], prev_hash=GENESIS_HASH)
     async with bus_app.db.transaction() as session:
         kinds = sorted(await session.scalars(select(Incident.kind)))
+    assert kinds == ["duplicate_delivery", "rejected_event", "unknown_device"]
+    async with bus_app.db.transaction() as session:
+        kinds = sorted(await session.scalars(select(Incident.kind)))
     # As in one process: the rejected record, the unknown device (no catalog here), and one
     # duplicate note, of the third request (the second was dropped by the duplicate window).
     assert kinds == ["duplicate_delivery", "rejected_event", "unknown_device"]
+
+
+async def test_a_file_import_is_queued_then_stored_once(bus_app: BusApp) -> None:
+    admin_key = await make_admin_key(bus_app.db)
+    async with http_client(bus_app.app) as admin:
+        admin.headers.update(bearer(admin_key.secret))
+        key = await create_source(admin)
+    sender: httpx.AsyncClient = bus_app.client
+    sender.headers.update(bearer(key))
+    csv = b"txn,meter,ts,kg\nt1,bin-1,2026-11-02T08:00:00Z,1.5\nt2,bin-1,not-a-time,2\n"
+    csv += b"t3,bin-2,2026-11-02T08:30:00Z,10\n"
+    query = {"source": SOURCE_ID, "filename": "pours.csv"}
+
+    first = await sender.post("/v1/imports", params=query, content=csv)
+    again = await sender.post("/v1/imports", params=query, content=csv)  # duplicates at the sink
+    dry = await sender.post("/v1/imports", params={**query, "dry_run": "true"}, content=csv)
+
+    assert first.status_code == 202, first.text
+    report = first.json()
+    assert (report["queued"], report["rows"], report["stored"], report["rejected"]) == (
+        True,
+        3,
+        0,
+        1,
+    )
+    assert report["errors"][0]["position"] == 3 and report["errors"][0]["field"] == "ts"
+    assert again.status_code == 202
+    assert dry.status_code == 200 and dry.json()["queued"] is False  # a dry run stays here
+    bus_app.start_sink("a")
+    await bus_app.wait_events(2)
+
+    wire = await stored(sender)
+    assert [e["attrs"]["origin_id"] for e in wire] == ["t1", "t3"]
+    assert [e["quantity"] for e in wire] == ["1.5", "10"]
+    verify_chain([UsageEvent.model_validate(e) for e in wire], prev_hash=GENESIS_HASH)
+    async with bus_app.db.transaction() as session:
+        kinds = sorted(await session.scalars(select(Incident.kind)))
+    # as in one process: the second import's duplicates, rows of a month ago, the bad row and
+    # the devices no catalog knows here
+    assert kinds == ["duplicate_delivery", "late_arrival", "rejected_event", "unknown_device"]

@@ -172,6 +172,7 @@ async def test_a_csv_import_stores_each_row_once_with_its_origin(
         "errors": [],
         "errors_truncated": False,
         "import_id": 1,
+        "queued": False,
     }
     stored = await events(db)
     assert [(e.seq, *meaning(e)) for e in stored] == [(n, *m) for n, m in enumerate(METERS, 1)]
