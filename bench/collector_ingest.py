@@ -34,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -220,11 +220,14 @@ def _all(bodies: dict[str, list[bytes]]) -> list[bytes]:
 
 
 async def copy_ceiling(
-    bodies: dict[str, list[bytes]], keys: dict[str, Ed25519PrivateKey]
+    bodies: dict[str, list[bytes]],
+    keys: dict[str, Ed25519PrivateKey],
+    *,
+    change_table: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> tuple[int, float]:
     """COPY the collector's rows into a fresh events table, one transaction per batch; the row
     count and the seconds spent in the COPY transactions alone (batch rows and partitions are
-    made first, untimed)."""
+    made first, untimed; then `change_table`, if given, on the copying connection)."""
     batches = decoded(bodies)
     async with fresh_database("postgresql") as url:
         await prepare(url, keys)
@@ -237,6 +240,8 @@ async def copy_ceiling(
         ]
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
+            if change_table is not None:
+                await change_table(connection)
             started = time.perf_counter()
             for rows in records:
                 async with connection.transaction():

@@ -13,15 +13,11 @@ import argparse
 import asyncio
 import functools
 import os
-import time
-from datetime import UTC, datetime
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.collector_ingest import _batch_rows, build_batches, decoded, fresh_database, prepare
-from cloud.db import Database
-from cloud.ingest.bulk_insert import COPY_COLUMNS, copy_records
+from bench.collector_ingest import build_batches, copy_ceiling
 
 GATEWAYS = 4
 VARIANTS = {
@@ -39,32 +35,12 @@ async def copy_rate(events: int, changes: tuple[str, ...]) -> float:
         gateway_id: build_batches(gateway_id, key, events=events // GATEWAYS, size=1000)
         for gateway_id, key in keys.items()
     }
-    batches = decoded(bodies)
-    async with fresh_database("postgresql") as url:
-        await prepare(url, keys)
-        async with Database(url) as db:
-            ids = await db.run_write(functools.partial(_batch_rows, batches=batches))
-        received_at = datetime.now(UTC)
-        records = [
-            copy_records(batch.events, batch_id=batch_id, received_at=received_at)
-            for batch, batch_id in zip(batches, ids, strict=True)
-        ]
-        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await change_table(connection, changes)
-            started = time.perf_counter()
-            for rows in records:
-                async with connection.transaction():
-                    await connection.copy_records_to_table(
-                        "events", records=rows, columns=COPY_COLUMNS
-                    )
-            elapsed = time.perf_counter() - started
-        finally:
-            await connection.close()
-    return sum(len(rows) for rows in records) / elapsed
+    change = functools.partial(change_table, changes=changes)
+    rows, elapsed = await copy_ceiling(bodies, keys, change_table=change)
+    return rows / elapsed
 
 
-async def change_table(connection: asyncpg.Connection, changes: tuple[str, ...]) -> None:
+async def change_table(connection: asyncpg.Connection, *, changes: tuple[str, ...]) -> None:
     """Drop the events table's foreign keys or secondary indexes, or relax commits."""
     if "drop_foreign_keys" in changes:
         names = await connection.fetch(
