@@ -7,13 +7,17 @@ each device topic, a BLE scan for the configured lock ids, GET /healthz of the c
 probes run at once, each within the timeout, so one dead device costs its timeout, not the sum.
 
 A probe never raises: every failure becomes a `ProbeResult` with the reason, so the table shows
-all problems in one go.
+all problems in one go. A serial port the running agent holds (the agent opens its ports
+exclusively) is reported as held, by the agent when the lock's pid is the one in
+`data_dir/status.json`, not probed behind the agent's back.
 """
 
 import asyncio
+import os
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -25,7 +29,7 @@ from edge.config import (
 )
 from edge.config_ble import BleLockDeviceConfig
 from edge.config_mqtt import MqttConfig, MqttDeviceConfig
-from edge.errors import DeviceUnreachable, GatewayError
+from edge.errors import DeviceUnreachable, GatewayError, PortHeld
 
 OK = "\N{CHECK MARK}"
 FAILED = "\N{BALLOT X}"
@@ -54,13 +58,16 @@ class ProbeResult:
 async def check_site(config: SiteConfig, *, within: float) -> list[ProbeResult]:
     """Probe the cloud and every device once, concurrently; rows in config order."""
     probes: list[Awaitable[list[ProbeResult]]] = [_probe_cloud(config, within)]
+    data_dir = config.gateway.data_dir
     for device in config.device:
         if isinstance(device, ModbusDeviceConfig):
             probes.append(_single(device.id, "modbus", device.url, within, _modbus(device)))
         elif isinstance(device, It100DeviceConfig):
-            probes.append(_single(device.id, "it100", device.port, within, _it100(device)))
+            probe = _held_named(_it100(device), data_dir)
+            probes.append(_single(device.id, "it100", device.port, within, probe))
         elif isinstance(device, LinesDeviceConfig):
-            probes.append(_single(device.id, "lines", device.port, within, _serial(device)))
+            probe = _held_named(_serial(device), data_dir)
+            probes.append(_single(device.id, "lines", device.port, within, probe))
     mqtt = [d for d in config.device if isinstance(d, MqttDeviceConfig)]
     if mqtt and config.mqtt is not None:
         probes.append(_probe_mqtt(config.mqtt, mqtt, within))
@@ -132,6 +139,51 @@ def _it100(device: It100DeviceConfig) -> Callable[[], Awaitable[None]]:
                     return
 
     return probe
+
+
+def _held_named(
+    probe: Callable[[], Awaitable[None]], data_dir: Path
+) -> Callable[[], Awaitable[None]]:
+    """`probe`, with a held port's holder named: the running agent when the pids agree."""
+
+    async def named() -> None:
+        try:
+            await probe()
+        except PortHeld as exc:
+            raise DeviceUnreachable(_held_reason(exc, _agent_pid(data_dir))) from exc
+
+    return named
+
+
+def _held_reason(exc: PortHeld, agent: int | None) -> str:
+    where = f"serial port {exc.port}: held by another process"
+    if agent is not None and exc.holder == agent:
+        return f"{where}, the running agent (pid {agent}); `tollgate-edge status` shows its reads"
+    if exc.holder is not None:
+        return str(exc)
+    if agent is not None:
+        return f"{where} (the running agent, pid {agent}?)"
+    return f"{where} (the running agent?)"
+
+
+def _agent_pid(data_dir: Path) -> int | None:
+    """The pid in the agent's status.json when that process is alive and running."""
+    from edge.status import STATUS_FILE, read_status  # the agent's modules: only when needed
+
+    try:
+        status = read_status(data_dir / STATUS_FILE)
+    except GatewayError:
+        return None
+    pid = status.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or status.get("state") == "stopped":
+        return None
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, run by another user (the tollgate service user)
+        return pid
+    return pid
 
 
 async def _probe_cloud(config: SiteConfig, within: float) -> list[ProbeResult]:

@@ -4,6 +4,7 @@
      ├── ConfigError            the site config is invalid (names file, line, device and field)
      ├── DriverError            a device could not be read
      │    ├── DeviceUnreachable   no connection to the device
+     │    │    └── PortHeld          another process has the serial port open (and locked)
      │    ├── DeviceTimeout       the device did not answer in time
      │    └── FrameError          the device answered with something we cannot decode
      ├── BadReading             a reading the normalizer cannot turn into an event (counted)
@@ -36,6 +37,16 @@ class DriverError(GatewayError):
 
 class DeviceUnreachable(DriverError):
     """No connection to the device."""
+
+
+class PortHeld(DeviceUnreachable):
+    """Another process holds the serial port (our exclusive open found it locked)."""
+
+    def __init__(self, port: str, *, holder: int | None) -> None:
+        who = f" (pid {holder})" if holder is not None else ""
+        super().__init__(f"serial port {port}: held by another process{who}")
+        self.port = port
+        self.holder = holder
 
 
 class DeviceTimeout(DriverError):

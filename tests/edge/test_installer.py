@@ -209,7 +209,7 @@ async def test_check_opens_serial_ports_and_wants_the_it100_to_answer_its_poll(
     assert code == 1
     assert rows["alarm"].endswith("✓")
     assert rows["printer"].endswith("✓")
-    assert f"✗ serial port {tmp_path / 'ttyNONE'}: cannot open" in rows["printer-gone"]
+    assert f"✗ serial port {tmp_path / 'ttyNONE'}: no such device" in rows["printer-gone"]
     assert rows["alarm-wrong-port"].endswith("✗ no answer within 1s")  # no 500 for the poll
 
 
