@@ -6,7 +6,8 @@ cleanly: its server closes and the process exits with status 0.
 
     tollgate-sim modbus-panel --listen 127.0.0.1:5020 [--unit 1] [--tick 0.5] [--duration SECONDS]
     tollgate-sim modbus-panel --rtu [--unit 1 --unit 2] [--baudrate 9600]   (prints the pty path)
-    tollgate-sim it100-panel [--link ./ttyIT100] [--tick 0.5] [--duration SECONDS]
+    tollgate-sim it100-panel [--link ./ttyIT100] [--tick 0.5] [--faults none|checksum,unknown,drop]
+                             [--duration SECONDS]
     tollgate-sim ble-lock [--locks 2] [--hci 127.0.0.1:0] [--once] [--report FILE]
     tollgate-sim mqtt-device [--broker mqtt://127.0.0.1:1883] [--prefix P] [--tick 0.5]
     tollgate-sim demo [--duration SECONDS] [--workdir demo-data]

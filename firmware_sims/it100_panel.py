@@ -16,6 +16,14 @@ checksum with 501. `emitted` is every frame it sent with a good checksum,
 `corrupted` every line it sent with a bad one, `received` every command it got: the truth a
 test compares a driver's output with.
 
+Faults. The scenario injects three kinds: `checksum` (a `BadChecksum` step, and every
+`bad_checksum_every`-th scenario frame when that is set), `unknown` (an `UnknownCommand` step)
+and `drop` (the `Unplug` and `Replug` steps of a cable pull). `faults` says which the panel
+injects (all by default, `frozenset()` for none); a step of a kind left out is skipped, its
+tick still passes. Each fault injected is recorded in `injected` and handed to `on_fault` right
+after its bytes are written (or the link changed): an `InjectedFault` whose `str()` is one line,
+"fault: bad checksum on 609 007: sent 6090074A instead of 60900749".
+
 `LinesPanel` is a printer-port panel: free text lines such as
 "2026-11-21 10:00:01 ALARM ZONE 004 PARTITION 1".
 
@@ -27,13 +35,17 @@ import asyncio
 import contextlib
 import os
 import tty
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self, get_args
 
 from edge.codecs.it100 import Frame, It100FrameError, decode_frame, encode_bad_frame, encode_frame
+
+Fault = Literal["checksum", "unknown", "drop"]
+FAULTS: tuple[Fault, ...] = get_args(Fault)
+ALL_FAULTS: frozenset[Fault] = frozenset(FAULTS)
 
 
 class PtyLink:
@@ -274,6 +286,31 @@ def default_scenario(*, tick: float = 0.5) -> Scenario:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class InjectedFault:
+    """One fault the panel injected: its kind, what happened, and the line sent (if any)."""
+
+    kind: Fault
+    what: str
+    line: bytes | None = None
+
+    def __str__(self) -> str:
+        return f"fault: {self.what}"
+
+
+def fault_of(step: Step) -> Fault | None:
+    """The kind of fault a scenario step injects, None for a step of normal traffic."""
+    match step:
+        case BadChecksum():
+            return "checksum"
+        case UnknownCommand():
+            return "unknown"
+        case Unplug() | Replug():
+            return "drop"
+        case _:
+            return None
+
+
 def frames_of(step: Step) -> list[Frame]:
     """The frames a step writes (a `BadChecksum` step's frame goes out corrupted)."""
     match step:
@@ -306,12 +343,22 @@ class It100Panel:
         link_path: Path,
         scenario: Scenario | None = None,
         bad_checksum_every: int | None = None,
+        faults: Iterable[str] = ALL_FAULTS,
+        on_fault: Callable[[InjectedFault], None] | None = None,
     ) -> None:
         if bad_checksum_every is not None and bad_checksum_every < 1:
             raise ValueError("bad_checksum_every must be at least 1")
+        chosen = frozenset(faults)
+        if not chosen <= ALL_FAULTS:
+            raise ValueError(
+                f"unknown fault(s) {sorted(chosen - ALL_FAULTS)}; expected some of {list(FAULTS)}"
+            )
         self.link = PtyLink(link_path)
         self.scenario = scenario or default_scenario()
         self.bad_checksum_every = bad_checksum_every
+        self.faults: frozenset[str] = chosen
+        self.injected: list[InjectedFault] = []
+        self._on_fault = on_fault
         self.partitions: dict[int, int | None] = {1: None}  # partition -> arm mode (None: ready)
         self.emitted: list[Frame] = []
         self.corrupted: list[bytes] = []
@@ -385,7 +432,11 @@ class It100Panel:
             await self.play(self.scenario.steps, tick=self.scenario.tick)
 
     def apply(self, step: Step) -> None:
-        """Change the panel's state for one step and write its frames."""
+        """Change the panel's state for one step and write its frames (a fault step of a kind
+        not in `faults` does nothing)."""
+        kind = fault_of(step)
+        if kind is not None and kind not in self.faults:
+            return
         match step:
             case Arm(partition=p, mode=mode) | AutoArm(partition=p, mode=mode):
                 self.partitions[p] = mode
@@ -393,16 +444,38 @@ class It100Panel:
                 self.partitions[p] = None
             case Unplug():
                 self.unplug()
+                self._report(InjectedFault("drop", f"link drop: {self.link_path} unplugged"))
             case Replug():
                 self.replug()
+                self._report(
+                    InjectedFault("drop", f"link drop over: {self.link_path} plugged in again")
+                )
         for frame in frames_of(step):
             self._sent_scenario_frames += 1
             every = self.bad_checksum_every
-            noisy = every is not None and self._sent_scenario_frames % every == 0
-            self.send(frame, corrupt=noisy or isinstance(step, BadChecksum))
+            noisy = (
+                every is not None
+                and "checksum" in self.faults
+                and self._sent_scenario_frames % every == 0
+            )
+            corrupt = noisy or isinstance(step, BadChecksum)
+            line = self.send(frame, corrupt=corrupt)
+            if corrupt:
+                self._report(_bad_checksum(frame, line))
+            elif isinstance(step, UnknownCommand):
+                self._report(
+                    InjectedFault(
+                        "unknown", f"unknown command {frame.command}: sent {_shown(line)}", line
+                    )
+                )
 
-    def send(self, frame: Frame, *, corrupt: bool = False) -> None:
-        """Write one frame, with a good checksum unless `corrupt`."""
+    def _report(self, fault: InjectedFault) -> None:
+        self.injected.append(fault)
+        if self._on_fault is not None:
+            self._on_fault(fault)
+
+    def send(self, frame: Frame, *, corrupt: bool = False) -> bytes:
+        """Write one frame, with a good checksum unless `corrupt`; returns the line written."""
         if corrupt:
             line = encode_bad_frame(frame.command, frame.data)
             self.corrupted.append(line)
@@ -410,6 +483,7 @@ class It100Panel:
             line = encode_frame(frame.command, frame.data)
             self.emitted.append(frame)
         self.link.write(line)
+        return line
 
     def status_frames(self) -> list[Frame]:
         """The dump a 001 status request gets: per partition 652 when armed, else 650, then
@@ -449,6 +523,16 @@ class It100Panel:
             server.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await server
+
+
+def _bad_checksum(frame: Frame, line: bytes) -> InjectedFault:
+    right = _shown(encode_frame(frame.command, frame.data))
+    what = f"bad checksum on {frame.command} {frame.data}".rstrip()
+    return InjectedFault("checksum", f"{what}: sent {_shown(line)} instead of {right}", line)
+
+
+def _shown(line: bytes) -> str:
+    return line.rstrip(b"\r\n").decode("ascii", "backslashreplace")
 
 
 DEFAULT_PRINTER_LINES: Sequence[str] = (

@@ -4,21 +4,24 @@ import argparse
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from edge.codecs.it100 import Frame, decode_frame, encode_bad_frame, encode_frame
+from edge.codecs.it100 import Frame, It100FrameError, decode_frame, encode_bad_frame, encode_frame
+from edge.codecs.it100_mapping import is_known
 from edge.config import It100DeviceConfig, SerialPortConfig
 from edge.drivers.it100 import It100Driver
 from edge.drivers.serial_line import SerialLine
+from edge.errors import DeviceUnreachable
 from edge.health import DeviceHealth
 from firmware_sims.it100_panel import (
     Alarm,
     Arm,
     BadChecksum,
     Disarm,
+    InjectedFault,
     It100Panel,
     LinesPanel,
     Pause,
@@ -31,6 +34,7 @@ from firmware_sims.it100_panel import (
 )
 from firmware_sims.serial_cli import add_it100_arguments, run_it100_panel
 from shared.events import ClockState
+from tests.support.waiting import WAIT_SECONDS
 
 
 @pytest.fixture
@@ -175,7 +179,9 @@ async def test_run_it100_panel_serves_a_driver(
         with contextlib.suppress(asyncio.CancelledError):
             await runner
     assert names <= {"armed", "disarmed", "alarm"} and len(names) >= 2
-    assert capsys.readouterr().out == f"it100-panel on {link}\n"
+    first, *faults = capsys.readouterr().out.splitlines()
+    assert first == f"it100-panel on {link} (faults: checksum,unknown,drop)"
+    assert all(line.startswith("fault: ") for line in faults)
     assert not link.exists()
 
 
@@ -197,3 +203,171 @@ async def test_scenario_cable_pull_removes_and_restores_the_port(tmp_path: Path)
         assert not panel.link_path.exists()
         panel.apply(Replug())
         assert panel.link_path.exists() and panel.link.plugged
+
+
+# -- faults: which the panel injects, and each one said as it happens ----------------------------
+
+DISARM_2 = Frame("655", "2")  # each scenario loop sends it once, after its checksum and unknown
+
+
+def said_of(observed: list[bytes | None], link: Path) -> list[str]:
+    """The fault lines a reader's observations call for: a bad checksum or an unknown command
+    it read (None: the port dropped; the next None: it opened again)."""
+    said: list[str] = []
+    dropped = False
+    for line in observed:
+        if line is None:
+            what = "link drop over: {} plugged in again" if dropped else "link drop: {} unplugged"
+            said.append("fault: " + what.format(link))
+            dropped = not dropped
+            continue
+        shown = line.rstrip(b"\r\n").decode()
+        try:
+            frame = decode_frame(line)
+        except It100FrameError:
+            command, data = shown[:3], shown[3:-2]
+            right = encode_frame(command, data).rstrip(b"\r\n").decode()
+            said.append(f"fault: bad checksum on {command} {data}: sent {shown} instead of {right}")
+            continue
+        if not is_known(frame.command):
+            said.append(f"fault: unknown command {frame.command}: sent {shown}")
+    return said
+
+
+async def observe(
+    link: Path, *, enough: Callable[[list[bytes | None]], bool]
+) -> list[bytes | None]:
+    """Read the port as a driver would, reopening it after a drop, until `enough` (lines, and
+    None for each drop and each reopen after it)."""
+    observed: list[bytes | None] = []
+    async with asyncio.timeout(WAIT_SECONDS):  # a hang guard, not a speed check
+        while not enough(observed):
+            try:
+                async with SerialLine(SerialPortConfig(port=str(link))) as port:
+                    if observed:  # opened again after a drop
+                        observed.append(None)
+                    while not enough(observed):
+                        observed.append(await port.read_line())
+            except DeviceUnreachable:
+                if observed and observed[-1] is not None:
+                    observed.append(None)  # the drop
+                await asyncio.sleep(0.005)  # the symlink is back after the replug step
+    return observed
+
+
+def disarms(observed: list[bytes | None]) -> int:
+    return sum(line == encode_frame(DISARM_2.command, DISARM_2.data) for line in observed)
+
+
+async def test_faults_none_injects_nothing_over_whole_scenario_loops(tmp_path: Path) -> None:
+    printed: list[InjectedFault] = []
+    panel = It100Panel(
+        link_path=tmp_path / "tty",
+        scenario=default_scenario(tick=0.01),
+        bad_checksum_every=2,  # governed by the checksum fault too
+        faults=frozenset(),
+        on_fault=printed.append,
+    )
+    async with panel:
+        player = asyncio.create_task(panel.run_forever())
+        try:
+            # Between two DISARM_2 lie a whole loop's bad checksum, unknown command and drop.
+            observed = await observe(panel.link_path, enough=lambda seen: disarms(seen) >= 2)
+        finally:
+            player.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await player
+    assert None not in observed  # the port never dropped
+    assert said_of(observed, panel.link_path) == []  # every line a known, good frame
+    assert printed == panel.injected == [] and panel.corrupted == []
+    assert any(frame.command == "601" for frame in panel.emitted)  # the rest still played
+
+
+async def test_each_fault_said_is_one_the_reader_saw(tmp_path: Path) -> None:
+    """Step by step (no clock): after each step the reader takes what it wrote, so every
+    line the panel said is matched against what really arrived, in order."""
+    said: list[str] = []
+    link = tmp_path / "tty"
+    config = SerialPortConfig(port=str(link))
+    steps = default_scenario().steps
+    cut, back = steps.index(Unplug()), steps.index(Replug())
+    observed: list[bytes | None] = []
+    async with It100Panel(
+        link_path=link, bad_checksum_every=7, on_fault=lambda fault: said.append(str(fault))
+    ) as panel:
+        async with SerialLine(config) as port:
+            for step in steps[:cut]:
+                panel.apply(step)
+                observed += [await port.read_line() for _ in frames_of(step)]
+            panel.apply(steps[cut])
+            with pytest.raises(DeviceUnreachable):
+                await port.read_line()
+            observed.append(None)
+        for step in steps[cut + 1 : back]:  # the pause of the pull
+            panel.apply(step)
+        panel.apply(steps[back])
+        async with SerialLine(config) as port:
+            observed.append(None)
+            for step in steps[back + 1 :]:
+                panel.apply(step)
+                observed += [await port.read_line() for _ in frames_of(step)]
+    assert said == said_of(observed, link)
+    # 609 005 and 750 20041 (every 7th frame), the BadChecksum step, UnknownCommand, the pull
+    kinds = ["checksum", "checksum", "unknown", "checksum", "drop", "drop"]
+    assert [fault.kind for fault in panel.injected] == kinds
+    assert [str(fault) for fault in panel.injected] == said
+
+
+@pytest.mark.parametrize("faults", [None, "none", "checksum,drop"])
+async def test_cli_faults_are_printed_as_they_happen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], faults: str | None
+) -> None:
+    link = tmp_path / "ttyIT100"
+    argv = ["--link", str(link), "--tick", "0.01"]
+    args = parse(*argv, *([] if faults is None else ["--faults", faults]))
+    kinds: frozenset[str] = args.faults
+
+    def enough(seen: list[bytes | None]) -> bool:
+        """Two whole loops, and every kind that is on seen at least once (a drop: and over)."""
+        said = said_of(seen, link)
+        over = "drop" not in kinds or any("link drop over" in line for line in said)
+        return disarms(seen) >= 2 and {_kind(line) for line in said} >= kinds and over
+
+    runner = asyncio.ensure_future(run_it100_panel(args))
+    try:
+        observed = await observe(link, enough=enough)
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    first, *printed = capsys.readouterr().out.splitlines()
+    shown = ",".join(kind for kind in ("checksum", "unknown", "drop") if kind in kinds) or "none"
+    assert first == f"it100-panel on {link} (faults: {shown})"
+    # Every line printed is a fault the reader saw, and every fault it saw was printed (the
+    # loops repeat the same faults, so lines printed before the reader opened match later ones).
+    assert set(printed) == set(said_of(observed, link))
+    assert {_kind(line) for line in printed} == kinds
+
+
+def _kind(said: str) -> str:
+    return {"bad": "checksum", "unknown": "unknown", "link": "drop"}[said.split()[1]]
+
+
+def test_cli_faults_argument() -> None:
+    assert parse().faults == {"checksum", "unknown", "drop"}
+    assert parse("--faults", "none").faults == frozenset()
+    assert parse("--faults", "unknown, drop").faults == {"unknown", "drop"}
+
+
+@pytest.mark.parametrize("value", ["noise", "none,drop", ""])
+def test_cli_faults_argument_names_the_kinds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse("--faults", value)
+    assert "give none or a comma list of checksum,unknown,drop" in capsys.readouterr().err
+
+
+def test_unknown_fault_kinds_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        It100Panel(link_path=tmp_path / "tty", faults={"checksum", "smoke"})
