@@ -8,7 +8,10 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import re
+import select
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -50,6 +53,7 @@ from cloud.webhooks import cli as webhooks_cli
 from cloud.wiring import connect, jobs
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `yes | head`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,14 +143,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _require_schema(settings)
         connect(settings)
         status = args.run(args, settings)  # a command may return its own exit status
+        sys.stdout.flush()  # a closed pipe shows here, not as an "Exception ignored" at exit
     except (CommandFailed, CollectorError) as exc:
         print(f"tollgate-cloud: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (SQLAlchemyError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError) and _reader_gone():  # `... | head`: not a failure
+            _quiet_stdout()
+            return EXIT_BROKEN_PIPE
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"tollgate-cloud: error: {database_failure(db_url, reason)}", file=sys.stderr)
         return EXIT_USAGE
     return status if isinstance(status, int) else 0
+
+
+def _reader_gone() -> bool:
+    """True when stdout is a pipe nobody reads any more (`invoice list | head` after its lines):
+    then a BrokenPipeError is the reader's choice, not a failure (and no database's, which the
+    OSError handler would say). Linux poll() flags such a pipe's write end with POLLERR."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no descriptor (a captured stdout): not a pipe
+        return False
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at devnull so that the flush at exit cannot raise again, as the Python docs
+    advise for a broken pipe (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:

@@ -3,6 +3,8 @@
 import argparse
 import asyncio
 import logging
+import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +20,7 @@ from edge.installer_cli import add_installer_commands, add_scan_serial
 from edge.keys import load_or_create_key
 from edge.logs import configure_logging
 from edge.status import STATUS_FILE, format_status, read_status
+from edge.technician_cli import add_technician_commands
 from shared.signing import public_key_pem
 
 
@@ -194,17 +197,49 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(commands)
     add_enrollment_commands(commands)
     add_installer_commands(commands)
+    add_technician_commands(commands)
     return parser
+
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""What a shell reports for a writer whose reader went away (`yes | head`): not 1, which here
+means a check failed or a scan found nothing."""
+
+
+def _reader_gone() -> bool:
+    """True when stdout is a pipe nobody reads any more (`status | head` after its line): then a
+    BrokenPipeError is the reader's choice, not a failure. Linux poll() flags such a pipe's
+    write end with POLLERR."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no descriptor (a captured stdout): not a pipe
+        return False
+    return any(events & select.POLLERR for _fd, events in poller.poll(0))
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at devnull so that the flush at exit cannot raise again, as the Python docs
+    advise for a broken pipe (https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `tollgate-edge`; expected errors print one clear message and exit 2."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe shows here, not as an "Exception ignored" at exit
     except GatewayError as exc:
         print(f"tollgate-edge: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise  # a socket's, say: unexpected, so not hidden
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 from edge.config import load_config
 from edge.enrollment import ENROLLMENT_FILE, enroll, rotate_key
 from edge.errors import ConfigError
-from edge.installer_cli import store_technician_password, technician_password
+from edge.installer_cli import technician_password
+from edge.technician_cli import say_if_no_password, store_technician_password
 
 KEY_FILE = "gateway.key"
 
@@ -44,6 +45,7 @@ def _enroll(args: argparse.Namespace) -> int:
     )
     if password is not None:
         print(f"technician password stored in {store_technician_password(data_dir, password)}")
+    say_if_no_password(data_dir)
     return 0
 
 

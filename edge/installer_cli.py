@@ -6,7 +6,6 @@ them on the same parser. Errors follow the CLI's rule: `GatewayError` -> one lin
 
 import argparse
 import asyncio
-import getpass
 import logging
 import sys
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import TypeAlias
 
 from edge.config import load_config
 from edge.config_types import parse_duration
-from edge.errors import ConfigError, GatewayError
+from edge.errors import ConfigError
 from edge.init_config import DEFAULT_CLOUD_URL, DEFAULT_DATA_DIR, DRIVER_ORDER
+from edge.technician_cli import read_password, say_if_no_password, store_technician_password
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -35,42 +35,13 @@ def _init(args: argparse.Namespace) -> int:
     print(f"{args.out}: starter config written; edit it, then `tollgate-edge check`")
     if password is not None:
         print(f"technician password stored in {store_technician_password(args.data_dir, password)}")
+    say_if_no_password(args.data_dir)
     return 0
-
-
-def store_technician_password(data_dir: Path, password: str) -> Path:
-    from edge.technician import store_password
-
-    try:
-        return store_password(data_dir, password)
-    except OSError as exc:
-        raise GatewayError(
-            f"cannot store the technician password in {data_dir}: {exc.strerror} "
-            "(the config is written; run init again with --force as a user who can)"
-        ) from exc
 
 
 def technician_password(args: argparse.Namespace) -> str | None:
     """From --technician-password-file, else asked twice on a terminal, else not set."""
-    from edge.technician import check_password_rule
-
-    if args.technician_password_file is not None:
-        try:
-            path: Path = args.technician_password_file
-            password = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ConfigError(f"--technician-password-file: {exc.strerror}") from exc
-    elif sys.stdin.isatty():
-        password = getpass.getpass("technician password (for the diagnostics page): ")
-        if getpass.getpass("again: ") != password:
-            raise ConfigError("the two technician passwords differ; nothing was written")
-    else:
-        return None
-    try:
-        check_password_rule(password)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return password
+    return read_password(args.technician_password_file, option="--technician-password-file")
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ POLL_TIMEOUT = 15.0
 KEEPALIVE_SECONDS = 15.0
 NO_PASSWORD = (
     "No technician password is set, so the diagnostics page stays closed. "
-    "Set one with `tollgate-edge init` or `tollgate-edge enroll`."
+    "Set one with `tollgate-edge technician set-password`."
 )
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -109,16 +109,19 @@ class Diagnostics:
         return self.gateway.config.gateway.data_dir
 
     async def _password_hash(self) -> str | None:
-        # Read on every request: a password set with `init` while the agent runs counts at once.
+        # Read on every request: a password set while the agent runs counts at once, and a
+        # replaced one ends the sessions opened with it (`Sessions.valid`). No cache: the file
+        # is one line, read only when someone uses the page.
         return await asyncio.to_thread(load_password_hash, self._data_dir)
 
     def _guard(self, handler: Handler) -> Handler:
         """Wrap a route: 503 without a password, 401 or /login when anonymous, CSRF on POST."""
 
         async def guarded(request: Request) -> Response:
-            if await self._password_hash() is None:
+            stored = await self._password_hash()
+            if stored is None:
                 return _closed(request)
-            if not self.sessions.valid(request.cookies.get(SESSION_COOKIE)):
+            if not self.sessions.valid(request.cookies.get(SESSION_COOKIE), stored):
                 if _wants_json(request):
                     return JSONResponse({"error": "login required"}, status_code=401)
                 return RedirectResponse("/login", status_code=303)
@@ -157,7 +160,7 @@ class Diagnostics:
         )
         response.set_cookie(
             SESSION_COOKIE,
-            self.sessions.open(),
+            self.sessions.open(stored),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -273,7 +276,7 @@ class Diagnostics:
         stored = await self._password_hash()
         if stored is None:
             return JSONResponse({"error": NO_PASSWORD}, status_code=503)
-        if self.sessions.valid(request.cookies.get(SESSION_COOKIE)):
+        if self.sessions.valid(request.cookies.get(SESSION_COOKIE), stored):
             return None
         password = basic_password(request.headers.get("authorization"))
         if password is None:

@@ -34,39 +34,41 @@ Clock = Callable[[], float]
 
 
 class Sessions:
-    """Random session tokens with an expiry, in memory."""
+    """Random session tokens with an expiry, in memory, each bound to the stored password hash it
+    was opened under: a new password (`tollgate-edge technician set-password`) ends the sessions
+    of the old one at their next request."""
 
     def __init__(self, *, lifetime: float = SESSION_SECONDS, clock: Clock = time.monotonic) -> None:
         self._lifetime = lifetime
         self._clock = clock
-        self._expiry: dict[str, float] = {}
+        self._open: dict[str, tuple[float, str]] = {}
 
-    def open(self) -> str:
-        """A new session token."""
+    def open(self, stored: str) -> str:
+        """A new session token for a login that verified against `stored`."""
         self._forget_expired()
         token = secrets.token_urlsafe(32)
-        self._expiry[token] = self._clock() + self._lifetime
+        self._open[token] = (self._clock() + self._lifetime, stored)
         return token
 
-    def valid(self, token: str | None) -> bool:
-        """True for a token we issued that has not expired or been closed."""
+    def valid(self, token: str | None, stored: str) -> bool:
+        """True for a token we issued under `stored` that has not expired or been closed."""
         if not token:
             return False
-        expiry = self._expiry.get(token)
-        if expiry is None or expiry <= self._clock():
-            self._expiry.pop(token, None)
+        expiry, opened_under = self._open.get(token, (0.0, ""))
+        if expiry <= self._clock() or opened_under != stored:
+            self._open.pop(token, None)
             return False
         return True
 
     def close(self, token: str | None) -> None:
         """Log out."""
         if token:
-            self._expiry.pop(token, None)
+            self._open.pop(token, None)
 
     def _forget_expired(self) -> None:
         now = self._clock()
-        for token in [t for t, expiry in self._expiry.items() if expiry <= now]:
-            del self._expiry[token]
+        for token in [t for t, (expiry, _stored) in self._open.items() if expiry <= now]:
+            del self._open[token]
 
 
 def basic_password(authorization: str | None) -> str | None:

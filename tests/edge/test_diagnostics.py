@@ -76,7 +76,7 @@ async def test_without_a_technician_password_the_page_stays_closed(tmp_path: Pat
         for method, path in [("GET", "/"), ("GET", "/login"), ("GET", "/api/status")]:
             response = await client.request(method, path)
             assert response.status_code == 503
-            assert "tollgate-edge init" in response.text
+            assert "tollgate-edge technician set-password" in response.text
         refused = await client.post("/login", json={"password": PASSWORD})
         assert refused.status_code == 503
 

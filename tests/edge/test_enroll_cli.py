@@ -37,6 +37,8 @@ from edge.enrollment import (
 from edge.forwarder import Forwarder
 from edge.keys import load_gateway_key
 from edge.outbox import Outbox
+from edge.technician import load_password_hash
+from edge.technician_cli import NO_PASSWORD_NOTICE
 from shared.events import Batch
 from shared.signing import private_key_pem, public_key_pem, verify_batch
 from tests.support.batches import batch_body, chain_events, draft
@@ -438,3 +440,35 @@ def test_enrollment_failures_are_gateway_errors(tmp_path: Path) -> None:
             key_path=tmp_path / "gateway.key",
         )
     assert not (tmp_path / ENROLLMENT_FILE).exists()
+
+
+def test_enroll_without_a_password_says_so_and_set_password_sets_one_afterwards(
+    cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    assert enroll_cli(cloud, invite(cloud, capsys), data_dir) == 0  # no terminal: nothing asked
+    assert capsys.readouterr().out.splitlines()[-1] == NO_PASSWORD_NOTICE
+    secret = tmp_path / "pw"
+    secret.write_text("correct horse battery\n")
+    config = write_config(tmp_path, data_dir, cloud.url)
+
+    set_password = ["technician", "set-password", "--config", str(config), "--file", str(secret)]
+
+    assert edge_main(set_password) == 0  # enroll itself refuses to run twice
+
+    assert "technician password set in" in capsys.readouterr().out
+    assert load_password_hash(data_dir) is not None
+
+
+def test_enroll_with_a_password_file_stores_it_and_adds_no_notice(
+    cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("correct horse battery\n")
+    code = invite(cloud, capsys)
+    args = ["enroll", "--cloud", cloud.url, "--code", code, "--data-dir", str(tmp_path / "data")]
+
+    assert edge_main([*args, "--technician-password-file", str(secret)]) == 0
+
+    out = capsys.readouterr().out
+    assert "technician password stored in" in out and NO_PASSWORD_NOTICE not in out

@@ -163,4 +163,5 @@ async def test_without_a_password_metrics_stay_closed(tmp_path: Path) -> None:
         (site.data_dir / "technician.password").unlink()
         response = await scrape(site.url)
 
-    assert response.status_code == 503 and "tollgate-edge init" in response.json()["error"]
+    assert response.status_code == 503
+    assert "tollgate-edge technician set-password" in response.json()["error"]
