@@ -75,6 +75,7 @@ class LinkHealth:
     sink_refusals: int = 0  # earlier batches the collector queued, then refused when storing
     last_sink_refusal: str | None = None
     consecutive_failures: int = 0
+    failing_since: datetime | None = None  # the first failure after the last success
     refusals: dict[int, int] = field(default_factory=dict)
 
 
@@ -393,8 +394,11 @@ class Forwarder:
         self.health.batches_sent += 1
         self.health.events_sent += lease.last_seq - lease.first_seq + 1
         self.health.consecutive_failures = 0
+        self.health.failing_since = None
 
     def _record_failure(self, message: str) -> None:
         self.health.last_error = message
         self.health.last_error_at = datetime.now(UTC)
+        if self.health.consecutive_failures == 0:
+            self.health.failing_since = self.health.last_error_at
         self.health.consecutive_failures += 1

@@ -8,6 +8,10 @@ from typing import Any
 
 from edge.readings import Reading
 
+ROUTINE_COUNTS = frozenset({"ignored_frames", "retained", "duplicate", "unmatched", "resent"})
+"""Protocol counts that are routine, not trouble: frames without usage, retained or redelivered
+MQTT messages, printer lines the pattern skips, a command resent once (its 501 is counted)."""
+
 
 @dataclass
 class DeviceHealth:
@@ -27,6 +31,8 @@ class DeviceHealth:
     bad_readings: int = 0
     last_bad_reading: str | None = None
     last_bad_reading_at: datetime | None = None
+    last_protocol_error: str | None = None
+    last_protocol_error_at: datetime | None = None
 
     def record_success(self, readings: list[Reading]) -> None:
         """A poll answered."""
@@ -57,6 +63,19 @@ class DeviceHealth:
     def count(self, what: str) -> None:
         """Count a protocol-level event: bad checksum, unknown command, CRC error, timeout..."""
         self.protocol[what] += 1
+        if what not in ROUTINE_COUNTS:
+            self.last_protocol_error = what
+            self.last_protocol_error_at = datetime.now(UTC)
+
+    def last_trouble_at(self) -> datetime | None:
+        """When a failure, a refused reading or a protocol error (not a routine count) was last
+        counted; None when never."""
+        stamps = [
+            stamp
+            for stamp in (self.last_error_at, self.last_bad_reading_at, self.last_protocol_error_at)
+            if stamp is not None
+        ]
+        return max(stamps, default=None)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
@@ -67,12 +86,13 @@ class DeviceHealth:
             "state": self.state,
             "last_success": self.last_success.isoformat() if self.last_success else None,
             "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "last_protocol_error": self.last_protocol_error,
+            "last_protocol_error_at": _iso(self.last_protocol_error_at),
             "consecutive_failures": self.consecutive_failures,
             "bad_readings": self.bad_readings,
             "last_bad_reading": self.last_bad_reading,
-            "last_bad_reading_at": (
-                self.last_bad_reading_at.isoformat() if self.last_bad_reading_at else None
-            ),
+            "last_bad_reading_at": _iso(self.last_bad_reading_at),
             "errors": dict(self.errors),
             "protocol": dict(self.protocol),
             "last_values": {
@@ -80,3 +100,7 @@ class DeviceHealth:
                 for name, value in self.last_values.items()
             },
         }
+
+
+def _iso(stamp: datetime | None) -> str | None:
+    return stamp.isoformat() if stamp else None

@@ -238,6 +238,7 @@ class HeartbeatHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
     consecutive_failures: int = 0
+    failing_since: datetime | None = None  # the first failure after the last success
     boot_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -333,9 +334,11 @@ class HeartbeatSender:
 
     def _failed(self, reason: str, message: str) -> None:
         self.health.failed += 1
-        self.health.consecutive_failures += 1
         self.health.last_error = message
         self.health.last_error_at = datetime.now(UTC)
+        if self.health.consecutive_failures == 0:
+            self.health.failing_since = self.health.last_error_at
+        self.health.consecutive_failures += 1
         if reason != self._failing_because:
             self._failing_because = reason
             log.warning(
@@ -352,4 +355,5 @@ class HeartbeatSender:
             self._failing_because = None
         self.health.sent += 1
         self.health.consecutive_failures = 0
+        self.health.failing_since = None
         self.health.last_sent_at = datetime.now(UTC)

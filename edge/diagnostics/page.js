@@ -10,15 +10,34 @@ function el(tag, text, cls) {
 }
 function pairs(id, list) {
   const dl = $(id); dl.replaceChildren();
-  for (const [k, v] of list) dl.append(el("dt", k), el("dd", v === null || v === undefined ? "\u2014" : v));
+  for (const [k, v] of list) {
+    const dd = v instanceof Node ? el("dd") : el("dd", v === null || v === undefined ? "\u2014" : v);
+    if (v instanceof Node) dd.append(v);
+    dl.append(el("dt", k), dd);
+  }
 }
 function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
+// Ages from the gateway's own clock at the snapshot (`written_at`), not the browser's.
+function ago(iso, now) {
+  if (!iso) return "never";
+  return dur(Math.max(0, (new Date(now) - new Date(iso)) / 1000)) + " ago";
+}
+// A URL broken only between its parts ("https://", "collector", ".example", ":8443", "/v1"), never
+// inside one: the dd breaks anywhere, which cut "8443" into "84" / "43" on a narrow card.
+function url(text) {
+  const span = el("span", null, "url");
+  const scheme = (/^[a-z][a-z0-9+.-]*:\/\//i.exec(text) || [""])[0];
+  const parts = [scheme, ...String(text).slice(scheme.length).split(/(?=[.:/?#])/)].filter(Boolean);
+  parts.forEach((part, i) => { if (i) span.append(el("wbr")); span.append(el("span", part)); });
+  return span;
+}
 function dur(s) {
   if (s === null || s === undefined) return "\u2014";
   if (s < 90) return Math.round(s) + " s"; if (s < 5400) return Math.round(s / 60) + " min";
-  return (s / 3600).toFixed(1) + " h";
+  if (s < 172800) return (s / 3600).toFixed(1) + " h";
+  return (s / 86400).toFixed(1) + " d";
 }
-function bytes(n) { return n < 1048576 ? (n / 1024).toFixed(1) + " KiB" : (n / 1048576).toFixed(1) + " MiB"; }
+function mb(n) { return (n / 1048576).toFixed(1) + " MB"; }
 function values(v) {
   const keys = Object.keys(v || {});
   return keys.length ? keys.map((k) => k + " = " + v[k]).join(", ") : "\u2014";
@@ -71,29 +90,49 @@ function enrolled(record, link) {
   if (record) return "site " + record.site_id + " since " + when(record.enrolled_at);
   return link.last_success ? "not enrolled here, but the collector accepts our batches" : "not enrolled";
 }
+function severityClass(alarms) {
+  return alarms.some((a) => a.severity === "alarm") ? "failing" : alarms.length ? "warn" : "ok";
+}
+function renderAlarms(s) {
+  // Bare codes come from a status written before alarms were records.
+  const alarms = (s.alarms || []).map((a) => typeof a === "string" ? {code: a, severity: "alarm", message: a} : a);
+  const state = $("state");
+  state.textContent = s.state + (alarms.length ? ", " + alarms.length + (alarms.length > 1 ? " alarms" : " alarm") : "");
+  state.className = "badge " + severityClass(alarms);
+  $("alarms").replaceChildren(...alarms.map((a) => {
+    const banner = el("div", null, "banner " + (a.severity === "alarm" ? "alarm" : "warn"));
+    banner.dataset.code = a.code;
+    banner.append(el("strong", a.severity === "alarm" ? "ALARM " : "WARNING "), el("span", a.message));
+    return banner;
+  }));
+  return alarms;
+}
+function deviceBadge(d, alarms) {
+  const mine = alarms.filter((a) => a.code === "device_errors" && a.device_id === d.device_id);
+  if (d.state === "ok" && mine.length) return el("span", "ok, recent errors", "badge " + severityClass(mine));
+  const cls = d.state === "ok" ? "ok" : d.state.startsWith("paused") ? "warn" : d.state === "failing" ? "failing" : "";
+  return el("span", d.state, "badge " + cls);
+}
 function render(s) {
-  $("state").textContent = s.state;
-  const alarms = s.alarms || [];
-  $("alarm").style.display = alarms.length ? "block" : "none";
-  $("alarm").textContent = alarms.includes("outbox_full")
-    ? "ALARM: the outbox is full. Sources that keep their own log are paused until the cloud link drains it."
-    : alarms.join(", ");
+  const alarms = renderAlarms(s);
   const id = s.identity || {}, link = s.cloud_link, o = s.outbox;
-  pairs("identity", [["Gateway", s.gateway_id], ["Collector", id.cloud_url],
+  const now = s.written_at;
+  pairs("identity", [["Gateway", s.gateway_id], ["Collector", id.cloud_url ? url(id.cloud_url) : null],
     ["Key (SHA-256)", id.key_fingerprint ? id.key_fingerprint.slice(0, 32) + "\u2026" : null], ["Enrolled", enrolled(s.enrollment, link)]]);
-  pairs("link", [["Last success", when(link.last_success)], ["Last error", link.last_error ? link.last_error + " (" + when(link.last_error_at) + ")" : "none"],
+  pairs("link", [["Last success", ago(link.last_success, now)], ["Last error", link.last_error ? link.last_error + " (" + ago(link.last_error_at, now) + ")" : "none"],
     ["Backlog", o.backlog + " events"], ["Oldest unsent", dur(o.oldest_unsent_age_s)], ["Sent", link.events_sent + " events in " + link.batches_sent + " batches"]]);
-  pairs("outbox", [["Disk use", bytes(o.used_bytes) + " of " + bytes(o.budget_bytes) + (o.used_pct === null ? "" : " (" + o.used_pct + "%)")],
+  pairs("outbox", [["Disk use", mb(o.used_bytes) + " of " + mb(o.budget_bytes) + (o.used_pct === null ? "" : " (" + o.used_pct + "%)")],
     ["Last seq", o.last_seq], ["Acknowledged", o.acked_seq], ["Dead letters", o.dead_letters]]);
   $("outbox-bar").style.width = Math.min(100, o.used_pct || 0) + "%";
-  $("outbox-bar").style.background = (o.used_pct || 0) > 90 ? "var(--bad)" : "var(--ok)";
+  const full = alarms.some((a) => a.code === "outbox_full"), near = alarms.some((a) => a.code === "outbox_near_budget");
+  $("outbox-bar").style.background = full ? "var(--bad)" : near ? "var(--warn)" : "var(--ok)";
   pairs("clock", [["Sync", s.clock || "unknown"], ["Gateway time", when(s.written_at)]]);
   for (const d of s.devices) {
     const row = deviceRow(d);
     row.address.textContent = d.address;
-    row.state.replaceChildren(el("span", d.state, "badge " + (d.state === "ok" ? "ok" : d.state.startsWith("paused") ? "warn" : d.state === "failing" ? "failing" : "")));
+    row.state.replaceChildren(deviceBadge(d, alarms));
     row.value.textContent = values(d.last_values);
-    row.seen.textContent = when(d.last_success);
+    row.seen.textContent = ago(d.last_success, now);
     row.event.textContent = eventText(lastEvent.get(d.device_id) || d.last_event);
     const counts = Object.assign({}, d.errors, d.protocol);
     const text = Object.keys(counts).map((k) => k + " " + counts[k]).join(", ");

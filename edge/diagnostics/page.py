@@ -26,7 +26,7 @@ def main_page(*, nonce: str, gateway_id: str) -> str:
  <span id="updated" class="result"></span>
  <button class="secondary" id="logout">Log out</button></header>
 <main>
-<div class="alarm" id="alarm"></div>
+<div id="alarms"></div>
 <div class="grid">
  <section><h2>Identity &amp; enrollment</h2><dl id="identity"></dl></section>
  <section><h2>Cloud link</h2><dl id="link"></dl></section>

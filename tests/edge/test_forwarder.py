@@ -5,6 +5,7 @@ Only the policy is tested here; delivery to the real collector is in tests/e2e.
 
 import gzip
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,32 @@ async def test_refusals_of_the_batch_are_dead_lettered_at_once(tmp_path: Path, s
     assert [(d["first_seq"], d["last_seq"], d["status"]) for d in letters] == [(1, 3, status)]
     assert f"status_{status}" in letters[0]["reason"]
     assert forwarder.health.events_sent == 3
+
+
+async def test_the_link_keeps_since_when_it_fails_until_a_batch_gets_through(
+    tmp_path: Path,
+) -> None:
+    collector = Collector([503, 503, 200])
+    seen: list[tuple[int, datetime | None, datetime | None]] = []
+    forwarder: Forwarder | None = None
+
+    def watching(request: httpx.Request) -> httpx.Response:
+        if forwarder is not None and request.method == "POST":
+            health = forwarder.health
+            seen.append((health.consecutive_failures, health.failing_since, health.last_error_at))
+        return collector(request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(watching), base_url="http://c")
+    async with Outbox(tmp_path / "o.sqlite", gateway_id=GW, budget_bytes=10**8) as outbox:
+        await outbox.append([draft(n) for n in range(2)])
+        forwarder = Forwarder(
+            outbox=outbox, client=client, gateway_id=GW, key=collector.key, config=FAST
+        )
+        await forwarder.forward_pending()
+    await client.aclose()
+
+    first, second, third = seen
+    assert first == (0, None, None)
+    assert second[0] == 1 and second[1] is not None and second[1] == second[2]
+    assert third[0] == 2 and third[1] == second[1] and third[2] != second[2]  # since the first
+    assert forwarder.health.failing_since is None and forwarder.health.consecutive_failures == 0

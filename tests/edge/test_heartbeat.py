@@ -438,6 +438,9 @@ async def test_a_heartbeat_route_that_is_down_never_stops_batches_and_is_logged_
     assert status["heartbeat"]["last_error"].startswith("HTTP 503")
     assert status["heartbeat"]["consecutive_failures"] == status["heartbeat"]["failed"] >= 3
     assert status["heartbeat"]["sent"] == 0
+    assert status["heartbeat"]["failing_since"] is not None
+    # Batches get through: the link is up though the heartbeats fail (no cloud_link_down).
+    assert "cloud_link_down" not in [alarm["code"] for alarm in status["alarms"]]
     messages = Counter(r.getMessage() for r in caplog.records if r.name == "edge.heartbeat")
     assert (
         messages["heartbeat not delivered; batches are not affected, next one at the interval"] == 1

@@ -31,7 +31,11 @@ class DiagnosticsSite:
 
 @asynccontextmanager
 async def diagnostics_site(
-    tmp_path: Path, *, password: str | None = PASSWORD, listen: str = "127.0.0.1:0"
+    tmp_path: Path,
+    *,
+    password: str | None = PASSWORD,
+    listen: str = "127.0.0.1:0",
+    cloud_url: str = "http://127.0.0.1:9",  # nothing listens: the link shows an error
 ) -> AsyncIterator[DiagnosticsSite]:
     """Panel, password (unless None) and agent, all stopped when the block ends."""
     data_dir = tmp_path / "edge"
@@ -40,7 +44,7 @@ async def diagnostics_site(
     async with ModbusPanel(port=0, scenario=Scenario(counters=COUNTERS, tick=0)) as panel:
         config = render_site_config(
             gateway_id="gw-diag",
-            cloud_url="http://127.0.0.1:9",  # nothing listens: the link shows an error
+            cloud_url=cloud_url,
             data_dir=data_dir,
             panels=[SimulatedPanel(DEVICE_ID, panel.port, COUNTERS)],
             timing=SLOW,
