@@ -75,7 +75,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from edge import scan  # imports pymodbus; keep `keygen` light
+    from edge import scan, scan_report  # imports pymodbus; keep `keygen` light
 
     try:
         units = scan.parse_units(args.units)
@@ -106,8 +106,11 @@ def _scan(args: argparse.Namespace) -> int:
         return 1
     finally:
         pymodbus_log.setLevel(level)
-    sys.stdout.write(scan.format_result(result, url=url, table=args.table, address=args.address))
-    if not result.answers:
+    text = scan_report.format_result(
+        result, url=url, timeout=timeout, byte_order=args.byte_order, word_order=args.word_order
+    )
+    sys.stdout.write(text)
+    if not result.devices:
         print(f"tollgate-edge: no unit answered at {url} (units {args.units})", file=sys.stderr)
         return 1
     return 0
@@ -126,6 +129,12 @@ def _scan_ble(args: argparse.Namespace) -> int:
         locks = asyncio.run(scan_ble.scan_locks(backend, seconds=seconds))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    except scan_ble.NoBluezAdapter as exc:
+        print(
+            f"tollgate-edge: no BlueZ adapter ({exc.reason}); {scan_ble.NO_BLUEZ_FIX}",
+            file=sys.stderr,
+        )
+        return 2
     except BleakError as exc:
         print(f"tollgate-edge: BLE radio {backend!r}: {exc}", file=sys.stderr)
         return 1
@@ -158,6 +167,13 @@ def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -
     )
     modbus.add_argument("--address", type=int, default=0, help="first address to read")
     modbus.add_argument("--count", type=int, default=10, help="registers (or bits) to dump")
+    for order in ("byte", "word"):
+        modbus.add_argument(
+            f"--{order}-order",
+            default="big",
+            choices=["big", "little"],
+            help=f"{order} order of the float32 column (default big)",
+        )
     modbus.set_defaults(handler=_scan)
     ble = protocols.add_parser("ble", help="list the BLE locks in range (id, counter, battery)")
     radio = ble.add_mutually_exclusive_group()

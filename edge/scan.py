@@ -1,20 +1,36 @@
-"""The installer's discovery scan: which Modbus unit ids answer on a line, and what they hold.
+"""The installer's discovery scan: which Modbus unit ids hold a device on a line, and what it holds.
 
-`probe_units` sends one read to each unit id and keeps those that answer. A normal response and a
-Modbus exception response both mean a device is there (it parsed the request); no answer within
-the timeout means nothing is. The exception is the gateway pair 0x0A/0x0B (Modbus Application
-Protocol v1.1b3, section 7: https://modbus.org/docs/Modbus_Application_Protocol_V1_1b3.pdf): a
-TCP-to-RTU gateway sends them for a unit that is not behind it, so they count as "nothing there".
+`scan` sends one read (`--table` at `--address`) to each unit id, then looks closer at the units
+that answered, on one connection. Which units count as a device:
 
-`read_range` then reads a block of registers (or bits) from one unit; a block the device refuses
-with an exception (typically a hole in its map) is read again address by address, so the
-installer sees which addresses exist. `scan` does both on one connection.
+- a unit that returned data to at least one read (any table) is a device, and the only kind
+  whose registers are dumped;
+- a unit that answered only with exceptions, at least one of them other than 4, is a device
+  too: an ILLEGAL FUNCTION (1) or ILLEGAL DATA ADDRESS (2) means it parsed the request and has
+  nothing there (listed as refusing every read, not dumped);
+- a unit whose every answer is exception 4 (SERVER DEVICE FAILURE) is not a device: a TCP
+  server or gateway that serves one unit answers 4 for every unit id it does not know
+  (pymodbus 3.x does: its datastore has no such device and the server reports the failure), so
+  these units are counted in one line of the summary, not listed;
+- a unit that does not answer within the timeout, or for which a gateway answers 0x0A/0x0B
+  (Modbus Application Protocol v1.1b3, section 7:
+  https://modbus.org/docs/Modbus_Application_Protocol_V1_1b3.pdf: nothing behind it), is not
+  there: counted, not listed.
+
+A unit that answered the probe with data or an exception other than 4 gets the block read:
+`count` entries from `--address`; a block it refuses (typically a hole in its map) is read again
+address by address, so the installer sees which addresses exist. A unit that has returned no
+data yet (an exception 4 to the probe included) is asked once more in each other table at the
+same address; a unit that answered 4 is never read address by address, so a server serving one
+unit costs four requests per other unit id instead of a dump of exception rows.
 
 This module is a boundary like `edge.drivers.modbus`: pymodbus clients are used directly, with
-`retries=0` and the given timeout, and every pymodbus error becomes a `DriverError` here.
+`retries=0` and the given timeout, and every pymodbus error becomes a `DriverError` here. The
+text of a scan (summary, then the dump) is `edge.scan_report`.
 """
 
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
@@ -46,6 +62,7 @@ EXCEPTION_NAMES = {
     0x0A: "GATEWAY PATH UNAVAILABLE",
     0x0B: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
 }
+SERVER_DEVICE_FAILURE = 0x04
 _GATEWAY_ABSENT = frozenset({0x0A, 0x0B})
 # A scan expects many silent units: never let pymodbus drop the connection over them.
 _NO_DISCONNECT = 1_000_000
@@ -57,19 +74,20 @@ def exception_name(code: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class UnitAnswer:
-    """A unit that answered the probe: with `value`, or with Modbus exception `exception_code`."""
+class Answer:
+    """The answer to a read of one entry of `table` at `address`: its value, or an exception."""
 
-    unit: int
+    table: Table
+    address: int
     value: int | None = None
     exception_code: int | None = None
 
-    def describe(self, table: Table, address: int) -> str:
-        """E.g. "unit 3: answered, holding 0 = 17" or "unit 2: answered exception 2 (...)"."""
+    def describe(self) -> str:
+        """E.g. "holding 0 = 17" or "holding 0: exception 2 (ILLEGAL DATA ADDRESS)"."""
         if self.exception_code is not None:
             code = self.exception_code
-            return f"unit {self.unit}: answered exception {code} ({exception_name(code)})"
-        return f"unit {self.unit}: answered, {table} {address} = {self.value}"
+            return f"{self.table} {self.address}: exception {code} ({exception_name(code)})"
+        return f"{self.table} {self.address} = {self.value}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +109,50 @@ class UnitRead:
     cells: tuple[Cell, ...]
 
 
+UnitKind = Literal["data", "refused", "failure"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitReport:
+    """A unit that answered: its single-entry answers (the probe first) and its block read."""
+
+    unit: int
+    answers: tuple[Answer, ...]
+    read: UnitRead | None = None
+
+    @property
+    def kind(self) -> UnitKind:
+        """ "data" (returned data), "refused" (only exceptions, not all 4) or "failure" (all 4)."""
+        cells = self.read.cells if self.read is not None else ()
+        values = [answer.value for answer in self.answers] + [cell.value for cell in cells]
+        if any(value is not None for value in values):
+            return "data"
+        codes = {answer.exception_code for answer in self.answers}
+        codes |= {cell.exception_code for cell in cells}
+        return "failure" if codes == {SERVER_DEVICE_FAILURE} else "refused"
+
+    @property
+    def dumped(self) -> bool:
+        """Whether its block read holds data (what the dump shows)."""
+        return self.read is not None and any(cell.value is not None for cell in self.read.cells)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanResult:
-    """The units that answered the probe and the block read from each of them."""
+    """Every unit that answered, in scan order, and the unit ids that did not."""
 
-    answers: tuple[UnitAnswer, ...]
-    reads: tuple[UnitRead, ...]
+    units: tuple[UnitReport, ...]
+    timed_out: tuple[int, ...] = ()
+    gateway_absent: tuple[int, ...] = ()
+
+    def of_kind(self, kind: UnitKind) -> list[UnitReport]:
+        """The answering units of one kind, in scan order."""
+        return [report for report in self.units if report.kind == kind]
+
+    @property
+    def devices(self) -> list[UnitReport]:
+        """The units that count as a device: they returned data or refused a read."""
+        return [report for report in self.units if report.kind != "failure"]
 
 
 def parse_units(text: str) -> list[int]:
@@ -149,16 +205,15 @@ class ModbusScanner:
         """Close the connection."""
         self._close()
 
-    async def probe(self, unit: int, *, table: Table, address: int) -> UnitAnswer | None:
+    async def probe(self, unit: int, *, table: Table, address: int) -> Answer | None:
         """Read one entry of `table` at `address` from `unit`; `None` when nothing answers."""
         try:
             response = await self._request(unit, table, address, 1)
         except DeviceTimeout:
             return None
         if response.isError():
-            code = int(getattr(response, "exception_code", 0))
-            return None if code in _GATEWAY_ABSENT else UnitAnswer(unit, exception_code=code)
-        return UnitAnswer(unit, value=_values(response, table, 1, self._where(unit))[0])
+            return Answer(table, address, exception_code=_exception_code(response))
+        return Answer(table, address, value=_values(response, table, 1, self._where(unit))[0])
 
     async def read(self, unit: int, *, table: Table, address: int, count: int) -> UnitRead:
         """Read `count` entries from `address`; a refused block is read again one by one."""
@@ -173,7 +228,7 @@ class ModbusScanner:
     async def _read_one(self, unit: int, table: Table, address: int) -> Cell:
         response = await self._request(unit, table, address, 1)
         if response.isError():
-            return Cell(address, None, int(getattr(response, "exception_code", 0)))
+            return Cell(address, None, _exception_code(response))
         return Cell(address, _values(response, table, 1, self._where(unit))[0])
 
     async def _request(self, unit: int, table: Table, address: int, count: int) -> ModbusPDU:
@@ -214,15 +269,6 @@ class ModbusScanner:
         return f"{self._url} unit {unit}"
 
 
-async def probe_units(
-    url: str, units: Iterable[int], *, request_timeout: float, table: Table, address: int
-) -> list[UnitAnswer]:
-    """The units of `units` that answer one read of `table` at `address`, in order."""
-    units = _check_units(url, units)
-    async with ModbusScanner(url, timeout=request_timeout) as scanner:
-        return await _probe_all(scanner, units, table=table, address=address)
-
-
 async def read_range(
     url: str, unit: int, *, request_timeout: float, table: Table, address: int, count: int
 ) -> UnitRead:
@@ -241,23 +287,41 @@ async def scan(
     address: int,
     count: int,
 ) -> ScanResult:
-    """Probe `units`, then read `count` entries from each unit that answered (one connection).
-
-    A unit that answered the probe but not the block read gets no table (the probe line says
-    it is there)."""
+    """Probe `units`, then look closer at each unit that answered (one connection; the rules
+    are in the module docstring)."""
     check_range(table=table, address=address, count=count)
     units = _check_units(url, units)
+    reports: list[UnitReport] = []
+    timed_out: list[int] = []
+    absent: list[int] = []
     async with ModbusScanner(url, timeout=request_timeout) as scanner:
-        answers = await _probe_all(scanner, units, table=table, address=address)
-        reads = []
-        for answer in answers:
-            try:
-                reads.append(
-                    await scanner.read(answer.unit, table=table, address=address, count=count)
-                )
-            except DeviceTimeout:
-                continue
-    return ScanResult(tuple(answers), tuple(reads))
+        for unit in units:
+            probe = await scanner.probe(unit, table=table, address=address)
+            if probe is None:
+                timed_out.append(unit)
+            elif probe.exception_code in _GATEWAY_ABSENT:
+                absent.append(unit)
+            else:
+                reports.append(await _examine(scanner, unit, probe, count=count))
+    return ScanResult(tuple(reports), tuple(timed_out), tuple(absent))
+
+
+async def _examine(scanner: ModbusScanner, unit: int, probe: Answer, *, count: int) -> UnitReport:
+    """The block read (not for a unit that answered 4), then the other tables while no data."""
+    read = None
+    if probe.exception_code != SERVER_DEVICE_FAILURE:
+        with suppress(DeviceTimeout):  # it answered the probe: listed, without a dump
+            read = await scanner.read(unit, table=probe.table, address=probe.address, count=count)
+    report = UnitReport(unit, (probe,), read)
+    for table in TABLES:
+        if report.kind == "data":
+            break
+        if table == probe.table:
+            continue
+        answer = await scanner.probe(unit, table=table, address=probe.address)
+        if answer is not None and answer.exception_code not in _GATEWAY_ABSENT:
+            report = UnitReport(unit, (*report.answers, answer), read)
+    return report
 
 
 def check_range(*, table: Table, address: int, count: int) -> None:
@@ -279,15 +343,8 @@ def _check_units(url: str, units: Iterable[int]) -> list[int]:
     return checked
 
 
-async def _probe_all(
-    scanner: ModbusScanner, units: Iterable[int], *, table: Table, address: int
-) -> list[UnitAnswer]:
-    answers = []
-    for unit in units:
-        answer = await scanner.probe(unit, table=table, address=address)
-        if answer is not None:
-            answers.append(answer)
-    return answers
+def _exception_code(response: ModbusPDU) -> int:
+    return int(getattr(response, "exception_code", 0))
 
 
 def _values(response: ModbusPDU, table: Table, count: int, where: str) -> list[int]:
@@ -337,44 +394,3 @@ _READS: dict[Table, Callable[[ModbusBaseClient], Callable[..., Awaitable[ModbusP
     "holding": lambda client: client.read_holding_registers,
     "input": lambda client: client.read_input_registers,
 }
-
-
-def format_result(result: ScanResult, *, url: str, table: Table, address: int) -> str:
-    """The scan as plain text: one line per answering unit, then each unit's table."""
-    lines = [answer.describe(table, address) for answer in result.answers]
-    lines.append(f"{len(result.answers)} unit(s) answered at {url}")
-    for read in result.reads:
-        lines.append("")
-        lines.extend(format_read(read))
-    return "\n".join(lines) + "\n"
-
-
-def format_read(read: UnitRead) -> list[str]:
-    """A unit's block as table rows: address, value (dec and hex for registers) and, for
-    registers, the uint32 of this register and the next in big and little word order."""
-    last = read.address + len(read.cells) - 1
-    title = f"unit {read.unit}, {read.table} {read.address}..{last}:"
-    if read.table in ("coil", "discrete"):
-        rows = [f"{'address':>7}  {'value':>5}"]
-        rows += [f"{cell.address:>7}  {_dec(cell):>5}" for cell in read.cells]
-        return [title, *rows]
-    rows = [f"{'address':>7}  {'dec':>5}  {'hex':>6}  {'uint32 big':>10}  {'uint32 little':>13}"]
-    for cell, following in zip(read.cells, (*read.cells[1:], None), strict=True):
-        big, little = _pair(cell, following)
-        row = f"{cell.address:>7}  {_dec(cell):>5}  {_hex(cell):>6}  {big:>10}  {little:>13}"
-        rows.append(row.rstrip())
-    return [title, *rows]
-
-
-def _dec(cell: Cell) -> str:
-    return f"exc {cell.exception_code}" if cell.value is None else str(cell.value)
-
-
-def _hex(cell: Cell) -> str:
-    return "" if cell.value is None else f"0x{cell.value:04X}"
-
-
-def _pair(cell: Cell, following: Cell | None) -> tuple[str, str]:
-    if cell.value is None or following is None or following.value is None:
-        return "", ""
-    return str(cell.value << 16 | following.value), str(following.value << 16 | cell.value)
