@@ -18,7 +18,7 @@ from edge.enrollment_cli import add_enrollment_commands
 from edge.errors import ConfigError, DriverError, GatewayError
 from edge.installer_cli import add_installer_commands, add_scan_serial
 from edge.keys import load_or_create_key
-from edge.logs import configure_logging
+from edge.logs import LOG_DIR, configure_logging
 from edge.status import STATUS_FILE, format_status, read_status
 from edge.technician_cli import add_technician_commands
 from shared.signing import public_key_pem
@@ -26,7 +26,7 @@ from shared.signing import public_key_pem
 
 def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, log_dir=config.gateway.data_dir / LOG_DIR)
     from edge.agent import Agent  # imports the drivers; keep `keygen` light
 
     async def main() -> None:

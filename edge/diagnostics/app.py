@@ -8,7 +8,8 @@
     GET  /api/events                 live tail of committed events (server-sent events)
     POST /api/devices/{id}/poll      poll a Modbus device now; returns the fresh values
     POST /api/flush                  wake the forwarder to send what is waiting now
-    GET  /api/support-bundle         zip of status, redacted config, recent logs and events
+    GET  /api/support-bundle         zip: the CLI bundle's members (edge.support_bundle) plus the
+                                     live status and recent events
     GET  /metrics                    Prometheus text format (edge.metrics); HTTP Basic with the
                                      technician password, or a logged-in session
 
@@ -248,7 +249,8 @@ class Diagnostics:
 
     async def _bundle(self, request: Request) -> Response:
         gateway = self.gateway
-        body = build_bundle(
+        body = await asyncio.to_thread(  # reads the outbox and up to 10 MiB of logs
+            build_bundle,
             config=gateway.config,
             status=await gateway.status("running"),
             logs=list(self.logs.lines),

@@ -1,9 +1,11 @@
 """The support bundle a technician downloads from the page and mails to support.
 
-A zip of what support asks for first: the status document (health of devices, outbox and cloud
-link), the site config with every secret replaced by "***", the recent log lines and the last
-events. Secrets are removed by key name (`edge.redaction`), so a new secret field is redacted
-without anyone remembering to list it here.
+A zip with the members of `tollgate-edge support-bundle` (`edge.support_bundle.bundle_members`:
+redacted config, status, outbox summary, quarantined files, log tails, versions, manifest), so
+support reads one layout whichever way the bundle came. Where it must differ: the status is
+the live one, `recent-events.json` holds the last committed events, there is no `site.toml`
+(the agent was handed a loaded config, not its file), and when there is no log file (the file
+log is off) the agent's last log lines from memory come as `logs/in-memory.log`.
 """
 
 import io
@@ -17,11 +19,19 @@ from typing import Any
 import orjson
 
 from edge.config import SiteConfig
-from edge.logs import JsonFormatter
-from edge.redaction import is_secret_key
+from edge.logs import LOG_DIR, JsonFormatter
+from edge.support_bundle import (
+    LOG_TAIL_BYTES,
+    bundle_members,
+    gather_facts,
+    redact,
+    redacted_config,
+)
 
-REDACTED = "***"
+__all__ = ["LOG_LINES", "MEMORY_LOG", "RecentLogs", "build_bundle", "redact", "redacted_config"]
+
 LOG_LINES = 1000
+MEMORY_LOG = f"{LOG_DIR}/in-memory.log"
 
 
 class RecentLogs(logging.Handler):
@@ -40,40 +50,26 @@ class RecentLogs(logging.Handler):
             self.handleError(record)
 
 
-def redact(value: Any) -> Any:
-    """A copy of `value` with the values of secret-looking keys replaced by "***"."""
-    if isinstance(value, dict):
-        return {
-            key: REDACTED if is_secret_key(str(key)) and item is not None else redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    return value
-
-
-def redacted_config(config: SiteConfig) -> dict[str, Any]:
-    """The site config as JSON with secrets removed."""
-    document = orjson.loads(orjson.dumps(config.model_dump(mode="json"), default=str))
-    return dict(redact(document))
-
-
 def build_bundle(
     *,
     config: SiteConfig,
     status: dict[str, Any],
     logs: Iterable[str],
     events: Iterable[dict[str, Any]],
+    log_bytes: int = LOG_TAIL_BYTES,
 ) -> bytes:
-    """The zip file's bytes."""
-    made = datetime.now(UTC).isoformat()
+    """The zip file's bytes (blocking: reads the outbox and the log files)."""
+    facts = gather_facts(config, status=_json(status), log_bytes=log_bytes)
+    extra = {"recent-events.json": _json(list(events))}
+    if not facts.logs:
+        extra[MEMORY_LOG] = "".join(line + "\n" for line in logs).encode()
+    members = bundle_members(
+        facts, extra=extra, made_by="the diagnostics page", made_at=datetime.now(UTC)
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.txt", f"Tollgate support bundle of {config.gateway.id}, {made}\n")
-        archive.writestr("status.json", _json(status))
-        archive.writestr("config.json", _json(redacted_config(config)))
-        archive.writestr("recent-events.json", _json(list(events)))
-        archive.writestr("agent.log", "".join(line + "\n" for line in logs))
+        for name, data in members.items():
+            archive.writestr(name, data)
     return buffer.getvalue()
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from edge.cli import main
 from edge.diagnostics.auth import CSRF_HEADER, MAX_FAILURES, SESSION_COOKIE
-from edge.diagnostics.bundle import redact
+from edge.diagnostics.bundle import MEMORY_LOG, redact
 from edge.enrollment import EnrollmentRecord, write_enrollment
 from edge.technician import load_password_hash
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
@@ -200,7 +200,7 @@ async def test_support_bundle_downloads_without_secrets(site: DiagnosticsSite) -
     assert "attachment" in response.headers["content-disposition"]
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     names = set(archive.namelist())
-    assert {"status.json", "config.json", "agent.log", "recent-events.json"} <= names
+    assert {"status.json", "config.json", MEMORY_LOG, "recent-events.json"} <= names
     status = orjson.loads(archive.read("status.json"))
     assert status["devices"][0]["device_id"] == DEVICE_ID
     everything = b"".join(archive.read(name) for name in names)
