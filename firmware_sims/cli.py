@@ -10,7 +10,7 @@ cleanly: its server closes and the process exits with status 0.
                              [--duration SECONDS]
     tollgate-sim ble-lock [--locks 2] [--hci 127.0.0.1:0] [--once] [--report FILE]
     tollgate-sim mqtt-device [--broker mqtt://127.0.0.1:1883] [--prefix P] [--tick 0.5]
-    tollgate-sim demo [--duration SECONDS] [--workdir demo-data]
+    tollgate-sim demo [--duration SECONDS] [--workdir demo-data] [--verbose]
 """
 
 import argparse
@@ -107,7 +107,14 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--workdir",
         type=Path,
         default=Path("demo-data"),
-        help="where the demo keeps its state (emptied first; default demo-data)",
+        help="where the demo keeps its state (an earlier run's is emptied first, and said so;"
+        " default demo-data)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print the drafts, the sessions behind them and each document's VAT summary here"
+        " too (always written to billing-details.txt in the workdir)",
     )
     parser.add_argument(
         "--cloud-port",
@@ -123,14 +130,19 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run_demo(args: argparse.Namespace) -> int:
-    from firmware_sims.demo import run_demo
+    from firmware_sims.demo import WorkdirRefused, run_demo
 
-    return await run_demo(
-        duration=args.duration,
-        workdir=args.workdir,
-        cloud_port=args.cloud_port,
-        broker=args.broker,
-    )
+    try:
+        return await run_demo(
+            duration=args.duration,
+            workdir=args.workdir,
+            cloud_port=args.cloud_port,
+            broker=args.broker,
+            verbose=args.verbose,
+        )
+    except WorkdirRefused as exc:
+        print(f"tollgate-sim demo: {exc}", file=sys.stderr)
+        return 2
 
 
 COMMANDS: dict[str, Command] = {

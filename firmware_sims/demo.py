@@ -12,6 +12,14 @@ really published. Then the month is invoiced: the company's draft is finalized (
 period is still open), one of its lines is credited, and the invoices and the credit note are
 written to the workdir as HTML, PDF and Factur-X, the documents a customer receives (the seller
 on them is demo_seller.toml).
+
+The terminal gets the banner, the live lines, the balance check and, last, a few lines per account
+(its invoice's number, state and gross, the paths of its files); the long printouts (each draft as
+`invoice show` prints it, the sessions behind it, each document's VAT summary) go to
+`billing-details.txt` in the workdir, and to the terminal too with `--verbose`. Each run starts
+from an empty workdir and says so when it empties an earlier run's: continuing from it would start
+a new gateway key and fresh panel counters against the old cloud database, and bill and finalize
+the same month a second time.
 """
 
 import asyncio
@@ -22,6 +30,7 @@ import shutil
 import socket
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -72,6 +81,10 @@ MQTT_PREFIX = "demo-site"
 MQTT_TICK = 1.0
 DEMO_TIMING = Timing(poll_interval="200ms", batch_max_wait="1s")
 LIVE_EVERY = 2.0
+DETAILS = "billing-details.txt"  # the long printouts, in the workdir
+MARKER = ".tollgate-demo"  # marks a workdir as the demo's: only such a directory is emptied
+EARLIER_RUN = ("site.toml", "cloud.sqlite")  # what a workdir of a demo without MARKER held
+EXPORT_NAMES = {"html": "HTML", "pdf": "PDF", "facturx": "Factur-X"}
 
 
 Totals = dict[str, dict[str, Decimal]]
@@ -87,6 +100,56 @@ def totals_by_device(events: list[dict[str, Any]]) -> tuple[Totals, dict[str, in
     return totals, counts
 
 
+class WorkdirRefused(Exception):
+    """The workdir holds files that are not an earlier demo run's: the demo will not empty it."""
+
+
+class DetailLog:
+    """The demo's long printouts: appended to a file in the workdir, and echoed with --verbose."""
+
+    def __init__(self, path: Path, *, echo: bool = False) -> None:
+        self.path = path
+        self.echo = echo
+        path.write_text("")
+
+    def write(self, text: str) -> None:
+        """Append `text` as lines to the file (and print it when echoing)."""
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(f"{text}\n")
+        if self.echo:
+            print(text, flush=True)
+
+
+@dataclass
+class Outcome:
+    """What the run left for one account: its documents' summaries and files, for the end."""
+
+    account: str
+    invoice: str = "no invoice this period"
+    files: dict[str, Path] = field(default_factory=dict)
+    credit_note: str = ""
+    credit_files: dict[str, Path] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        """The account in a few lines: its invoice, then each file on its own line."""
+        lines = [f"  {self.account}: {self.invoice}"]
+        lines += [f"    {EXPORT_NAMES[kind]:8}  {path}" for kind, path in self.files.items()]
+        if self.credit_note:
+            lines.append(f"    {self.credit_note}")
+            lines += [
+                f"      {EXPORT_NAMES[kind]:8}  {path}" for kind, path in self.credit_files.items()
+            ]
+        return lines
+
+
+def document_line(document: Any, kind: str) -> str:
+    """A document in one line: number (or draft), state, gross."""
+    number = document["printed_number"] or "draft (no number yet)"
+    gross = f"{document['totals']['gross']} {document['currency']}"
+    state = document.get("status") or "issued"
+    return f"{kind} {number}, {state}, gross {gross}"
+
+
 def _port(preferred: int) -> int:
     with socket.socket() as probe:
         try:
@@ -99,8 +162,10 @@ def _port(preferred: int) -> int:
 class Demo:
     """The running site: panels in this process, collector and agent as child processes."""
 
-    def __init__(self, workdir: Path, cloud_port: int) -> None:
+    def __init__(self, workdir: Path, cloud_port: int, *, verbose: bool = False) -> None:
         self.workdir = workdir
+        self.details = DetailLog(workdir / DETAILS, echo=verbose)
+        self.outcomes = {account: Outcome(account) for account in DEMO_ACCOUNTS}
         self.panels = {
             device: ModbusPanel(port=0, scenario=default_scenario(tick=tick))
             for device, tick in PANEL_TICKS.items()
@@ -269,18 +334,42 @@ class Demo:
         return wrong
 
 
-def fresh_workdir(workdir: Path) -> Path:
-    """Demo state starts empty each run."""
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    return workdir.resolve()
+def fresh_workdir(workdir: Path) -> tuple[Path, str | None]:
+    """An empty, marked workdir, and the notice to print when an earlier run's was emptied.
+
+    Only a directory an earlier demo left (its marker, or its config and cloud database) is
+    emptied; any other non-empty directory is refused, so `--workdir ~` deletes nothing."""
+    notice = None
+    if workdir.is_dir() and any(workdir.iterdir()):
+        if not any((workdir / name).exists() for name in (MARKER, *EARLIER_RUN)):
+            raise WorkdirRefused(
+                f"--workdir {workdir} is not empty and holds no earlier demo run "
+                f"(no {MARKER}, site.toml or cloud.sqlite): the demo empties its workdir "
+                "first, so give it a new or empty directory"
+            )
+        notice = (
+            f"{workdir}/ from an earlier run was reset: each run starts over (a new gateway, "
+            "fresh counters, this month billed once); copy it elsewhere first to keep it"
+        )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("tollgate-sim demo's workdir: the next run empties it\n")
+    return workdir.resolve(), notice
 
 
 async def run_demo(
-    *, duration: float | None, workdir: Path, cloud_port: int = 8000, broker: str | None = None
+    *,
+    duration: float | None,
+    workdir: Path,
+    cloud_port: int = 8000,
+    broker: str | None = None,
+    verbose: bool = False,
 ) -> int:
     """Run the site-in-a-box until Ctrl-C or `duration` seconds; 0 when the books balance."""
-    demo = Demo(fresh_workdir(workdir), cloud_port)
+    directory, notice = fresh_workdir(workdir)
+    if notice:
+        print(notice, flush=True)
+    demo = Demo(directory, cloud_port, verbose=verbose)
     # The simulated panels' server logs a client that hangs up mid-answer (the agent stopping)
     # as an error with a frame dump; the agent's own log is where the demo's story is.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -344,10 +433,25 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
     )
     print(fleet_line(gateway, await open_incidents(client)))
     await feed_direct_source(demo.collector, client, key=demo.source_key, workdir=demo.workdir)
-    invoice_of = await print_invoices(demo.collector)
-    await customer_documents(demo.collector, client, demo.workdir, invoice_of)
-    print(f"state kept in {demo.workdir}")
+    invoice_of = await print_invoices(demo)
+    await customer_documents(demo, client, invoice_of)
+    print(result_lines(demo), flush=True)
     return 0 if balanced else 1
+
+
+def result_lines(demo: Demo) -> str:
+    """The end of the demo: per account its invoice and files, then where everything else is."""
+    details = demo.details.path
+    lines = [f"\nResult per account (invoices, sessions and VAT summaries: {details}):"]
+    for outcome in demo.outcomes.values():
+        lines += outcome.lines()
+    lines += [
+        f"  collector  {demo.collector.url} stopped with the demo; its database "
+        f"{demo.workdir / 'cloud.sqlite'}, its log {demo.collector.log_path}",
+        f"  agent      log {demo.agent.log_path}, outbox {demo.workdir / 'edge' / 'outbox.sqlite'}",
+        f"  state kept in {demo.workdir} until the next run, which empties it and says so",
+    ]
+    return "\n".join(lines)
 
 
 async def open_incidents(client: httpx.AsyncClient) -> dict[str, int]:
@@ -370,24 +474,26 @@ def fleet_line(gateway: dict[str, Any], incidents: dict[str, int]) -> str:
     )
 
 
-async def print_invoices(collector: CollectorProcess) -> dict[str, int]:
-    """Run this month's invoices and print each demo account's draft with its sessions; the
-    invoice id per account."""
+async def print_invoices(demo: Demo) -> dict[str, int]:
+    """Run this month's invoices (said on the terminal) and write each demo account's draft
+    with its sessions to the detail log; the invoice id per account."""
+    collector = demo.collector
     period = period_of(datetime.now(UTC), BILLING_TIME_ZONE).label
     print(f"\nBilling period {period}: tollgate-cloud invoice run --period {period}")
-    print(await collector.admin("invoice", "run", "--period", period))
+    print(await collector.admin("invoice", "run", "--period", period), flush=True)
     listed = json.loads(await collector.admin("invoice", "list", "--period", period, "--json"))
     invoice_of = {invoice["account_id"]: invoice["id"] for invoice in listed}
+    demo.details.write(f"Billing period {period}: the drafts and the sessions behind them")
     for account, devices in DEMO_ACCOUNTS.items():
         if account not in invoice_of:
-            print(f"{account}: no invoice for {period}")
+            demo.details.write(f"{account}: no invoice for {period}")
             continue
-        print(await collector.admin("invoice", "show", str(invoice_of[account])))
-        print("  sessions behind it:")
+        demo.details.write(await collector.admin("invoice", "show", str(invoice_of[account])))
+        demo.details.write("  sessions behind it:")
         for device in devices:
             sessions = json.loads(await collector.admin("sessions", "list", "--device", device))
             for session in sessions:
-                print("   ", session_line(session))
+                demo.details.write(f"    {session_line(session)}")
     return invoice_of
 
 
@@ -407,34 +513,38 @@ def session_line(session: dict[str, Any]) -> str:
 
 
 async def customer_documents(
-    collector: CollectorProcess,
-    client: httpx.AsyncClient,
-    workdir: Path,
-    invoice_of: dict[str, int],
+    demo: Demo, client: httpx.AsyncClient, invoice_of: dict[str, int]
 ) -> None:
     """The company's invoice finalized and one line credited; every demo invoice (and the credit
-    note) written as the files a customer receives, with a short summary each."""
-    print(f"\nInvoices as customers receive them (seller {SELLER.name}, files in {workdir}):")
+    note) written as the files a customer receives, a short summary each in the detail log."""
+    collector, workdir = demo.collector, demo.workdir
+    demo.details.write(
+        f"\nInvoices as customers receive them (seller {SELLER.name}, files in {workdir}):"
+    )
     company = invoice_of.get(COMPANY)
     if company is not None:
         print(
             f"tollgate-cloud invoice finalize --id {company} --force: the demo forces it because "
             "the period is still open (its grace period has not ended); in production "
-            "`invoice finalize --due` numbers drafts once their grace period is over"
+            "`invoice finalize --due` numbers drafts once their grace period is over",
+            flush=True,
         )
         await collector.admin("invoice", "finalize", "--id", str(company), "--force")
     for account in DEMO_ACCOUNTS:
         if account in invoice_of:
-            document = await export_invoice(collector, client, invoice_of[account], workdir)
+            outcome = demo.outcomes[account]
+            document = await export_invoice(demo, client, invoice_of[account], outcome)
             if account == COMPANY:
-                await credit_one_line(collector, client, document, workdir)
+                await credit_one_line(demo, client, document, outcome)
 
 
 async def export_invoice(
-    collector: CollectorProcess, client: httpx.AsyncClient, invoice_id: int, workdir: Path
+    demo: Demo, client: httpx.AsyncClient, invoice_id: int, outcome: Outcome
 ) -> Any:
     """Write the invoice as HTML and PDF, and as Factur-X once finalized (a draft has no number,
-    so it is no e-invoice); print its summary; its document (the JSON export)."""
+    so it is no e-invoice); its summary to the detail log, its line and files to `outcome`; its
+    document (the JSON export)."""
+    collector, workdir = demo.collector, demo.workdir
     document = await fetch_document(client, f"/v1/invoices/{invoice_id}/export")
     stem = document["printed_number"] or f"draft-{document['account_id']}"
     formats = {"html": f"{stem}.html", "pdf": f"{stem}.pdf"}
@@ -448,21 +558,27 @@ async def export_invoice(
             for name, file in formats.items()
         )
     )
-    print(summary(document, "invoice", list(formats.values())))
+    demo.details.write(summary(document, "invoice", list(formats.values())))
+    outcome.invoice = document_line(document, "invoice")
+    outcome.files = {name: workdir / file for name, file in formats.items()}
     return document
 
 
 async def credit_one_line(
-    collector: CollectorProcess, client: httpx.AsyncClient, invoice: Any, workdir: Path
+    demo: Demo, client: httpx.AsyncClient, invoice: Any, outcome: Outcome
 ) -> None:
     """Credit the company's `CREDITED_METRIC` line (a credit note, numbered at once) and write
     the note in every format this collector exports credit notes to."""
+    collector, workdir = demo.collector, demo.workdir
     line = next((item for item in invoice["lines"] if item["metric"] == CREDITED_METRIC), None)
     if line is None or Decimal(line["amount"]) <= 0:
-        print(f"  (no {CREDITED_METRIC} line with an amount to credit)")
+        print(f"  (no {CREDITED_METRIC} line with an amount to credit)", flush=True)
         return
     invoice_id, n = str(invoice["id"]), str(line["n"])
-    print(f'tollgate-cloud invoice credit {invoice_id} --line {n} --reason "{CREDIT_REASON}"')
+    print(
+        f'tollgate-cloud invoice credit {invoice_id} --line {n} --reason "{CREDIT_REASON}"',
+        flush=True,
+    )
     issued = await collector.admin(
         "invoice", "credit", invoice_id, "--line", n, "--reason", CREDIT_REASON
     )
@@ -478,7 +594,10 @@ async def credit_one_line(
             for name, file in files.items()
         )
     )
-    print(summary(note, "credit note", [path.name for path in written if path is not None]))
+    kept = {name: path for name, path in zip(files, written, strict=True) if path is not None}
+    demo.details.write(summary(note, "credit note", [path.name for path in kept.values()]))
+    outcome.credit_note = document_line(note, "credit note")
+    outcome.credit_files = kept
 
 
 async def export_credit_note(
@@ -491,7 +610,7 @@ async def export_credit_note(
             "credit-note", "export", note_id, "--format", export_format, "--out", str(path)
         )
     except ProcessFailed:
-        print(f"  (credit-note export --format {export_format}: not supported here)")
+        print(f"  (credit-note export --format {export_format}: not supported here)", flush=True)
         return None
     return path
 

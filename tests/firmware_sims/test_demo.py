@@ -4,7 +4,9 @@ Run as the command itself (a child process), with a free collector port and the 
 broker, for a short duration: every source (Modbus panels, BLE locks, MQTT devices) must end
 "ok" against what the simulators really did. Then the invoices a customer receives: the company's
 (two VAT rates, finalized with --force), a credit note for one of its lines, their HTML, PDF and
-Factur-X files in the workdir, the e-invoices valid against the Factur-X EN 16931 XSD.
+Factur-X files in the workdir, the e-invoices valid against the Factur-X EN 16931 XSD. The
+terminal ends with a few lines per account naming its files; the drafts, sessions and VAT summaries
+are in billing-details.txt, not on stdout. A workdir an earlier run left is emptied, and said so.
 """
 
 import asyncio
@@ -15,7 +17,9 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import facturx
+import pytest
 
+from firmware_sims.demo import DETAILS, MARKER, DetailLog, fresh_workdir
 from tests.support.waiting import free_port
 
 BIN = Path(sys.executable).parent
@@ -24,6 +28,9 @@ BIN = Path(sys.executable).parent
 async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     port = free_port()
     workdir = tmp_path / "demo"
+    workdir.mkdir()  # what an earlier run left: the demo empties it and says so
+    (workdir / MARKER).write_text("")
+    (workdir / "CO-000001.html").write_text("an earlier run's invoice")
     command = [
         str(BIN / "tollgate-sim"),
         "demo",
@@ -38,6 +45,8 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
         subprocess.run, command, capture_output=True, text=True, timeout=480
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.startswith(f"{workdir}/ from an earlier run was reset: each run starts")
+    assert (workdir / "CO-000001.html").read_text() != "an earlier run's invoice"
     summary = result.stdout.split("What the panels counted vs what the cloud stored:")[1]
     lines = [line.split()[0] for line in summary.splitlines() if line.strip().endswith("ok")]
     assert {"waste-lock-1", "door-lock-1", "camera-1", "home-1"} <= set(lines)
@@ -55,8 +64,11 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert "2 rows, stored 2, 0 already stored, 0 rejected" in direct
     assert "2 rows, stored 0, 2 already stored, 0 rejected" in direct
 
-    billing = summary.split("Billing period ")[1]
-    assert "2 drafted, 0 updated" in billing
+    assert "2 drafted, 0 updated" in summary.split("Billing period ")[1]
+    # the long printouts are in the details file, not on the terminal
+    assert "sessions behind it:" not in result.stdout and "deactivated" not in result.stdout
+    assert "VAT S " not in result.stdout
+    billing = (workdir / DETAILS).read_text()
     for account in ("weber-household", "nordlicht-facility"):
         block = billing.split(f"account {account}, period")[1].split("sessions behind it:")[0]
         assert_total_is_sum_of_lines(block)
@@ -67,10 +79,10 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     ]
     assert len(direct_sessions) == 3 and all("deactivated 2 events" in s for s in direct_sessions)
 
+    assert "--force: the demo forces it because the period is still open" in summary
     documents = billing.split("Invoices as customers receive them")[1]
-    assert "--force: the demo forces it because the period is still open" in documents
     company = documents.split("invoice CO-000001: nordlicht-facility")[1].split("\ninvoice ")[0]
-    company = company.split("tollgate-cloud invoice credit")[0]
+    company = company.split("\ncredit note ")[0]
     assert {rate for rate, _ in assert_summary_adds_up(company)} == {"19", "7"}, company
     household = documents.split("weber-household, buyer")[1].split("\ninvoice ")[0]
     assert {rate for rate, _ in assert_summary_adds_up(household)} == {"19"}, household
@@ -78,6 +90,109 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert "credits invoice CO-000001 line" in note
     assert assert_summary_adds_up(note)
     assert_documents(workdir, public_url=f"http://127.0.0.1:{port}")
+    assert_result(result.stdout, workdir, company_gross=gross_of(company))
+
+
+def gross_of(block: str) -> str:
+    """The gross amount a document summary prints."""
+    return re.search(r"^  gross (\S+) EUR", block, re.M)[1]  # type: ignore[index]
+
+
+def assert_result(stdout: str, workdir: Path, *, company_gross: str) -> None:
+    """The terminal ends with each account's invoice in a line and its files (which exist), then
+    where the details, the collector's database and the logs are."""
+    result = stdout.split("\nResult per account (invoices, sessions and VAT summaries: ")[1]
+    assert result.startswith(f"{workdir / DETAILS}):"), result
+    assert len(result.splitlines()) < 20, result
+    blocks = account_blocks(result)
+    company, household = blocks["nordlicht-facility"], blocks["weber-household"]
+    assert company[0] == f"invoice CO-000001, finalized, gross {company_gross} EUR", company
+    assert company[4].startswith("credit note CO-CN-000001, finalized, gross "), company
+    assert household[0].startswith("invoice draft (no number yet), draft, gross "), household
+    paths = {
+        account: [Path(line.split()[-1]) for line in lines[1:] if " /" in line]
+        for account, lines in blocks.items()
+    }
+    assert [path.name for path in paths["nordlicht-facility"]] == [
+        "CO-000001.html",
+        "CO-000001.pdf",
+        "CO-000001-facturx.pdf",
+        "CO-CN-000001.html",
+        "CO-CN-000001.pdf",
+        "CO-CN-000001-facturx.pdf",
+    ]
+    assert [path.name for path in paths["weber-household"]] == [
+        "draft-weber-household.html",
+        "draft-weber-household.pdf",
+    ]
+    assert all(path.is_file() for listed in paths.values() for path in listed), paths
+    assert f"its database {workdir / 'cloud.sqlite'}" in result
+    assert f"state kept in {workdir} until the next run, which empties it and says so" in result
+
+
+def account_blocks(result: str) -> dict[str, list[str]]:
+    """Account -> its lines in the result: the text after "account: ", then the indented ones."""
+    blocks: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in result.splitlines()[1:]:
+        if re.match(r"^  \S+: ", line):
+            account, first = line.strip().split(": ", 1)
+            lines = blocks.setdefault(account, [first])
+        elif line.startswith("    "):
+            lines.append(line.strip())
+        else:
+            lines = []
+    return blocks
+
+
+def test_a_new_workdir_is_made_and_marked_without_a_notice(tmp_path: Path) -> None:
+    directory, notice = fresh_workdir(tmp_path / "demo-data")
+    assert notice is None
+    assert (directory / MARKER).is_file()
+
+
+def test_an_earlier_demo_workdir_without_marker_is_emptied_with_a_notice(tmp_path: Path) -> None:
+    """A workdir from before the marker existed: its config and cloud database say it is one."""
+    workdir = tmp_path / "demo-data"
+    workdir.mkdir()
+    (workdir / "site.toml").write_text("[gateway]\n")
+    (workdir / "edge").mkdir()
+    directory, notice = fresh_workdir(workdir)
+    assert notice == (
+        f"{workdir}/ from an earlier run was reset: each run starts over (a new gateway, "
+        "fresh counters, this month billed once); copy it elsewhere first to keep it"
+    )
+    assert sorted(path.name for path in directory.iterdir()) == [MARKER]
+
+
+def test_the_demo_refuses_a_workdir_that_is_not_an_earlier_runs(tmp_path: Path) -> None:
+    workdir = tmp_path / "photos"
+    workdir.mkdir()
+    (workdir / "holiday.jpg").write_bytes(b"\xff\xd8")
+    command = [str(BIN / "tollgate-sim"), "demo", "--workdir", str(workdir), "--duration", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == (
+        f"tollgate-sim demo: --workdir {workdir} is not empty and holds no earlier demo run "
+        f"(no {MARKER}, site.toml or cloud.sqlite): the demo empties its workdir first, so "
+        "give it a new or empty directory\n"
+    )
+    assert result.stdout == ""
+    assert sorted(path.name for path in workdir.iterdir()) == ["holiday.jpg"]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_details_go_to_the_file_and_to_stdout_only_when_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verbose: bool
+) -> None:
+    details = DetailLog(tmp_path / DETAILS, echo=verbose)
+    details.write("  sessions behind it:")
+    details.write("    camera-1/front  12:00:00 UTC  2.0 s  deactivated 2 events")
+    expected = (
+        "  sessions behind it:\n    camera-1/front  12:00:00 UTC  2.0 s  deactivated 2 events\n"
+    )
+    assert (tmp_path / DETAILS).read_text() == expected
+    assert capsys.readouterr().out == (expected if verbose else "")
 
 
 def assert_summary_adds_up(block: str) -> list[tuple[str, Decimal]]:
