@@ -8,6 +8,8 @@
      │    ├── DeviceTimeout       the device did not answer in time
      │    └── FrameError          the device answered with something we cannot decode
      ├── BadReading             a reading the normalizer cannot turn into an event (counted)
+     ├── LibraryMismatch        an installed library lacks an internal one of our adapters
+     │                          relies on (edge.drivers.*_internals): not retried
      ├── OutboxError            the outbox database failed
      │    ├── OutboxFull          the disk budget is reached (DESIGN guarantee 3)
      │    └── OutboxCorrupt       the database file is damaged (it gets quarantined)
@@ -59,6 +61,15 @@ class FrameError(DriverError):
 
 class BadReading(GatewayError):
     """A reading the normalizer cannot turn into an event: counted in the device's health."""
+
+
+class LibraryMismatch(GatewayError):
+    """An installed library no longer has the internal an adapter of ours relies on.
+
+    Raised by the adapters in `edge.drivers.*_internals` when they first touch a library object,
+    naming the adapter, the library and its installed version; no driver retries it (a new
+    connection would meet the same library), so the agent stops with that message.
+    """
 
 
 class OutboxError(GatewayError):

@@ -16,9 +16,14 @@ path and reference-counted by the drivers using them; the line's `asyncio.Lock` 
 take turns, with the largest `request_gap` of its devices between the end of one request and the
 start of the next. A silent unit therefore costs the others its timeout, but never an error.
 
-Each request runs with its own device's `timeout` and `retries`, set on the shared pymodbus
-transaction manager while the line is held (pymodbus keeps both per client, not per request).
+Each request runs with its own device's `timeout` and `retries`, set on the shared client while
+the line is held: pymodbus keeps both per client, not per request, and has no public setter, so
+`edge.drivers.pymodbus_internals.RequestLimits` does it (the one pymodbus internal touched here).
 Nothing is clamped: the configured values go to pymodbus exactly.
+
+CRC errors: pymodbus drops an RTU frame whose CRC is wrong without telling the caller (the request
+then times out). `_BadCrcWatch`, given to the client as its public `trace_packet=` hook, runs
+pymodbus's own RTU decoding on the bytes that arrived and counts the frames it drops.
 
 A driver is used once: `async with ModbusDriver(config) as driver` connects (or joins the shared
 line), `poll()` reads, exit closes (or leaves the line). Reconnecting is the agent's job, so the
@@ -39,10 +44,11 @@ from pymodbus.client.base import ModbusBaseClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerRTU
-from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from edge.codecs.registers import decode_bits, decode_registers, scale_value, to_unsigned
 from edge.config import ModbusDeviceConfig, PointConfig, SerialLine
+from edge.drivers.pymodbus_internals import RequestLimits
 from edge.errors import ConfigError, DeviceTimeout, DeviceUnreachable, DriverError, FrameError
 from edge.health import DeviceHealth
 from edge.lifecycle import Lifecycle
@@ -100,19 +106,29 @@ def plan_requests(points: Sequence[PointConfig], *, max_coalesce: int) -> list[R
     return requests
 
 
-class _CountingFramerRTU(FramerRTU):
-    """pymodbus's RTU framer, telling us about frames it drops for a bad CRC."""
+def _ignore() -> None:
+    pass
 
-    def __init__(self, original: FramerRTU, on_bad_crc: Callable[[], None]) -> None:
-        super().__init__(original.decoder)
-        self._on_bad_crc = on_bad_crc
 
-    def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
-        """Decode as pymodbus does; its only "consumed but no frame" outcome is a CRC failure."""
-        used, dev_id, tid, frame = super().decode(data)
-        if used and not frame:
-            self._on_bad_crc()
-        return used, dev_id, tid, frame
+class _BadCrcWatch:
+    """A client's `trace_packet` hook: reports the frames pymodbus's RTU framer drops for a bad CRC.
+
+    pymodbus hands the hook what arrived (all of it not yet framed) just before its framer decodes
+    the same bytes; decoding them here with a framer of the same kind gives the same outcome, and
+    `FramerRTU.decode`'s only "consumed but no frame" outcome is a CRC failure.
+    """
+
+    def __init__(self) -> None:
+        self._framer = FramerRTU(DecodePDU(False))  # a client's decoder, as pymodbus builds it
+        self.on_bad_crc: Callable[[], None] = _ignore
+
+    def __call__(self, sending: bool, data: bytes) -> bytes:
+        """Pass `data` on unchanged; call `on_bad_crc` when it holds a frame with a bad CRC."""
+        if not sending:
+            used, _, _, frame = self._framer.decode(data)
+            if used and not frame:
+                self.on_bad_crc()
+        return data
 
 
 @dataclass(eq=False)
@@ -126,6 +142,10 @@ class _Line:
     gaps: list[float] = field(default_factory=list)
     last_done: float | None = None
     health: DeviceHealth | None = None  # the device whose request is on the line
+    limits: RequestLimits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = RequestLimits(self.client)  # checks pymodbus's internals before connecting
 
     @asynccontextmanager
     async def turn(
@@ -139,8 +159,7 @@ class _Line:
                 if pause > 0:
                     await asyncio.sleep(pause)
             # pymodbus keeps timeout and retries per client; a shared line sets them per turn.
-            self.client.ctx.comm_params.timeout_connect = config.timeout
-            self.client.ctx.retries = config.retries
+            self.limits.set(timeout=config.timeout, retries=config.retries)
             self.health = health
             try:
                 yield self.client
@@ -335,10 +354,9 @@ class ModbusDriver:
                 if not line.client.connected:
                     await self._connect(line)
             return line
-        line = _Line(self._build_serial_client(serial), key=key, serial=serial)
-        framer = line.client.ctx.framer
-        assert isinstance(framer, FramerRTU)
-        line.client.ctx.framer = _CountingFramerRTU(framer, line.count_bad_crc)
+        watch = _BadCrcWatch()
+        line = _Line(self._build_serial_client(serial, watch), key=key, serial=serial)
+        watch.on_bad_crc = line.count_bad_crc
         line.gaps.append(self._config.request_gap)
         _LINES[key] = (line, [self])
         async with line.lock:
@@ -373,7 +391,9 @@ class ModbusDriver:
             reconnect_delay=0,  # the agent reconnects, with its own backoff
         )
 
-    def _build_serial_client(self, serial: SerialLine) -> AsyncModbusSerialClient:
+    def _build_serial_client(
+        self, serial: SerialLine, watch: _BadCrcWatch
+    ) -> AsyncModbusSerialClient:
         return AsyncModbusSerialClient(
             serial.port,
             baudrate=serial.baudrate,
@@ -384,6 +404,7 @@ class ModbusDriver:
             timeout=self._config.timeout,
             retries=self._config.retries,
             reconnect_delay=0,  # the agent reconnects, with its own backoff
+            trace_packet=watch,
         )
 
     def _count(self, what: str) -> None:

@@ -12,8 +12,8 @@ PUBLISHes came (MQTT 3.1.1 section 4.6). A message that is lost between receive 
 agent dies, the link drops) was never acknowledged: the broker keeps it in the gateway's
 persistent session and sends it again, and its dedupe key makes the outbox store it once.
 
-Manual acknowledgement is paho-mqtt's (`manual_ack_set`, `ack`); aiomqtt 2.5 does not expose it,
-so `_paho` reaches for aiomqtt's paho client in one place.
+Manual acknowledgement is paho-mqtt's (`manual_ack_set`, `ack`); aiomqtt 2.5.1 does not expose
+it, so `edge.drivers.aiomqtt_internals` reaches for aiomqtt's paho client, checked, in one place.
 
 Bad input never stops the driver: a payload that cannot become an event (malformed JSON, a
 missing or mistyped field, no rule for its topic) is counted in its device's health, logged
@@ -42,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge.codecs.mqtt_payload import PayloadRejected, TopicRouter
 from edge.config_mqtt import MqttConfig, MqttDeviceConfig
 from edge.delivery import Delivery, Item
+from edge.drivers.aiomqtt_internals import acknowledge, enable_manual_acks
 from edge.errors import DeviceUnreachable, OutboxFull
 from edge.health import DeviceHealth
 from edge.polling import reconnecting
@@ -155,7 +156,7 @@ class MqttDriver:
             logger=logging.getLogger(f"{__name__}.paho"),
         )
         # Before connecting: a persistent session's messages arrive right after CONNACK.
-        _paho(client).manual_ack_set(True)
+        enable_manual_acks(client)
         return client
 
     def _read_password(self) -> str | None:
@@ -338,15 +339,6 @@ class MqttDriver:
                     )
 
 
-def _paho(client: aiomqtt.Client) -> paho.Client:
-    """The paho-mqtt client inside an aiomqtt client.
-
-    aiomqtt 2.5 offers no manual acknowledgement (empicano/aiomqtt#345); paho-mqtt 2 does, as
-    public API (`manual_ack_set`, `ack`). This is the one place that reaches into aiomqtt.
-    """
-    return client._client
-
-
 def _refused(code: int | ReasonCode) -> bool:
     """A SUBACK return code of 0x80 or more refuses the subscription (MQTT 3.1.1 3.9.3)."""
     value = code.value if isinstance(code, ReasonCode) else code
@@ -355,7 +347,7 @@ def _refused(code: int | ReasonCode) -> bool:
 
 def _acknowledge(client: aiomqtt.Client, received: _Received) -> None:
     """PUBACK (QoS 1); nothing for QoS 0. On a dropped link it goes nowhere: the broker resends."""
-    result = _paho(client).ack(received.mid, received.qos)
+    result = acknowledge(client, mid=received.mid, qos=received.qos)
     if result != paho.MQTT_ERR_SUCCESS:
         log.debug(
             "mqtt acknowledgement not sent",

@@ -235,3 +235,23 @@ async def test_bad_crc_is_counted_and_times_out() -> None:
         modem.close()
     assert health.protocol["crc_error"] >= 1
     assert health.protocol["timeout"] == 1
+
+
+async def test_rtu_units_on_one_line_each_keep_their_own_retries() -> None:
+    """The shared client is built with the first unit's settings; every turn sets its own
+    device's (through `pymodbus_internals.RequestLimits`): the panel counts the attempts."""
+    scenario = Scenario(gauges=(SimGauge("g", "holding", 0, "uint16", initial=5),))
+    point = {"name": "g", "table": "holding", "address": 0, "type": "uint16", "kind": "gauge"}
+    async with ModbusPanel(scenario=scenario, rtu=True, units=(1,)) as panel:
+        url = f"rtu://{panel.serial_path}?baudrate=9600"
+        first = ModbusDriver(device(url, [point], id="u1", unit=1, retries=0))
+        silent = ModbusDriver(device(url, [point], id="u2", unit=2, retries=2, timeout="150ms"))
+        async with first, silent:
+            for _ in range(2):
+                before = panel.requests[0x03]
+                with pytest.raises(DeviceTimeout, match=r"no answer within 0\.15s \(3 attempts"):
+                    await silent.poll()
+                assert panel.requests[0x03] - before == 3
+                before = panel.requests[0x03]
+                assert [r.value for r in await first.poll()] == [Decimal(5)]
+                assert panel.requests[0x03] - before == 1
