@@ -18,10 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import orjson
-import uvicorn
-from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.app import create_app
 from cloud.archive import cli as archive_cli
 from cloud.bus import cli as bus_cli
 from cloud.catalog import cli as catalog_cli
@@ -33,24 +30,17 @@ from cloud.cli_support import (
     database_failure,
     uses_database,
 )
-from cloud.db import Database
 from cloud.direct import cli as direct_cli
 from cloud.errors import CollectorError
 from cloud.fleet import cli as fleet_cli
-from cloud.fleet.gateway_reads import describe_gateway
-from cloud.gateways.enrollment import add_site, create_invite, revoke_gateway
-from cloud.gateways.service import register_gateway
 from cloud.invoices import catalog_cli as catalog_load_cli
 from cloud.invoices import cli as invoices_cli
 from cloud.invoices import credit_cli, evidence_cli, share_cli
 from cloud.quality import cli as quality_cli
-from cloud.scheduler import run_once
-from cloud.schema import current_revision, head_revision, migrate
 from cloud.sessions import cli as sessions_cli
 from cloud.settings import Settings
 from cloud.thresholds import cli as thresholds_cli
 from cloud.webhooks import cli as webhooks_cli
-from cloud.wiring import connect, jobs
 
 EXIT_USAGE = 2
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `yes | head`
@@ -130,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 2 on an expected failure (message on stderr)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # `--help` and usage errors exit here, before
+    from sqlalchemy.exc import SQLAlchemyError  # the database layer is imported (issue 18)
+
+    from cloud.wiring import connect
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     db_url = ""
     try:
@@ -177,6 +171,9 @@ def _quiet_stdout() -> None:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.schema import current_revision, migrate
+
     async def run() -> str | None:
         async with Database(settings.db_url) as db:
             await migrate(db.engine)
@@ -186,6 +183,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from cloud.app import create_app
+
     _require_schema(settings)
     app = create_app(settings)
     # Everything loaded so far lives as long as the process: keep it out of the cyclic GC's
@@ -196,6 +197,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _sweep(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.scheduler import run_once
+    from cloud.wiring import jobs
+
     selected = [job for job in jobs(settings) if args.only in (None, job.name)]
     if args.only is not None and not selected:
         names = ", ".join(job.name for job in jobs(settings)) or "none"
@@ -211,6 +216,9 @@ def _sweep(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _require_schema(settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.schema import current_revision, head_revision
+
     async def revision() -> str | None:
         async with Database(settings.db_url) as db:
             return await current_revision(db.engine)
@@ -225,6 +233,9 @@ def _require_schema(settings: Settings) -> None:
 
 
 def _gateway_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.gateways.service import register_gateway
+
     try:
         pem = args.public_key.read_bytes()
     except OSError as exc:
@@ -241,6 +252,9 @@ def _gateway_add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _gateway_show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.fleet.gateway_reads import describe_gateway
+
     async def run() -> bytes:
         async with Database(settings.db_url) as db, db.transaction() as session:
             status = await describe_gateway(session=session, gateway_id=args.gateway_id)
@@ -261,6 +275,9 @@ def parse_lifetime(text: str) -> timedelta:
 
 
 def _gateway_invite(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.gateways.enrollment import create_invite
+
     lifetime = parse_lifetime(args.expires)
 
     async def run() -> tuple[str, str]:
@@ -280,6 +297,9 @@ def _gateway_invite(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _gateway_revoke(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.gateways.enrollment import revoke_gateway
+
     async def run() -> None:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             await revoke_gateway(session=session, gateway_id=args.gateway_id, reason=args.reason)
@@ -289,6 +309,9 @@ def _gateway_revoke(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _site_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.gateways.enrollment import add_site
+
     async def run() -> None:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             await add_site(session=session, site_id=args.site_id, name=args.name)

@@ -11,9 +11,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from cloud.settings import DB_ENV, Settings
 
 BAR_WIDTH = 30
@@ -96,6 +93,9 @@ def check_database(settings: Settings, *, migrating: bool) -> None:
 
 def sqlite_path(db_url: str) -> Path | None:
     """The absolute file of a SQLite URL; None for PostgreSQL and in-memory SQLite."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(db_url)
     except ArgumentError:

@@ -1,13 +1,18 @@
 """Collector settings: where the database is and how much one request may carry."""
 
+from __future__ import annotations
+
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from cloud.errors import InvalidSettings
-from cloud.seller import SELLER_ENV, Seller, load_seller
 from shared.bounds import MAX_EVENTS_PER_BATCH
+
+if TYPE_CHECKING:  # pydantic and stdnum: not for every command's start (issue 18)
+    from cloud.seller import Seller
 
 DB_ENV = "TOLLGATE_DB"
 # The JetStream ingest log (cloud/bus): servers of one cluster, its stream and partitions.
@@ -142,7 +147,7 @@ class Settings:
     @classmethod
     def load(
         cls, *, db: str | None = None, limits: Limits | None = None, bus: str | None = None
-    ) -> "Settings":
+    ) -> Settings:
         """Settings from `--db`, else `$TOLLGATE_DB`, else no database ("": there is no default
         file); the invoice grace period from `$TOLLGATE_INVOICE_GRACE` ("5d", "36h"), else 5
         days."""
@@ -177,7 +182,7 @@ class Settings:
         )
 
 
-def _check_bus(settings: "Settings") -> None:
+def _check_bus(settings: Settings) -> None:
     if settings.bus_url is not None and not all(
         re.fullmatch(r"nats://[^\s/,]+", server.strip()) for server in settings.bus_url.split(",")
     ):
@@ -202,6 +207,8 @@ def _count(env: str, default: int) -> int:
 
 
 def _seller() -> Seller | None:
+    from cloud.seller import SELLER_ENV, load_seller
+
     path = os.environ.get(SELLER_ENV, "").strip()
     return load_seller(path) if path else None
 

@@ -13,11 +13,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from cloud.archive.files import ArchiveInvalid, verify_archive
-from cloud.archive.service import ArchiveRefused, archive_before
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.ingest.partitions import parse_month
 from cloud.settings import Settings
 
 EXIT_INVALID = 1
@@ -39,6 +35,10 @@ def add_commands(commands: Commands) -> None:
 
 
 def _archive(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.archive.service import ArchiveRefused, archive_before
+    from cloud.db import Database
+    from cloud.ingest.partitions import parse_month
+
     if args.before is None or args.to is None:
         raise CommandFailed("archive needs --before YYYY-MM and --to DIR (or: archive verify FILE)")
     try:
@@ -66,6 +66,8 @@ def _archive(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.archive.files import ArchiveInvalid, verify_archive
+
     try:
         summary, _ = verify_archive(args.file)
     except ArchiveInvalid as exc:

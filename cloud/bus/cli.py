@@ -6,24 +6,22 @@ exits 0. Several sinks may run at once, on one machine or many.
 `bus status --bus URL` prints the stream, its replicas, partitions and each consumer's lag.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import os
 import signal
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from nats.errors import Error as NatsError
-from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 
-from cloud.bus.connection import Bus, BusConfig, open_bus
-from cloud.bus.log import durable
-from cloud.bus.sink import Sink
+if TYPE_CHECKING:
+    from cloud.bus.connection import Bus, BusConfig
+
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.metrics import serve_metrics
 from cloud.settings import Settings
 
 BUS_HELP = "the ingest log: nats://HOST:PORT[,nats://HOST:PORT...] (default $TOLLGATE_BUS)"
@@ -52,12 +50,16 @@ def add_commands(commands: Commands) -> None:
 
 def require_bus(settings: Settings) -> BusConfig:
     """The bus of the settings; `CommandFailed` without one."""
+    from cloud.bus.connection import BusConfig
+
     if settings.bus_url is None:
         raise CommandFailed("no ingest log: pass --bus nats://HOST:PORT or set $TOLLGATE_BUS")
     return BusConfig.of(settings)
 
 
 def _sink(args: argparse.Namespace, settings: Settings) -> int:
+    from cloud.metrics import serve_metrics
+
     config = require_bus(settings)
     name = args.name or f"{socket.gethostname()}:{os.getpid()}"
     if args.metrics_port is not None:
@@ -68,7 +70,12 @@ def _sink(args: argparse.Namespace, settings: Settings) -> int:
 
 async def run_sink(settings: Settings, config: BusConfig, *, name: str) -> None:
     """Run one sink until SIGTERM or SIGINT."""
+    from nats.errors import Error as NatsError
+
+    from cloud.bus.connection import open_bus
     from cloud.bus.direct import store_direct_message
+    from cloud.bus.sink import Sink
+    from cloud.db import Database
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()  # handlers first: a SIGTERM while connecting is a clean stop too
@@ -85,6 +92,11 @@ async def run_sink(settings: Settings, config: BusConfig, *, name: str) -> None:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from nats.errors import Error as NatsError
+    from nats.js.errors import BucketNotFoundError, NotFoundError
+
+    from cloud.bus.connection import open_bus
+
     config = require_bus(settings)
 
     async def run() -> dict[str, Any]:
@@ -105,6 +117,10 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 async def bus_status(bus: Bus) -> dict[str, Any]:
     """The stream and its consumers as a JSON-ready dict."""
+    from nats.js.errors import APIError, NotFoundError
+
+    from cloud.bus.log import durable
+
     info = await bus.js.stream_info(bus.config.stream)
     consumers: list[dict[str, Any]] = []
     for partition in range(bus.config.partitions):

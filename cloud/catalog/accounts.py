@@ -1,6 +1,5 @@
 """Accounts: who is billed (a household or a company), in one currency and one time zone."""
 
-import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -13,19 +12,13 @@ from cloud.catalog.checks import check_limit, check_name, check_series, check_sl
 from cloud.catalog.models import Account, Plan
 from cloud.catalog.store import get_row, insert_new
 from cloud.catalog.tax_rates import check_country
+from cloud.choices import BILLING_FIELDS as BILLING_FIELDS  # there for the CLI's help
+from cloud.choices import DEFAULT_SERIES as DEFAULT_SERIES
+from cloud.choices import AccountKind as AccountKind
 from cloud.errors import AccountNotFound, InvalidBillingInput, PlanNotFound
 from cloud.rating.money import check_currency
 from cloud.rating.periods import check_time_zone
 from cloud.seller import valid_vat_id
-
-DEFAULT_SERIES = "INV"
-
-
-class AccountKind(enum.StrEnum):
-    """Who an account bills."""
-
-    HOUSEHOLD = "household"
-    COMPANY = "company"
 
 
 def check_kind(kind: str) -> AccountKind:
@@ -111,16 +104,6 @@ async def _plan_for(session: AsyncSession, *, plan_id: str, currency: str) -> st
     return plan.id
 
 
-BILLING_FIELDS = (
-    "billing_name",
-    "address",
-    "country",
-    "vat_id",
-    "customer_number",
-    "payment_terms_days",
-    "locale",
-)
-"""The buyer's fields of an account (migration 0013), each nullable."""
 MAX_PAYMENT_TERMS_DAYS = 365
 MAX_ADDRESS_LINES = 4
 

@@ -5,6 +5,8 @@ Each command runs one transaction through the catalog services (the same checks 
 expected failures raise `CommandFailed` or a `CollectorError`: one line on stderr, exit 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import json
@@ -15,22 +17,19 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.auth.models import ApiKey
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from cloud.auth.models import ApiKey
+    from cloud.catalog.plan_terms import PlanTerms
+
 from cloud.auth.roles import Role
-from cloud.auth.service import create_api_key, revoke_api_key
-from cloud.catalog import accounts, bindings, devices, metrics, plans
-from cloud.catalog.plan_terms import PlanTerms
-from cloud.catalog.schemas import AccountBilling
-from cloud.catalog.unbilled import unbilled_usage
+from cloud.choices import BILLING_FIELDS, DEFAULT_SERIES, AccountKind
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
 from cloud.domain import Aggregation, DurationUnit, MetricField, MetricSource
 from cloud.errors import InvalidSettings, error_locations
 from cloud.settings import Settings, parse_duration
@@ -68,6 +67,7 @@ def _in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool = True
 ) -> T:
     """`work(session)` in one transaction on the settings' database; its result."""
+    from cloud.db import Database
 
     async def run() -> T:
         async with Database(settings.db_url) as db, db.transaction(write=write) as session:
@@ -95,6 +95,9 @@ def _add_apikey(commands: Commands) -> None:
 
 
 def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.auth.roles import Role
+    from cloud.auth.service import create_api_key
+
     name = args.name.strip()
     if not 0 < len(name) <= 200:
         raise CommandFailed("--name must be 1 to 200 characters")
@@ -126,6 +129,10 @@ def _apikey_create(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _apikey_list(args: argparse.Namespace, settings: Settings) -> None:
+    from sqlalchemy import select
+
+    from cloud.auth.models import ApiKey
+
     async def work(session: AsyncSession) -> list[ApiKey]:
         return list(await session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
@@ -147,6 +154,8 @@ def _apikey_list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _apikey_revoke(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.auth.service import revoke_api_key
+
     prefix = args.prefix
     count = _in_transaction(settings, lambda s: revoke_api_key(session=s, prefix=prefix))
     if count == 0:
@@ -162,11 +171,11 @@ def _add_account(commands: Commands) -> None:
     add = _command(group, "add", "create an account", _account_add)
     add.add_argument("--id", required=True, dest="account_id")
     add.add_argument("--name", required=True)
-    add.add_argument("--kind", required=True, choices=[kind.value for kind in accounts.AccountKind])
+    add.add_argument("--kind", required=True, choices=[kind.value for kind in AccountKind])
     add.add_argument("--currency", required=True, help="ISO 4217, e.g. EUR")
     add.add_argument("--time-zone", required=True, help="IANA name, e.g. Europe/Berlin")
     add.add_argument("--plan", help="a plan in the account's currency")
-    add.add_argument("--series", default=accounts.DEFAULT_SERIES, help="invoice number series")
+    add.add_argument("--series", default=DEFAULT_SERIES, help="invoice number series")
     _billing_arguments(add)
     update = _command(
         group, "update", "rename an account, change its plan or its billing fields", _account_update
@@ -179,7 +188,7 @@ def _add_account(commands: Commands) -> None:
         "--clear",
         action="append",
         default=[],
-        choices=accounts.BILLING_FIELDS,
+        choices=BILLING_FIELDS,
         help="clear this billing field (repeatable)",
     )
     set_plan = _command(group, "set-plan", "put an account on a plan", _account_set_plan)
@@ -189,6 +198,8 @@ def _add_account(commands: Commands) -> None:
 
 
 def _account_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import accounts
+
     billing = _billing_fields(args)
 
     async def work(session: AsyncSession) -> None:
@@ -210,6 +221,8 @@ def _account_add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _account_update(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import accounts
+
     billing = _billing_fields(args) | dict.fromkeys(args.clear)
     both = sorted(set(_billing_fields(args)) & set(args.clear))
     if both:
@@ -264,6 +277,11 @@ _ADDRESS_OPTIONS = {
 
 def _billing_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The billing fields the options set, checked by the API's own model (`AccountBilling`)."""
+    from pydantic import ValidationError
+
+    from cloud.catalog import accounts
+    from cloud.catalog.schemas import AccountBilling
+
     fields = {
         name: getattr(args, name)
         for name in accounts.BILLING_FIELDS
@@ -297,6 +315,8 @@ def _billing_option(loc: Sequence[Any]) -> str:
 
 
 def _account_set_plan(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import accounts
+
     plan_id = None if args.plan == "none" else args.plan
     _in_transaction(
         settings,
@@ -306,6 +326,8 @@ def _account_set_plan(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _account_list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import accounts
+
     async def work(session: AsyncSession) -> list[Any]:
         found: list[Any] = []
         after: str | None = None
@@ -339,6 +361,8 @@ def _add_profile(commands: Commands) -> None:
 
 
 def _profile_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import devices
+
     timeout = None if args.timeout is None else parse_timeout(args.timeout)
     interval = None if args.expected_interval is None else parse_timeout(args.expected_interval)
     _in_transaction(
@@ -358,7 +382,7 @@ def _profile_add(args: argparse.Namespace, settings: Settings) -> None:
 
 # The `device` group of each parser built, so a package above the catalog (fleet's `device
 # show`) can add to it without the catalog importing that package (see `device_commands`).
-_DEVICE_GROUPS: "weakref.WeakKeyDictionary[Commands, Commands]" = weakref.WeakKeyDictionary()
+_DEVICE_GROUPS: weakref.WeakKeyDictionary[Commands, Commands] = weakref.WeakKeyDictionary()
 
 
 def device_commands(commands: Commands) -> Commands:
@@ -377,6 +401,8 @@ def _add_device(commands: Commands) -> None:
 
 
 def _device_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import devices
+
     _in_transaction(
         settings,
         lambda s: devices.create_device(
@@ -400,6 +426,8 @@ def _add_bind(commands: Commands) -> None:
 
 
 def _bind(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import bindings
+
     valid_from = parse_time(args.valid_from, option="--from")
     valid_to = None if args.valid_to is None else parse_time(args.valid_to, option="--to")
     row = _in_transaction(
@@ -440,6 +468,8 @@ def _add_metric(commands: Commands) -> None:
 
 
 def _metric_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import metrics
+
     _in_transaction(
         settings,
         lambda s: metrics.create_metric(
@@ -472,6 +502,8 @@ def _add_plan(commands: Commands) -> None:
 
 
 def _plan_add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import plans
+
     _in_transaction(
         settings,
         lambda s: plans.create_plan(
@@ -482,6 +514,8 @@ def _plan_add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _plan_version(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog import plans
+
     terms = read_terms(args.terms)
     row = _in_transaction(
         settings, lambda s: plans.create_plan_version(session=s, plan_id=args.plan, terms=terms)
@@ -493,6 +527,10 @@ def _plan_version(args: argparse.Namespace, settings: Settings) -> None:
 
 def read_terms(path: Path) -> PlanTerms:
     """A `PlanTerms` document from a JSON or TOML (`.toml`) file; `CommandFailed` if unusable."""
+    from pydantic import ValidationError
+
+    from cloud.catalog.plan_terms import PlanTerms
+
     text = _read_text(path, what="terms file")
     try:
         document = tomllib.loads(text) if path.suffix == ".toml" else orjson.loads(text)
@@ -519,6 +557,8 @@ def _add_unbilled(commands: Commands) -> None:
 
 
 def _unbilled(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.unbilled import unbilled_usage
+
     start = None if args.start is None else parse_time(args.start, option="--from")
     end = None if args.end is None else parse_time(args.end, option="--to")
     found = _in_transaction(
@@ -557,7 +597,7 @@ def _unbilled(args: argparse.Namespace, settings: Settings) -> None:
 # The `catalog` group of each parser built: `catalog load` and `catalog list` need invoices (the
 # correction rules, the drafts a file changes) and sources, so they are added from above the
 # catalog (`cloud.invoices.catalog_cli`), as fleet adds `device show`.
-_CATALOG_GROUPS: "weakref.WeakKeyDictionary[Commands, Commands]" = weakref.WeakKeyDictionary()
+_CATALOG_GROUPS: weakref.WeakKeyDictionary[Commands, Commands] = weakref.WeakKeyDictionary()
 
 
 def catalog_commands(commands: Commands) -> Commands:

@@ -14,9 +14,7 @@ import asyncio
 
 import orjson
 
-from cloud.catalog.combined_rules import create_combined_rule, list_combined_rules, rule_document
 from cloud.cli_support import DB_HELP, Commands
-from cloud.db import Database
 from cloud.settings import Settings
 
 
@@ -46,6 +44,9 @@ def parse_member(text: str) -> tuple[str, list[str]]:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.combined_rules import create_combined_rule
+    from cloud.db import Database
+
     async def run() -> None:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             await create_combined_rule(
@@ -62,6 +63,9 @@ def _add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.combined_rules import list_combined_rules, rule_document
+    from cloud.db import Database
+
     async def run() -> list[dict[str, object]]:
         async with Database(settings.db_url) as db, db.transaction() as session:
             rows = await list_combined_rules(session=session)

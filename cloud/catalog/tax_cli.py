@@ -1,13 +1,16 @@
 """`tollgate-cloud tax-rate add | list`: a country's VAT rates per tax category, by date."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 from datetime import date
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
-from cloud.catalog.tax_rates import TaxRate, add_tax_rate, list_tax_rates
+if TYPE_CHECKING:
+    from cloud.catalog.tax_rates import TaxRate
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
 from cloud.settings import Settings
 
 
@@ -31,6 +34,9 @@ def add_commands(commands: Commands) -> None:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.tax_rates import add_tax_rate
+    from cloud.db import Database
+
     rate = _rate(args.rate)
     valid_from = _day(args.valid_from)
 
@@ -48,6 +54,9 @@ def _add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.tax_rates import list_tax_rates
+    from cloud.db import Database
+
     async def run() -> list[TaxRate]:
         async with Database(settings.db_url) as db, db.transaction() as session:
             return await list_tax_rates(session=session, country=args.country)

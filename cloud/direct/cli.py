@@ -4,27 +4,23 @@
 report names each: row, field, reason), and 2 when the file cannot be imported at all.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import gc
 import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import ValidationError
 
+if TYPE_CHECKING:
+    from cloud.direct.schemas import ImportReport, SourceCreate
+
+from cloud.choices import FileFormat
 from cloud.cli_support import DB_HELP, CommandFailed, Commands, ProgressBar
-from cloud.db import Database
-from cloud.direct.files import FileFormat, guess_format
-from cloud.direct.schemas import ImportReport, SourceCreate
-from cloud.direct.service import (
-    add_source,
-    create_ingest_key,
-    describe_source,
-    import_file,
-    list_sources,
-)
 from cloud.errors import error_locations
 from cloud.settings import Settings
 
@@ -66,6 +62,10 @@ def add_commands(commands: Commands) -> None:
 
 def read_mapping(source_id: str, path: Path) -> SourceCreate:
     """A source spec from a TOML mapping file; `CommandFailed` naming what is wrong."""
+    from pydantic import ValidationError
+
+    from cloud.direct.schemas import SourceCreate
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -82,6 +82,9 @@ def read_mapping(source_id: str, path: Path) -> SourceCreate:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.direct.service import add_source
+
     spec = read_mapping(args.source_id, args.mapping)
 
     async def run() -> str:
@@ -93,6 +96,9 @@ def _add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.direct.service import list_sources
+
     async def run() -> list[str]:
         async with Database(settings.db_url) as db, db.transaction() as session:
             return await list_sources(session=session)
@@ -102,6 +108,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.direct.service import describe_source
+
     async def run() -> bytes:
         async with Database(settings.db_url) as db, db.transaction() as session:
             view = await describe_source(session=session, source_id=args.source_id)
@@ -111,6 +120,9 @@ def _show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _key(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.direct.service import create_ingest_key
+
     async def run() -> tuple[str, str]:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             issued = await create_ingest_key(
@@ -127,6 +139,10 @@ def _key(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from cloud.db import Database
+    from cloud.direct.files import guess_format
+    from cloud.direct.service import import_file
+
     try:
         data = args.file.read_bytes()
     except OSError as exc:

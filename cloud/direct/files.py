@@ -13,9 +13,9 @@ import io
 import re
 import sys
 from collections.abc import Iterator
-from enum import StrEnum
 from typing import Any, NamedTuple
 
+from cloud.choices import FileFormat as FileFormat  # defined there for the CLI's help (issue 18)
 from cloud.direct.mapping import FileColumns, RowError, SourceMapping
 from cloud.direct.records import TooDeep, check_record, load_exact, might_break_bounds
 from cloud.errors import InvalidImport
@@ -23,13 +23,6 @@ from shared.bounds import MAX_JSON_DEPTH
 
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a non-UTF-8 byte
 MAX_CELL = 131_072  # characters of one CSV cell (the csv module's own default field limit)
-
-
-class FileFormat(StrEnum):
-    """The file formats `import` reads."""
-
-    CSV = "csv"
-    JSONL = "jsonl"
 
 
 FORMATS = {"formats": [f.value for f in FileFormat]}  # the detail of a refused format

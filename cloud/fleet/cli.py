@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 import orjson
 
 from cloud.cli_support import DB_HELP, Commands
-from cloud.db import Database
-from cloud.fleet.reads import device_twin
 from cloud.settings import Settings
 
 
@@ -26,6 +24,9 @@ def add_device_commands(device: Commands) -> None:
 
 
 def _device_show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.fleet.reads import device_twin
+
     async def run() -> bytes:
         async with Database(settings.db_url) as db, db.transaction() as session:
             twin = await device_twin(

@@ -14,6 +14,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from cloud.choices import (
+    IncidentState as IncidentState,  # defined there for the CLI's help (issue 18)
+)
 from cloud.db import Base, SurrogateKey, UtcDateTime
 
 
@@ -40,14 +43,6 @@ class IncidentKind(enum.StrEnum):
     GATEWAY_OFFLINE = "gateway_offline"
     UNBOUND_USAGE = "unbound_usage"
     UNBILLED_USAGE = "unbilled_usage"
-
-
-class IncidentState(enum.StrEnum):
-    """Where an incident is in its lifecycle."""
-
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    RESOLVED = "resolved"
 
 
 # The states a new occurrence of the same subject is folded into.

@@ -5,6 +5,8 @@ Above the catalog because loading follows the correction rules and re-drafts wha
 prints the same objects as the API's GET route of that kind, as a table or as its JSON answers.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import json
@@ -12,32 +14,21 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.catalog import accounts, devices, metrics, plans
-from cloud.catalog.listings import list_bindings, list_sites
-from cloud.catalog.loader import LoadReport, parse_catalog
-from cloud.catalog.schemas import (
-    AccountOut,
-    BindingOut,
-    DeviceOut,
-    MetricOut,
-    ProfileOut,
-    SiteOut,
-)
+    from cloud.catalog.loader import LoadReport
+    from cloud.invoices.corrections import Redrafted
+
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.direct.service import describe_source, list_sources
-from cloud.fleet.gateway_reads import list_gateway_twins
 from cloud.invoices.cli import table
-from cloud.invoices.corrections import Redrafted, load_catalog_file
 from cloud.settings import Settings
 
 PAGE = 1000
-Reader = Callable[[AsyncSession], Awaitable[list[dict[str, Any]]]]
+Reader: TypeAlias = "Callable[[AsyncSession], Awaitable[list[dict[str, Any]]]]"
 
 
 def add_commands(catalog: Commands) -> None:
@@ -72,6 +63,10 @@ def add_commands(catalog: Commands) -> None:
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.catalog.loader import parse_catalog
+    from cloud.db import Database
+    from cloud.invoices.corrections import load_catalog_file
+
     catalog = parse_catalog(_read_text(args.file))
 
     async def run() -> tuple[LoadReport, list[Redrafted]]:
@@ -119,6 +114,8 @@ def _read_text(path: Path) -> str:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+
     reader, columns = KINDS[args.kind]
 
     async def run() -> list[dict[str, Any]]:
@@ -157,34 +154,54 @@ async def _every_page(
 
 
 async def _accounts(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import accounts
+    from cloud.catalog.schemas import AccountOut
+
     return await _every_page(accounts.list_accounts, AccountOut, session)
 
 
 async def _sites(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog.listings import list_sites
+    from cloud.catalog.schemas import SiteOut
+
     return await _every_page(list_sites, SiteOut, session)
 
 
 async def _devices(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import devices
+    from cloud.catalog.schemas import DeviceOut
+
     return await _every_page(devices.list_devices, DeviceOut, session)
 
 
 async def _bindings(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog.listings import list_bindings
+    from cloud.catalog.schemas import BindingOut
+
     return await _every_page(list_bindings, BindingOut, session)
 
 
 async def _profiles(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import devices
+    from cloud.catalog.schemas import ProfileOut
+
     return _dump(
         [ProfileOut.model_validate(row) for row in await devices.list_profiles(session=session)]
     )
 
 
 async def _metrics(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import metrics
+    from cloud.catalog.schemas import MetricOut
+
     return _dump(
         [MetricOut.model_validate(row) for row in await metrics.list_metrics(session=session)]
     )
 
 
 async def _plans(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import plans
+
     found = []
     for row in await plans.list_plans(session=session):
         count = len(await plans.version_rows(session=session, plan_id=row.id))
@@ -193,6 +210,8 @@ async def _plans(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def _versions(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.catalog import plans
+
     found = []
     for plan in await plans.list_plans(session=session):
         for row in await plans.version_rows(session=session, plan_id=plan.id):
@@ -211,6 +230,8 @@ async def _versions(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def _sources(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.direct.service import describe_source, list_sources
+
     views = [
         await describe_source(session=session, source_id=source_id)
         for source_id in await list_sources(session=session)
@@ -219,6 +240,8 @@ async def _sources(session: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def _gateways(session: AsyncSession) -> list[dict[str, Any]]:
+    from cloud.fleet.gateway_reads import list_gateway_twins
+
     found: list[BaseModel] = []
     after: str | None = None
     while page := await list_gateway_twins(session=session, status=None, limit=PAGE, after=after):

@@ -1,33 +1,24 @@
 """`tollgate-cloud invoice` commands: run | work | finalize | list | show."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
+from cloud.choices import CHUNK_ACCOUNTS
 from cloud.cli_support import DB_HELP, CommandFailed, Commands, ProgressBar
-from cloud.db import Database
+
+if TYPE_CHECKING:
+    from cloud.invoices.models import Invoice, InvoiceLine
+    from cloud.invoices.run_queue import WorkerReport
+    from cloud.invoices.service import RunReport
 from cloud.errors import InvalidSettings
 from cloud.invoices import credit_cli
-from cloud.invoices.credit_notes import credited_by
-from cloud.invoices.finalization import (
-    discard_invoice,
-    finalize_due,
-    finalize_invoice,
-    invoice_number,
-)
-from cloud.invoices.models import Invoice, InvoiceLine
-from cloud.invoices.run_queue import DEFAULT_LEASE, WorkerReport, run_with_workers, work_run
-from cloud.invoices.service import (
-    CHUNK_ACCOUNTS,
-    RunReport,
-    get_invoice,
-    list_invoices,
-    run_invoices,
-)
-from cloud.rating.money import round_money
 from cloud.settings import Settings, parse_duration
 
 NOW_HELP = (
@@ -102,6 +93,10 @@ EXIT_ACCOUNTS_FAILED = 1  # the run finished; some accounts could not be rated (
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from cloud.db import Database
+    from cloud.invoices.run_queue import run_with_workers
+    from cloud.invoices.service import run_invoices
+
     now = _parse_now(args.now)
     grace = settings.invoice_grace if args.grace is None else _parse_grace(args.grace)
     if args.workers < 1 or args.chunk < 1:
@@ -156,6 +151,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _work(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.run_queue import work_run
+
     lease = _parse_lease(args.lease)
 
     async def run() -> WorkerReport:
@@ -170,6 +168,8 @@ def _work(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _parse_lease(text: str | None) -> timedelta:
+    from cloud.invoices.run_queue import DEFAULT_LEASE
+
     if text is None:
         return DEFAULT_LEASE
     try:
@@ -182,6 +182,10 @@ def _parse_lease(text: str | None) -> timedelta:
 
 
 def _finalize(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.finalization import finalize_due, finalize_invoice
+    from cloud.invoices.models import Invoice
+
     now = _parse_now(args.now)
 
     async def run() -> list[str]:
@@ -202,11 +206,18 @@ def _finalize(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _described(invoice: Invoice) -> str:
+    from cloud.invoices.finalization import invoice_number
+
     number = invoice_number(invoice.series, invoice.number)
     return f"invoice {invoice.id} ({invoice.account_id} {invoice.period}) finalized as {number}"
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.finalization import invoice_number
+    from cloud.invoices.service import list_invoices
+    from cloud.rating.money import round_money
+
     async def run() -> list[Invoice]:
         async with Database(settings.db_url) as db, db.transaction() as session:
             return await list_invoices(
@@ -232,6 +243,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _listed(invoice: Invoice) -> dict[str, object]:
+    from cloud.invoices.finalization import invoice_number
+    from cloud.rating.money import round_money
+
     return {
         "id": invoice.id,
         "account_id": invoice.account_id,
@@ -246,6 +260,8 @@ def _listed(invoice: Invoice) -> dict[str, object]:
 def _discard(args: argparse.Namespace, settings: Settings) -> None:
     """Delete a draft (a finalized invoice is refused: credit it instead); the next run of its
     period drafts it again if the account is still billable."""
+    from cloud.db import Database
+    from cloud.invoices.finalization import discard_invoice
 
     async def run() -> None:
         async with Database(settings.db_url) as db:
@@ -256,6 +272,12 @@ def _discard(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.credit_notes import credited_by
+    from cloud.invoices.finalization import invoice_number
+    from cloud.invoices.service import get_invoice
+    from cloud.rating.money import round_money
+
     async def run() -> tuple[Invoice, list[InvoiceLine], list[str]]:
         async with Database(settings.db_url) as db, db.transaction() as session:
             invoice, lines = await get_invoice(session=session, invoice_id=args.invoice_id)

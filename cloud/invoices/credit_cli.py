@@ -1,25 +1,19 @@
 """`tollgate-cloud invoice credit ID [--line N ...] --reason TEXT` and
 `tollgate-cloud credit-note list | show | export`."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud.choices import MAX_REASON, NoteFormat
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.invoices.credit_note_document import NoteFormat, check_note_format, export_credit_note
-from cloud.invoices.credit_notes import (
-    MAX_REASON,
-    IssuedNote,
-    NotePage,
-    get_credit_note,
-    issue_credit_note,
-    list_credit_notes,
-)
-from cloud.invoices.html import PageLinks
-from cloud.rating.money import round_money
+
+if TYPE_CHECKING:
+    from cloud.invoices.credit_notes import IssuedNote, NotePage
 from cloud.settings import Settings
 
 
@@ -77,6 +71,9 @@ def add_commands(commands: Commands) -> None:
 
 
 def _credit(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.credit_notes import issue_credit_note
+
     async def run() -> IssuedNote:
         async with Database(settings.db_url) as db:
             return await issue_credit_note(
@@ -92,6 +89,8 @@ def _credit(args: argparse.Namespace, settings: Settings) -> None:
 
 def describe(issued: IssuedNote) -> str:
     """Several lines: the note's number, what it credits, its lines and totals."""
+    from cloud.rating.money import round_money
+
     note = issued.note
     currency = note.currency
     what = (
@@ -117,6 +116,10 @@ def describe(issued: IssuedNote) -> str:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.credit_notes import list_credit_notes
+    from cloud.rating.money import round_money
+
     async def run() -> NotePage:
         async with Database(settings.db_url) as db, db.transaction() as session:
             return await list_credit_notes(
@@ -140,6 +143,9 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.credit_notes import get_credit_note
+
     async def run() -> IssuedNote:
         async with Database(settings.db_url) as db, db.transaction() as session:
             return await get_credit_note(session=session, credit_note_id=args.credit_note_id)
@@ -148,6 +154,10 @@ def _show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.credit_note_document import check_note_format, export_credit_note
+    from cloud.invoices.html import PageLinks
+
     check_note_format(args.format)  # before opening the database
     links = PageLinks(base=settings.public_url, standalone=True)  # a file: no dead links
 

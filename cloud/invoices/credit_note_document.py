@@ -10,12 +10,12 @@ The seller, buyer, locale, service period and account come from the credited inv
 the EN 16931 CII inside: type code 381, BT-25 the credited invoice's number) and the CII alone.
 """
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.choices import NoteFormat as NoteFormat  # defined there for the CLI's help (issue 18)
 from cloud.errors import InvalidParameters
 from cloud.invoices.credit_notes import (
     TYPE_CODE,
@@ -38,16 +38,6 @@ INVOICE_ONLY = (
     "tax_total",  # the invoice's stored VAT totals; the note's own are in `totals`
     "gross_total",
 )
-
-
-class NoteFormat(enum.StrEnum):
-    """The formats a credit note exports to."""
-
-    JSON = "json"
-    HTML = "html"
-    PDF = "pdf"
-    FACTURX = "facturx"
-    CII = "cii"
 
 
 def check_note_format(name: str) -> NoteFormat:

@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.choices import MAX_REASON as MAX_REASON  # defined there for the CLI's help (issue 18)
 from cloud.db import Database
 from cloud.errors import (
     CreditNoteNotFound,
@@ -50,7 +51,6 @@ from cloud.rating.money import round_money
 from cloud.webhooks.outbox import emit_async
 from cloud.webhooks.types import EventType
 
-MAX_REASON = 500  # characters of a credit note's reason
 MAX_LINES = 1000  # line numbers in one request
 MAX_PAGE = 1000
 MAX_CURSOR = 2**63 - 1

@@ -15,24 +15,23 @@ usage, file or connection error. It trusts the gateway keys inside the evidence 
 batches of billed events of archived months to the evidence (`cloud.archive.evidence`).
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
+
+    from cloud.invoices.verify import Check
 import orjson
 
-from cloud.archive.evidence import with_archive
-from cloud.archive.files import ArchiveInvalid
+from cloud.choices import ExportFormat
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.invoices.evidence import line_evidence
-from cloud.invoices.exports import ExportFormat, check_format, export_invoice, invoice_document
-from cloud.invoices.html import PageLinks
-from cloud.invoices.verify import Check, check_invoice
 from cloud.settings import Settings
 
 EXIT_CHECK_FAILED = 1
@@ -94,7 +93,7 @@ def _source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help=f"read the database directly (no --url): {DB_HELP}")
 
 
-def _invoice_actions(commands: Commands) -> "argparse._SubParsersAction[argparse.ArgumentParser]":
+def _invoice_actions(commands: Commands) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """The subcommands of `invoice` (created here if the invoice module has not)."""
     parser = commands.choices.get("invoice")
     if parser is None:
@@ -110,6 +109,10 @@ def _invoice_actions(commands: Commands) -> "argparse._SubParsersAction[argparse
 
 
 def _verify_invoice(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.archive.evidence import with_archive
+    from cloud.archive.files import ArchiveInvalid
+    from cloud.invoices.verify import check_invoice
+
     trusted = _trusted_keys(args.trust_key)
     if args.from_dir is not None:
         invoice, evidence = read_saved(args.from_dir)
@@ -137,6 +140,10 @@ def _save_evidence(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.invoices.exports import check_format, export_invoice
+    from cloud.invoices.html import PageLinks
+
     check_format(args.export_format)
 
     async def run() -> bytes:
@@ -178,6 +185,8 @@ def _collect(args: argparse.Namespace, settings: Settings) -> Documents:
 
 def fetch_documents(url: str, api_key: str, invoice_id: int) -> Documents:
     """The invoice (`GET /v1/invoices/{id}`) and each line's evidence from a running collector."""
+    import httpx
+
     headers = {"Authorization": f"Bearer {api_key}"}
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=HTTP_TIMEOUT) as client:
@@ -192,6 +201,8 @@ def fetch_documents(url: str, api_key: str, invoice_id: int) -> Documents:
 
 
 def _get(client: httpx.Client, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    import httpx
+
     response = client.get(path, params=params)
     if response.status_code != httpx.codes.OK:
         raise CommandFailed(f"GET {path}: {response.status_code} {_error_message(response)}")
@@ -208,6 +219,10 @@ def _error_message(response: httpx.Response) -> str:
 
 async def load_documents(db_url: str, invoice_id: int) -> Documents:
     """The invoice and each line's evidence, read from the database."""
+    from cloud.db import Database
+    from cloud.invoices.evidence import line_evidence
+    from cloud.invoices.exports import invoice_document
+
     async with Database(db_url) as db, db.transaction() as session:
         invoice = await invoice_document(session=session, invoice_id=invoice_id)
         evidence = [

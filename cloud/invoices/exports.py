@@ -11,7 +11,6 @@ deleted) with the catalog it froze, never today's sessions or late events.
 """
 
 import csv
-import enum
 import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cloud.catalog.combined_rules import rule_from_document
 from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric
+from cloud.choices import (
+    ExportFormat as ExportFormat,  # defined there for the CLI's help (issue 18)
+)
 from cloud.domain import Aggregation, DurationUnit, LineKind, MetricField, MetricSource, MetricSpec
 from cloud.errors import InvalidParameters, InvoiceNotFound
 from cloud.invoices.combined_evidence import combined_evidence
@@ -56,17 +58,6 @@ CSV_COLUMNS = (
     "part_end",
     "corrects",
 )
-
-
-class ExportFormat(enum.StrEnum):
-    """The formats an invoice exports to."""
-
-    JSON = "json"
-    CSV = "csv"
-    HTML = "html"
-    PDF = "pdf"
-    FACTURX = "facturx"
-    CII = "cii"
 
 
 MEDIA_TYPES = {

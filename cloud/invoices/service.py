@@ -26,6 +26,9 @@ from cloud.catalog.metrics import metric_spec
 from cloud.catalog.models import Account, Metric, Plan, PlanVersionRow
 from cloud.catalog.plan_terms import load_stored_terms, plan_version
 from cloud.catalog.tax_rates import TaxTable, load_tax_table
+from cloud.choices import (
+    CHUNK_ACCOUNTS as CHUNK_ACCOUNTS,  # defined there for the CLI's help (issue 18)
+)
 from cloud.db import Database
 from cloud.domain import PlanVersion
 from cloud.errors import AccountNotFound, InvalidBillingInput, InvoiceNotFound
@@ -44,7 +47,6 @@ from cloud.seller import Seller
 from cloud.sessions.service import refresh_sessions
 from cloud.usage.loader import load_period_usage, rated_catalogs
 
-CHUNK_ACCOUNTS = 500
 NOTHING_TO_BILL = "nothing_to_bill"
 INVOICES = cast(Table, Invoice.__table__)
 LINES = cast(Table, InvoiceLine.__table__)

@@ -7,11 +7,8 @@ import argparse
 import asyncio
 from datetime import timedelta
 
-from cloud.auth.share_links import DEFAULT_LIFETIME, create_share_link, revoke_share_links
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
 from cloud.errors import InvalidSettings
-from cloud.invoices.service import get_invoice
 from cloud.settings import PUBLIC_URL_ENV, Settings, parse_duration
 
 
@@ -33,6 +30,10 @@ def add_commands(commands: Commands) -> None:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.auth.share_links import create_share_link
+    from cloud.db import Database
+    from cloud.invoices.service import get_invoice
+
     lifetime = _lifetime(args.expires)
 
     async def run() -> tuple[str, str]:
@@ -52,6 +53,10 @@ def _create(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _revoke(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.auth.share_links import revoke_share_links
+    from cloud.db import Database
+    from cloud.invoices.service import get_invoice
+
     async def run() -> int:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             await get_invoice(session=session, invoice_id=args.invoice)
@@ -61,6 +66,8 @@ def _revoke(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _lifetime(text: str) -> timedelta:
+    from cloud.auth.share_links import DEFAULT_LIFETIME
+
     try:
         lifetime = parse_duration(text, what="--expires")
     except InvalidSettings as exc:

@@ -4,19 +4,21 @@ Output is JSON (one page of a list, or one incident). A step the incident's stat
 allow, an unknown id or a bad option is one line on stderr and exit 2 (cloud.cli).
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from cloud.choices import MAX_NOTE, IncidentState
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.incidents.models import IncidentState
-from cloud.quality.incidents import acknowledge, get_incident, list_incidents, resolve
-from cloud.quality.schemas import MAX_NOTE, IncidentQuery
+
+if TYPE_CHECKING:
+    from cloud.db import Database
 from cloud.settings import Settings
 
 MAX_ID = 2**63 - 1
@@ -52,6 +54,9 @@ def add_commands(commands: Commands) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.quality.incidents import list_incidents
+    from cloud.quality.schemas import IncidentQuery
+
     if not 1 <= args.limit <= 1000:
         raise CommandFailed("--limit must be 1..1000")
     query = IncidentQuery(
@@ -71,6 +76,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.quality.incidents import get_incident
+
     incident_id = _id(args.incident_id)
 
     async def run(db: Database) -> Any:
@@ -81,6 +88,8 @@ def _show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _ack(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.quality.incidents import acknowledge
+
     incident_id, note = _id(args.incident_id), _note(args.note)
     done = _with_db(
         settings, lambda db: acknowledge(db=db, incident_id=incident_id, by=args.by, note=note)
@@ -89,6 +98,8 @@ def _ack(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _resolve(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.quality.incidents import resolve
+
     incident_id, note = _id(args.incident_id), _note(args.note)
     done = _with_db(
         settings, lambda db: resolve(db=db, incident_id=incident_id, by=args.by, note=note)
@@ -97,6 +108,8 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _with_db(settings: Settings, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    from cloud.db import Database
+
     async def run() -> Any:
         async with Database(settings.db_url) as db:
             return await work(db)

@@ -6,10 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cloud.choices import MAX_NOTE as MAX_NOTE  # defined there for the CLI's help (issue 18)
 from cloud.incidents.models import IncidentState
 from cloud.storable_text import RequestBody
-
-MAX_NOTE = 1000
 
 
 class IncidentOut(BaseModel):

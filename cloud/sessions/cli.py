@@ -1,21 +1,19 @@
 """`tollgate-cloud` commands of this package: sessions refresh | list."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import sys
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import orjson
 
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
-from cloud.session_work import EPOCH
-from cloud.sessions.service import (
-    RefreshReport,
-    StoredSession,
-    refresh_sessions,
-    sessions_overlapping,
-)
+
+if TYPE_CHECKING:
+    from cloud.sessions.service import RefreshReport, StoredSession
 from cloud.settings import Settings
 
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -37,6 +35,9 @@ def add_commands(commands: Commands) -> None:
 
 
 def _refresh(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.sessions.service import refresh_sessions
+
     async def run() -> RefreshReport:
         async with Database(settings.db_url) as db:
             return await refresh_sessions(db=db, as_of=datetime.now(UTC), progress=_print_progress)
@@ -51,6 +52,10 @@ def _print_progress(done: int, total: int) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.db import Database
+    from cloud.session_work import EPOCH
+    from cloud.sessions.service import sessions_overlapping
+
     start = parse_time(args.start, "--from") if args.start else EPOCH
     end = parse_time(args.end, "--to") if args.end else FAR_FUTURE
     if start >= end:

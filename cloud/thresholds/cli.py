@@ -5,29 +5,24 @@ a bad number, an unknown account or a metric the plan does not charge is one lin
 exit status 2.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.api import MAX_ROW_ID
+    from cloud.thresholds.schemas import ThresholdOut
+
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
 from cloud.invoices.cli import table
 from cloud.settings import Settings
-from cloud.thresholds.models import Measure
-from cloud.thresholds.schemas import ThresholdOut
-from cloud.thresholds.service import (
-    create_threshold,
-    delete_threshold,
-    list_thresholds,
-    set_threshold_enabled,
-)
 
 T = TypeVar("T")
 
@@ -69,6 +64,8 @@ def add_commands(commands: Commands) -> None:
 def _in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[T]], *, write: bool
 ) -> T:
+    from cloud.db import Database
+
     async def run() -> T:
         async with Database(settings.db_url) as db, db.transaction(write=write) as session:
             return await work(session)
@@ -87,6 +84,10 @@ def parse_value(text: str, option: str) -> Decimal:
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.thresholds.models import Measure
+    from cloud.thresholds.schemas import ThresholdOut
+    from cloud.thresholds.service import create_threshold
+
     measure = Measure.UNITS if args.units is not None else Measure.AMOUNT
     option = "--units" if measure == Measure.UNITS else "--amount"
     value = parse_value(args.units if measure == Measure.UNITS else args.amount, option)
@@ -108,6 +109,9 @@ def _add(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.thresholds.schemas import ThresholdOut
+    from cloud.thresholds.service import list_thresholds
+
     async def work(session: AsyncSession) -> list[ThresholdOut]:
         rows = await list_thresholds(session=session, account_id=args.account_id)
         return [ThresholdOut.of(row, last) for row, last in rows]
@@ -132,6 +136,10 @@ def _list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _toggle(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.api import MAX_ROW_ID
+    from cloud.thresholds.schemas import ThresholdOut
+    from cloud.thresholds.service import set_threshold_enabled
+
     if not 1 <= args.threshold_id <= MAX_ROW_ID:
         raise CommandFailed(f"threshold id {args.threshold_id}: no such threshold")
 
@@ -146,6 +154,9 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _remove(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.api import MAX_ROW_ID
+    from cloud.thresholds.service import delete_threshold
+
     if not 1 <= args.threshold_id <= MAX_ROW_ID:
         raise CommandFailed(f"threshold id {args.threshold_id}: no such threshold")
 

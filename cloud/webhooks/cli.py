@@ -1,24 +1,21 @@
 """`tollgate-cloud webhook add | list | disable | enable | deliveries | replay`."""
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
+    from cloud.webhooks.deliveries import DeliveryEntry
+    from cloud.webhooks.models import WebhookEndpoint
+
+from cloud.choices import DeliveryState
 from cloud.cli_support import DB_HELP, CommandFailed, Commands
-from cloud.db import Database
 from cloud.settings import Settings
-from cloud.webhooks.deliveries import DeliveryEntry, list_deliveries, replay_delivery
-from cloud.webhooks.endpoints import (
-    create_endpoint,
-    disable_endpoint,
-    enable_endpoint,
-    list_endpoints,
-)
-from cloud.webhooks.models import MAX_DESCRIPTION_LENGTH, DeliveryState, WebhookEndpoint
-from cloud.webhooks.schemas import check_receiver_url
 from cloud.webhooks.types import EventType
 
 T = TypeVar("T")
@@ -54,6 +51,8 @@ def add_commands(commands: Commands) -> None:
 
 
 def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from cloud.db import Database
+
     async def run() -> T:
         async with Database(settings.db_url) as db, db.transaction(write=True) as session:
             return await work(session)
@@ -62,6 +61,10 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable
 
 
 def _add(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.endpoints import create_endpoint
+    from cloud.webhooks.models import MAX_DESCRIPTION_LENGTH
+    from cloud.webhooks.schemas import check_receiver_url
+
     kinds = parse_event_types(args.events)
     try:
         url = check_receiver_url(args.url)
@@ -92,6 +95,8 @@ def parse_event_types(text: str) -> list[EventType]:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.endpoints import list_endpoints
+
     rows = _in_transaction(settings, lambda session: list_endpoints(session=session))
     if not rows:
         print("no webhook endpoints")
@@ -106,6 +111,8 @@ def _endpoint_line(row: WebhookEndpoint) -> str:
 
 
 def _disable(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.endpoints import disable_endpoint
+
     row = _in_transaction(
         settings,
         lambda session: disable_endpoint(
@@ -116,6 +123,8 @@ def _disable(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _enable(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.endpoints import enable_endpoint
+
     row = _in_transaction(
         settings, lambda session: enable_endpoint(session=session, endpoint_id=args.endpoint_id)
     )
@@ -123,6 +132,8 @@ def _enable(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _deliveries(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.deliveries import list_deliveries
+
     if not 1 <= args.limit <= 1000:
         raise CommandFailed("--limit must be 1..1000")
     state = DeliveryState(args.state) if args.state else None
@@ -148,6 +159,8 @@ def _delivery_line(entry: DeliveryEntry) -> str:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.webhooks.deliveries import replay_delivery
+
     row = _in_transaction(
         settings, lambda session: replay_delivery(session=session, delivery_id=args.delivery_id)
     )

@@ -5,26 +5,20 @@ An endpoint's `secret` is stored in clear: the HMAC of every delivery needs it. 
 once, when the endpoint is made, and never by a read.
 """
 
-import enum
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from cloud.choices import (
+    DeliveryState as DeliveryState,  # defined there for the CLI's help (issue 18)
+)
 from cloud.db import Base, SurrogateKey, UtcDateTime
 
 MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500
 RESPONSE_EXCERPT_BYTES = 1024
-
-
-class DeliveryState(enum.StrEnum):
-    """Where a delivery is: waiting (or retrying), done, or out of attempts."""
-
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 class WebhookEndpoint(Base):

@@ -50,7 +50,7 @@ def test_a_broken_pipe_that_is_not_stdouts_is_still_a_database_failure(
     def broken(_settings: object) -> None:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr("cloud.cli.connect", broken)
+    monkeypatch.setattr("cloud.wiring.connect", broken)  # imported by main
     capsys.readouterr()
 
     assert main(["site", "add", "--id", "s-1", "--name", "S", "--db", db]) == 2
