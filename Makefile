@@ -69,6 +69,7 @@ bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench.documents
 	$(BIN)/python -m bench.archive
 	$(BIN)/python -m bench.bus_throughput
+	$(BIN)/python -m bench.cli_startup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,19 +12,16 @@ from pathlib import Path
 
 import orjson
 
-from edge.config import ModbusDeviceConfig, load_config
-from edge.config_types import parse_duration
 from edge.enrollment_cli import add_enrollment_commands
 from edge.errors import ConfigError, DriverError, GatewayError
 from edge.installer_cli import add_installer_commands, add_scan_serial
-from edge.keys import load_or_create_key
-from edge.logs import LOG_DIR, configure_logging
-from edge.status import STATUS_FILE, format_status, read_status
 from edge.technician_cli import add_technician_commands
-from shared.signing import public_key_pem
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.logs import LOG_DIR, configure_logging
+
     config = load_config(args.config)
     configure_logging(args.log_level, log_dir=config.gateway.data_dir / LOG_DIR)
     from edge.agent import Agent  # imports the drivers; keep `keygen` light
@@ -46,6 +43,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.keys import load_or_create_key
+    from shared.signing import public_key_pem
+
     config = load_config(args.config, require_id=False)
     key = load_or_create_key(config.gateway.private_key_path)
     sys.stdout.write(public_key_pem(key.public_key()))
@@ -53,6 +54,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    from edge.config import ModbusDeviceConfig, load_config
+
     config = load_config(args.config, require_id=False)  # valid before enrollment too
     points = sum(len(d.point) for d in config.device if isinstance(d, ModbusDeviceConfig))
     try:
@@ -64,6 +67,9 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.status import STATUS_FILE, format_status, read_status
+
     config = load_config(args.config)
     document = read_status(config.gateway.data_dir / STATUS_FILE)
     print(
@@ -76,6 +82,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _scan(args: argparse.Namespace) -> int:
     from edge import scan, scan_report  # imports pymodbus; keep `keygen` light
+    from edge.config_types import parse_duration
 
     try:
         units = scan.parse_units(args.units)
@@ -120,6 +127,8 @@ def _scan_ble(args: argparse.Namespace) -> int:
     from bleak.exc import BleakError
 
     from edge import scan_ble  # imports bleak; keep `keygen` light
+    from edge.config import load_config
+    from edge.config_types import parse_duration
 
     backend = args.backend or (
         load_config(args.config, require_id=False).ble.backend if args.config else "bluez"

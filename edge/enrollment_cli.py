@@ -4,8 +4,6 @@ import argparse
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge.config import load_config
-from edge.enrollment import ENROLLMENT_FILE, enroll, rotate_key
 from edge.errors import ConfigError
 from edge.installer_cli import technician_password
 from edge.technician_cli import say_if_no_password, store_technician_password
@@ -14,6 +12,9 @@ KEY_FILE = "gateway.key"
 
 
 def _enroll(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.enrollment import ENROLLMENT_FILE, enroll
+
     if args.config is not None:
         gateway = load_config(args.config, require_id=False).gateway
         if gateway.declared_id is not None:
@@ -50,6 +51,9 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _rotate_key(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.enrollment import rotate_key
+
     gateway = load_config(args.config).gateway
     rotate_key(
         cloud_url=gateway.cloud_url, gateway_id=gateway.id, key_path=gateway.private_key_path

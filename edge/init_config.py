@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from edge.config import DRIVERS, parse_config
 from edge.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("/var/lib/tollgate")
@@ -141,6 +140,8 @@ DRIVER_ORDER = tuple(_SECTIONS)
 
 def parse_drivers(text: str) -> list[str]:
     """Driver names from "modbus,it100"; `ConfigError` names the unknown ones."""
+    from edge.config import DRIVERS
+
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = sorted(set(names) - DRIVERS)
     if unknown or not names:
@@ -163,6 +164,8 @@ def render_starter(
     Without `gateway_id` the id line is left commented out: `tollgate-edge enroll` gets the id
     from the cloud and keeps it in data_dir (the recommended path).
     """
+    from edge.config import parse_config
+
     chosen = list(drivers)
     name = gateway_id or "site-001-gw1"
     id_line = (

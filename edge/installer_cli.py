@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-from edge.config import load_config
-from edge.config_types import parse_duration
 from edge.errors import ConfigError
 from edge.init_config import DEFAULT_CLOUD_URL, DEFAULT_DATA_DIR, DRIVER_ORDER
 from edge.technician_cli import read_password, say_if_no_password, store_technician_password
@@ -46,6 +44,8 @@ def technician_password(args: argparse.Namespace) -> str | None:
 
 def _check(args: argparse.Namespace) -> int:
     from edge.check import check_site, format_results
+    from edge.config import load_config
+    from edge.config_types import parse_duration
 
     config = load_config(args.config, require_id=False)  # devices can be checked before enrolling
     try:

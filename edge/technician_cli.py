@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-from edge.config import load_config
 from edge.errors import ConfigError, GatewayError
 from edge.technician import PASSWORD_FILE, check_password_rule, load_password_hash, store_password
 
@@ -75,6 +74,8 @@ def say_if_no_password(data_dir: Path) -> None:
 
 
 def _set_password(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
     data_dir = (
         load_config(args.config, require_id=False).gateway.data_dir
         if args.config is not None

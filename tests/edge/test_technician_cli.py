@@ -277,6 +277,6 @@ def test_a_broken_pipe_that_is_not_stdouts_is_not_hidden(
     def broken(_path: Path) -> dict[str, object]:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr("edge.cli.read_status", broken)
+    monkeypatch.setattr("edge.status.read_status", broken)  # imported by the command
     with pytest.raises(BrokenPipeError):
         main(["status", "--config", str(config)])
