@@ -11,7 +11,7 @@ against what the panels really counted, the locks really logged and the MQTT dev
 really published. Then the month is invoiced: the company's draft is finalized (forced: the
 period is still open), one of its lines is credited, and the invoices and the credit note are
 written to the workdir as HTML, PDF and Factur-X, the documents a customer receives (the seller
-on them is demo_seller.toml).
+on them is demo_seller.toml; the billing is firmware_sims/demo_billing.py).
 
 The terminal gets the banner, the live lines, the balance check and, last, a few lines per account
 (its invoice's number, state and gross, the paths of its files); the long printouts (each draft as
@@ -24,26 +24,30 @@ the same month a second time.
 
 import asyncio
 import contextlib
-import json
 import logging
 import shutil
 import socket
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cloud.rating.periods import period_of
 from edge.technician import store_password
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import SimLock, lock_address
 from firmware_sims.ble_lock import default_scenario as lock_scenario
-from firmware_sims.demo_direct import DEVICE, feed_direct_source, register_source
+from firmware_sims.demo_billing import (
+    DETAILS,
+    SELLER,
+    Books,
+    DetailLog,
+    customer_documents,
+    print_invoices,
+)
+from firmware_sims.demo_direct import feed_direct_source, register_source
 from firmware_sims.embedded_broker import broker_url
 from firmware_sims.modbus_panel import ModbusPanel, default_scenario
 from firmware_sims.mqtt_device import (
@@ -55,7 +59,6 @@ from firmware_sims.mqtt_device import (
 from firmware_sims.processes import (
     AgentProcess,
     CollectorProcess,
-    ProcessFailed,
     committed_counters,
     fetch_events,
 )
@@ -63,15 +66,6 @@ from firmware_sims.site import SimulatedLocks, SimulatedPanel, Timing, render_si
 
 GATEWAY_ID = "demo-site-gw1"
 CATALOG = Path(__file__).with_name("demo_catalog.toml")
-SELLER = Path(__file__).with_name("demo_seller.toml")  # the operator on the invoices
-COMPANY = "nordlicht-facility"  # its draft is finalized, credited and exported as Factur-X
-CREDITED_METRIC = "active_panels"  # the company's line the demo's credit note credits
-CREDIT_REASON = "panel-2 was in maintenance all month: not an active panel"
-DEMO_ACCOUNTS = {  # account -> its devices whose sessions the invoice printout lists
-    "weber-household": ("camera-1", "home-1", "door-lock-1"),
-    "nordlicht-facility": ("waste-lock-1", DEVICE),  # DEVICE: the direct source's bin
-}
-BILLING_TIME_ZONE = "Europe/Berlin"
 PANEL_TICKS = {"panel-1": 0.5, "panel-2": 0.8}
 PANEL_UNITS = (("energy_wh", "Wh"), ("runtime_s", "s"))  # the other counters count ("count")
 LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
@@ -81,10 +75,8 @@ MQTT_PREFIX = "demo-site"
 MQTT_TICK = 1.0
 DEMO_TIMING = Timing(poll_interval="200ms", batch_max_wait="1s")
 LIVE_EVERY = 2.0
-DETAILS = "billing-details.txt"  # the long printouts, in the workdir
 MARKER = ".tollgate-demo"  # marks a workdir as the demo's: only such a directory is emptied
 EARLIER_RUN = ("site.toml", "cloud.sqlite")  # what a workdir of a demo without MARKER held
-EXPORT_NAMES = {"html": "HTML", "pdf": "PDF", "facturx": "Factur-X"}
 
 
 Totals = dict[str, dict[str, Decimal]]
@@ -104,52 +96,6 @@ class WorkdirRefused(Exception):
     """The workdir holds files that are not an earlier demo run's: the demo will not empty it."""
 
 
-class DetailLog:
-    """The demo's long printouts: appended to a file in the workdir, and echoed with --verbose."""
-
-    def __init__(self, path: Path, *, echo: bool = False) -> None:
-        self.path = path
-        self.echo = echo
-        path.write_text("")
-
-    def write(self, text: str) -> None:
-        """Append `text` as lines to the file (and print it when echoing)."""
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(f"{text}\n")
-        if self.echo:
-            print(text, flush=True)
-
-
-@dataclass
-class Outcome:
-    """What the run left for one account: its documents' summaries and files, for the end."""
-
-    account: str
-    invoice: str = "no invoice this period"
-    files: dict[str, Path] = field(default_factory=dict)
-    credit_note: str = ""
-    credit_files: dict[str, Path] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        """The account in a few lines: its invoice, then each file on its own line."""
-        lines = [f"  {self.account}: {self.invoice}"]
-        lines += [f"    {EXPORT_NAMES[kind]:8}  {path}" for kind, path in self.files.items()]
-        if self.credit_note:
-            lines.append(f"    {self.credit_note}")
-            lines += [
-                f"      {EXPORT_NAMES[kind]:8}  {path}" for kind, path in self.credit_files.items()
-            ]
-        return lines
-
-
-def document_line(document: Any, kind: str) -> str:
-    """A document in one line: number (or draft), state, gross."""
-    number = document["printed_number"] or "draft (no number yet)"
-    gross = f"{document['totals']['gross']} {document['currency']}"
-    state = document.get("status") or "issued"
-    return f"{kind} {number}, {state}, gross {gross}"
-
-
 def _port(preferred: int) -> int:
     with socket.socket() as probe:
         try:
@@ -164,8 +110,6 @@ class Demo:
 
     def __init__(self, workdir: Path, cloud_port: int, *, verbose: bool = False) -> None:
         self.workdir = workdir
-        self.details = DetailLog(workdir / DETAILS, echo=verbose)
-        self.outcomes = {account: Outcome(account) for account in DEMO_ACCOUNTS}
         self.panels = {
             device: ModbusPanel(port=0, scenario=default_scenario(tick=tick))
             for device, tick in PANEL_TICKS.items()
@@ -178,6 +122,7 @@ class Demo:
             # the seller on invoices; absolute links in exported files (this collector's URL)
             env={"TOLLGATE_SELLER": str(SELLER), "TOLLGATE_PUBLIC_URL": f"http://127.0.0.1:{port}"},
         )
+        self.books = Books(self.collector, workdir, DetailLog(workdir / DETAILS, echo=verbose))
         self.agent = AgentProcess(config_path=workdir / "site.toml", log_path=workdir / "agent.log")
         self.diagnostics_port = _port(8080)
         self.air = VirtualAir(port=0)
@@ -433,17 +378,17 @@ async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:
     )
     print(fleet_line(gateway, await open_incidents(client)))
     await feed_direct_source(demo.collector, client, key=demo.source_key, workdir=demo.workdir)
-    invoice_of = await print_invoices(demo)
-    await customer_documents(demo, client, invoice_of)
+    invoice_of = await print_invoices(demo.books)
+    await customer_documents(demo.books, client, invoice_of)
     print(result_lines(demo), flush=True)
     return 0 if balanced else 1
 
 
 def result_lines(demo: Demo) -> str:
     """The end of the demo: per account its invoice and files, then where everything else is."""
-    details = demo.details.path
+    details = demo.books.details.path
     lines = [f"\nResult per account (invoices, sessions and VAT summaries: {details}):"]
-    for outcome in demo.outcomes.values():
+    for outcome in demo.books.outcomes.values():
         lines += outcome.lines()
     lines += [
         f"  collector  {demo.collector.url} stopped with the demo; its database "
@@ -472,184 +417,3 @@ def fleet_line(gateway: dict[str, Any], incidents: dict[str, int]) -> str:
         f"{gateway.get('last_heartbeat_at')} (outbox backlog {heartbeat.get('backlog_events')}); "
         f"open incidents: {opened} (tollgate-cloud quality list, GET /v1/twins)"
     )
-
-
-async def print_invoices(demo: Demo) -> dict[str, int]:
-    """Run this month's invoices (said on the terminal) and write each demo account's draft
-    with its sessions to the detail log; the invoice id per account."""
-    collector = demo.collector
-    period = period_of(datetime.now(UTC), BILLING_TIME_ZONE).label
-    print(f"\nBilling period {period}: tollgate-cloud invoice run --period {period}")
-    print(await collector.admin("invoice", "run", "--period", period), flush=True)
-    listed = json.loads(await collector.admin("invoice", "list", "--period", period, "--json"))
-    invoice_of = {invoice["account_id"]: invoice["id"] for invoice in listed}
-    demo.details.write(f"Billing period {period}: the drafts and the sessions behind them")
-    for account, devices in DEMO_ACCOUNTS.items():
-        if account not in invoice_of:
-            demo.details.write(f"{account}: no invoice for {period}")
-            continue
-        demo.details.write(await collector.admin("invoice", "show", str(invoice_of[account])))
-        demo.details.write("  sessions behind it:")
-        for device in devices:
-            sessions = json.loads(await collector.admin("sessions", "list", "--device", device))
-            for session in sessions:
-                demo.details.write(f"    {session_line(session)}")
-    return invoice_of
-
-
-def session_line(session: dict[str, Any]) -> str:
-    """One session as a line: device/channel, start, duration, close reason, event count."""
-    start = datetime.fromisoformat(session["started_at"])
-    where = session["device_id"] + (f"/{session['channel']}" if session["channel"] else "")
-    if session["ended_at"] is None:
-        lasted = "open"
-    else:
-        seconds = (datetime.fromisoformat(session["ended_at"]) - start).total_seconds()
-        lasted = f"{seconds:6.1f} s"
-    return (
-        f"{where:20} {start:%H:%M:%S} UTC  {lasted:>8}  {session['close_reason']:11} "
-        f"{len(session['events'])} events"
-    )
-
-
-async def customer_documents(
-    demo: Demo, client: httpx.AsyncClient, invoice_of: dict[str, int]
-) -> None:
-    """The company's invoice finalized and one line credited; every demo invoice (and the credit
-    note) written as the files a customer receives, a short summary each in the detail log."""
-    collector, workdir = demo.collector, demo.workdir
-    demo.details.write(
-        f"\nInvoices as customers receive them (seller {SELLER.name}, files in {workdir}):"
-    )
-    company = invoice_of.get(COMPANY)
-    if company is not None:
-        print(
-            f"tollgate-cloud invoice finalize --id {company} --force: the demo forces it because "
-            "the period is still open (its grace period has not ended); in production "
-            "`invoice finalize --due` numbers drafts once their grace period is over",
-            flush=True,
-        )
-        await collector.admin("invoice", "finalize", "--id", str(company), "--force")
-    for account in DEMO_ACCOUNTS:
-        if account in invoice_of:
-            outcome = demo.outcomes[account]
-            document = await export_invoice(demo, client, invoice_of[account], outcome)
-            if account == COMPANY:
-                await credit_one_line(demo, client, document, outcome)
-
-
-async def export_invoice(
-    demo: Demo, client: httpx.AsyncClient, invoice_id: int, outcome: Outcome
-) -> Any:
-    """Write the invoice as HTML and PDF, and as Factur-X once finalized (a draft has no number,
-    so it is no e-invoice); its summary to the detail log, its line and files to `outcome`; its
-    document (the JSON export)."""
-    collector, workdir = demo.collector, demo.workdir
-    document = await fetch_document(client, f"/v1/invoices/{invoice_id}/export")
-    stem = document["printed_number"] or f"draft-{document['account_id']}"
-    formats = {"html": f"{stem}.html", "pdf": f"{stem}.pdf"}
-    if document["status"] == "finalized":
-        formats["facturx"] = f"{stem}-facturx.pdf"
-    await asyncio.gather(
-        *(
-            collector.admin(
-                "invoice", "export", str(invoice_id), "--format", name, "--out", str(workdir / file)
-            )
-            for name, file in formats.items()
-        )
-    )
-    demo.details.write(summary(document, "invoice", list(formats.values())))
-    outcome.invoice = document_line(document, "invoice")
-    outcome.files = {name: workdir / file for name, file in formats.items()}
-    return document
-
-
-async def credit_one_line(
-    demo: Demo, client: httpx.AsyncClient, invoice: Any, outcome: Outcome
-) -> None:
-    """Credit the company's `CREDITED_METRIC` line (a credit note, numbered at once) and write
-    the note in every format this collector exports credit notes to."""
-    collector, workdir = demo.collector, demo.workdir
-    line = next((item for item in invoice["lines"] if item["metric"] == CREDITED_METRIC), None)
-    if line is None or Decimal(line["amount"]) <= 0:
-        print(f"  (no {CREDITED_METRIC} line with an amount to credit)", flush=True)
-        return
-    invoice_id, n = str(invoice["id"]), str(line["n"])
-    print(
-        f'tollgate-cloud invoice credit {invoice_id} --line {n} --reason "{CREDIT_REASON}"',
-        flush=True,
-    )
-    issued = await collector.admin(
-        "invoice", "credit", invoice_id, "--line", n, "--reason", CREDIT_REASON
-    )
-    note_id = issued.split()[2]  # "credit note ID NUMBER: ..."
-    note = await fetch_document(client, f"/v1/credit-notes/{note_id}/export")
-    files = {
-        name: f"{note['printed_number']}{suffix}"
-        for name, suffix in (("html", ".html"), ("pdf", ".pdf"), ("facturx", "-facturx.pdf"))
-    }
-    written = await asyncio.gather(
-        *(
-            export_credit_note(collector, note_id, name, workdir / file)
-            for name, file in files.items()
-        )
-    )
-    kept = {name: path for name, path in zip(files, written, strict=True) if path is not None}
-    demo.details.write(summary(note, "credit note", [path.name for path in kept.values()]))
-    outcome.credit_note = document_line(note, "credit note")
-    outcome.credit_files = kept
-
-
-async def export_credit_note(
-    collector: CollectorProcess, note_id: str, export_format: str, path: Path
-) -> Path | None:
-    """`credit-note export` to `path`; None (said) when this collector does not export credit
-    notes in that format."""
-    try:
-        await collector.admin(
-            "credit-note", "export", note_id, "--format", export_format, "--out", str(path)
-        )
-    except ProcessFailed:
-        print(f"  (credit-note export --format {export_format}: not supported here)", flush=True)
-        return None
-    return path
-
-
-async def fetch_document(client: httpx.AsyncClient, path: str) -> Any:
-    """An invoice's or credit note's document (`?format=json`, the reading key)."""
-    answer = await client.get(path, params={"format": "json"})
-    answer.raise_for_status()
-    return answer.json()
-
-
-def summary(document: Any, kind: str, files: list[str]) -> str:
-    """A document in a few lines: number, buyer, dates, net, VAT per rate, gross, its files."""
-    currency = document["currency"]
-    totals = document["totals"]
-    number = document["printed_number"] or "draft (no number yet)"
-    dated = _dates(document)
-    lines = [
-        f"{kind} {number}: {document['account_id']}, buyer {document['buyer']['name']}, "
-        f"{dated}, service {document['service_period']['start']} to "
-        f"{document['service_period']['end']}"
-    ]
-    for reference in document.get("references") or []:
-        credited = f" line {reference['line']}" if reference.get("line") else ""
-        lines.append(f"  credits invoice {reference['printed_number']}{credited}")
-    lines.append(f"  net {totals['net']} {currency}")
-    lines += [
-        f"  VAT {subtotal['category']} {subtotal['rate']}% on {subtotal['taxable']}: "
-        f"{subtotal['tax']} {currency}"
-        for subtotal in document["tax"]
-    ]
-    lines.append(f"  gross {totals['gross']} {currency}, due {totals['due']} {currency}")
-    lines.append(f"  files: {', '.join(files) or 'none'}")
-    return "\n".join(lines)
-
-
-def _dates(document: Any) -> str:
-    """ "issued D, due D" (a finalized invoice), "issued D" (a credit note) or "not issued"."""
-    if not document.get("issue_date"):
-        return "not issued (a draft)"
-    due = f", due {document['due_date']}" if document.get("due_date") else ""
-    return f"issued {document['issue_date']}{due}"

@@ -19,7 +19,8 @@ from pathlib import Path
 import facturx
 import pytest
 
-from firmware_sims.demo import DETAILS, MARKER, DetailLog, fresh_workdir
+from firmware_sims.demo import MARKER, fresh_workdir
+from firmware_sims.demo_billing import DETAILS, DetailLog
 from tests.support.waiting import free_port
 
 BIN = Path(sys.executable).parent
