@@ -14,18 +14,21 @@ gateway to drain them); `--report FILE` writes, on exit, every entry each lock l
 was acknowledged, as JSON: the truth a test compares the cloud with.
 """
 
+from __future__ import annotations
+
 import argparse
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from edge.codecs.ble_lock import lock_name
 from firmware_sims.arguments import add_duration_argument, add_tick_argument
-from firmware_sims.ble_air import VirtualAir
-from firmware_sims.ble_lock import SimLock, default_scenario, lock_address
+
+if TYPE_CHECKING:
+    from firmware_sims.ble_lock import SimLock
 from shared.canonical import format_decimal
 
 
@@ -81,6 +84,9 @@ def lock_report(locks: list[SimLock]) -> dict[str, Any]:
 
 async def run_ble_locks(args: argparse.Namespace) -> int:
     """Serve the locks until the duration ends or the process is stopped."""
+    from firmware_sims.ble_air import VirtualAir
+    from firmware_sims.ble_lock import SimLock, default_scenario, lock_address
+
     if args.locks < 1:
         raise SystemExit("tollgate-sim ble-lock: --locks must be at least 1")
     host, port = args.hci

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from firmware_sims.arguments import add_duration_argument, add_tick_argument
 from firmware_sims.ble_cli import add_ble_lock_arguments, run_ble_locks
-from firmware_sims.modbus_panel import ModbusPanel, default_scenario
-from firmware_sims.mqtt_device import add_mqtt_device_arguments, run_mqtt_device
+from firmware_sims.mqtt_cli import add_mqtt_device_arguments, run_mqtt_device
 from firmware_sims.serial_cli import add_it100_arguments, run_it100_panel
 
 
@@ -72,6 +71,8 @@ def _add_modbus_panel_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _run_modbus_panel(args: argparse.Namespace) -> int:
+    from firmware_sims.modbus_panel import ModbusPanel, default_scenario
+
     host, port = args.listen
     scenario = default_scenario(tick=args.tick, cable_pull=args.rtu)
     units = args.unit or [1]

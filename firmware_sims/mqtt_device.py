@@ -36,7 +36,6 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from edge.lifecycle import Lifecycle
-from firmware_sims.arguments import add_duration_argument, add_tick_argument
 from firmware_sims.embedded_broker import broker_url
 
 RETRY_INITIAL = 0.05
@@ -394,32 +393,6 @@ def _home_device(prefix: str, home_id: str) -> str:
         'name = "light_off"\nkind = "deactivation"\nquantity_field = "energy_wh"\nunit = "Wh"\n'
         f"{common}"
     )
-
-
-def broker_argument(value: str) -> str:
-    """`--broker`: an mqtt:// or mqtts:// URL with a host."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a broker URL like mqtt://127.0.0.1:1883"
-        )
-    return value
-
-
-def add_mqtt_device_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `tollgate-sim mqtt-device`."""
-    parser.add_argument(
-        "--broker",
-        type=broker_argument,
-        default=None,
-        metavar="URL",
-        help="broker to publish to, e.g. mqtt://127.0.0.1:1883 (default: start an embedded one)",
-    )
-    parser.add_argument(
-        "--prefix", default="tollgate-sim", help="topic prefix (default tollgate-sim)"
-    )
-    add_tick_argument(parser)
-    add_duration_argument(parser)
 
 
 async def run_mqtt_device(args: argparse.Namespace) -> int:

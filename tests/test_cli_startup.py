@@ -77,6 +77,16 @@ def imported_after_help(module: str, argvs: list[list[str]]) -> set[str]:
                 ["credit-note", "--help"],
             ],
         ),
+        (
+            "firmware_sims.cli",
+            [
+                ["--help"],
+                ["mqtt-device", "--help"],
+                ["ble-lock", "--help"],
+                ["modbus-panel", "--help"],
+                ["it100-panel", "--help"],
+            ],
+        ),
     ],
 )
 def test_help_imports_no_heavy_library(module: str, argvs: list[list[str]]) -> None:
