@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "storable_text": 0,
     "answers": 0,
     "cli_support": 0,
+    "choices": 0,  # the enums and limits the CLI's help names (issue 18: no heavy imports)
     "scheduler": 0,
     "rating": 0,
     "metrics": 0,  # the Prometheus metrics of every process (prometheus-client objects)
