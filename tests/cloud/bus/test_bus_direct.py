@@ -16,6 +16,7 @@ from tests.cloud.direct.test_cloudevents_api import (
     send_batch,
     stored,
 )
+from tests.support.waiting import eventually
 
 
 async def test_cloudevents_are_queued_then_sealed_and_stored_once(bus_app: BusApp) -> None:
@@ -82,8 +83,10 @@ async def test_a_file_import_is_queued_then_stored_once(bus_app: BusApp) -> None
     assert report["errors"][0]["position"] == 3 and report["errors"][0]["field"] == "ts"
     assert again.status_code == 202
     assert dry.status_code == 200 and dry.json()["queued"] is False  # a dry run stays here
-    bus_app.start_sink("a")
+    sink = bus_app.start_sink("a")
     await bus_app.wait_events(2)
+    # both imports' messages handled (the second stores nothing: wait for it, not for events)
+    await eventually(lambda: sink.handled >= 2, what="both import messages handled")
 
     wire = await stored(sender)
     assert [e["attrs"]["origin_id"] for e in wire] == ["t1", "t3"]
