@@ -28,6 +28,32 @@ def _postgres_available() -> bool:
     return True
 
 
+# Files that take minutes (real processes, clusters, fresh venvs): collected first, so that with
+# `pytest -n 2 --dist loadfile` they start at once instead of leaving one worker busy at the end.
+LONG_FILES = (
+    "tests/install/",
+    "tests/deploy/test_image_install.py",
+    "tests/e2e/",
+    "tests/cloud/bus/cluster/",
+    "tests/firmware_sims/test_demo.py",
+    "tests/cloud/invoices/test_run_workers.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long files first, longest first (LONG_FILES' order, then any file with a slow test); a
+    stable sort: each file's tests stay together and in their order."""
+    root = config.rootpath
+    rank: dict[object, int] = {}
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        listed = [i for i, prefix in enumerate(LONG_FILES) if path.startswith(prefix)]
+        slow = item.get_closest_marker("slow") is not None
+        here = listed[0] if listed else len(LONG_FILES) if slow else len(LONG_FILES) + 1
+        rank[item.path] = min(rank.get(item.path, here), here)
+    items.sort(key=lambda item: rank[item.path])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def change_feed() -> None:
     """The collector's change-feed consumers, as every real process subscribes them at start
