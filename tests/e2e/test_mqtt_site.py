@@ -275,12 +275,44 @@ async def test_agent_killed_again_and_again_stores_every_message_once(
             await site.agent.kill()  # mid-burst: messages in flight, committed, acknowledged
             await publishing
             await site.agent.spawn()
-        await cloud_holds(site.client, {e.message_id for e in sim.expected})
+        try:
+            await cloud_holds(site.client, {e.message_id for e in sim.expected})
+        except AssertionError as exc:
+            raise AssertionError(await where_are_the_missing(site, broker, sim)) from exc
         events = await cloud_events(site.client)
     assert len(sim.expected) == len(events) == BURSTS * BURST_SIZE
     assert_each_once_as_published(events, sim)
     # The kills did land while messages were unacknowledged: the broker sent them again.
     assert f"Sending PUBLISH to {site.client_id} (d1, q1" in broker.log_text()
+
+
+async def where_are_the_missing(site: MqttSite, broker: PrivateMosquitto, sim: MqttDevice) -> str:
+    """Where the messages the cloud lacks got to: the outbox's dedupe keys, dead letters, logs."""
+    stored = {e["attrs"].get("message_id") for e in await cloud_events(site.client)}
+    missing = [e for e in sim.expected if e.message_id not in stored]
+    db = sqlite3.connect(f"file:{site.outbox_path}?mode=ro", uri=True, timeout=5)
+    try:
+        keys = {row[0] for row in db.execute("SELECT key FROM delivered")}
+        dead = db.execute("SELECT first_seq, last_seq, status, reason FROM dead_letters").fetchall()
+        chain = db.execute("SELECT last_seq, acked_seq FROM chain").fetchone()
+    finally:
+        db.close()
+    in_outbox = [e.message_id for e in missing if f"mqtt:{e.device_id}:id:{e.message_id}" in keys]
+    broker_drops = [line for line in broker.log_text().splitlines() if "drop" in line.lower()]
+    agent_trouble = [
+        line
+        for line in site.agent.log_path.read_text(errors="replace").splitlines()
+        if '"level":"warning"' in line or '"level":"error"' in line
+    ]
+    collector_lines = site.collector.log_path.read_text(errors="replace").splitlines()
+    collector_trouble = [line for line in collector_lines if "GET /v1/events" not in line]
+    return (
+        f"{len(missing)} of {len(sim.expected)} messages not in the cloud "
+        f"(first: {[e.message_id for e in missing[:5]]}); {len(in_outbox)} of them committed to "
+        f"the outbox; outbox last_seq/acked_seq {chain}; dead letters {dead}; "
+        f"broker drop lines {broker_drops[:5]}; agent warnings {agent_trouble[-10:]}; "
+        f"collector log, polls left out: {collector_trouble[-15:]}"
+    )
 
 
 def last_seq(outbox: Path) -> int:
