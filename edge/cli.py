@@ -1,4 +1,5 @@
-"""`tollgate-edge`: the installer's and the service's entry point."""
+"""`tollgate-edge`: the service's commands (run, keygen, check-config, status) and the entry point;
+the installer's and technician's commands come from `edge.installer`."""
 
 import argparse
 import asyncio
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import orjson
 
-from edge.enrollment_cli import add_enrollment_commands
-from edge.errors import ConfigError, DriverError, GatewayError
-from edge.installer_cli import add_installer_commands, add_scan_serial
-from edge.technician_cli import add_technician_commands
+from edge.errors import ConfigError, GatewayError
+from edge.installer.enrollment_cli import add_enrollment_commands
+from edge.installer.scan_cli import add_scan_commands
+from edge.installer.setup_cli import add_installer_commands
+from edge.installer.technician_cli import add_technician_commands
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,119 +82,6 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scan(args: argparse.Namespace) -> int:
-    from edge import scan, scan_report  # imports pymodbus; keep `keygen` light
-    from edge.config_types import parse_duration
-
-    try:
-        units = scan.parse_units(args.units)
-    except ValueError as exc:
-        raise ConfigError(f"--units: {exc}") from None
-    try:
-        timeout = parse_duration(args.timeout)
-    except ValueError as exc:
-        raise ConfigError(f"--timeout: {exc}") from None
-    url = scan.check_url(args.url)
-    scan.check_range(table=args.table, address=args.address, count=args.count)
-    pymodbus_log = logging.getLogger("pymodbus")
-    level = pymodbus_log.level
-    pymodbus_log.setLevel(logging.CRITICAL)  # a silent unit is an answer here, not an error
-    try:
-        result = asyncio.run(
-            scan.scan(
-                url,
-                units,
-                request_timeout=timeout,
-                table=args.table,
-                address=args.address,
-                count=args.count,
-            )
-        )
-    except DriverError as exc:
-        print(f"tollgate-edge: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        pymodbus_log.setLevel(level)
-    text = scan_report.format_result(
-        result, url=url, timeout=timeout, byte_order=args.byte_order, word_order=args.word_order
-    )
-    sys.stdout.write(text)
-    if not result.devices:
-        print(f"tollgate-edge: no unit answered at {url} (units {args.units})", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _scan_ble(args: argparse.Namespace) -> int:
-    from bleak.exc import BleakError
-
-    from edge import scan_ble  # imports bleak; keep `keygen` light
-    from edge.config import load_config
-    from edge.config_types import parse_duration
-
-    backend = args.backend or (
-        load_config(args.config, require_id=False).ble.backend if args.config else "bluez"
-    )
-    try:
-        seconds = parse_duration(args.duration)
-        locks = asyncio.run(scan_ble.scan_locks(backend, seconds=seconds))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    except scan_ble.NoBluezAdapter as exc:
-        print(
-            f"tollgate-edge: no BlueZ adapter ({exc.reason}); {scan_ble.NO_BLUEZ_FIX}",
-            file=sys.stderr,
-        )
-        return 2
-    except BleakError as exc:
-        print(f"tollgate-edge: BLE radio {backend!r}: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.write(scan_ble.format_locks(locks))
-    return 0 if locks else 1
-
-
-def _list_scans(scan: argparse.ArgumentParser) -> int:
-    """`tollgate-edge scan` alone: the discovery commands there are, in one place."""
-    scan.print_help()
-    return 0
-
-
-def _add_scan(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    scan = commands.add_parser("scan", help="find the devices on a line (installer's discovery)")
-    protocols = scan.add_subparsers(dest="protocol", metavar="{modbus,ble,serial}")
-    scan.set_defaults(handler=lambda _args: _list_scans(scan))
-    modbus = protocols.add_parser(
-        "modbus", help="list the Modbus unit ids that answer and dump their registers"
-    )
-    modbus.add_argument(
-        "--url",
-        required=True,
-        help="tcp://host:port or rtu:///dev/ttyX?baudrate=9600&parity=N&stopbits=1&bytesize=8",
-    )
-    modbus.add_argument("--units", default="1-247", help='unit ids: "1-247" or "1,2,5"')
-    modbus.add_argument("--timeout", default="200ms", help='wait per request, e.g. "200ms"')
-    modbus.add_argument(
-        "--table", default="holding", choices=["holding", "input", "coil", "discrete"]
-    )
-    modbus.add_argument("--address", type=int, default=0, help="first address to read")
-    modbus.add_argument("--count", type=int, default=10, help="registers (or bits) to dump")
-    for order in ("byte", "word"):
-        modbus.add_argument(
-            f"--{order}-order",
-            default="big",
-            choices=["big", "little"],
-            help=f"{order} order of the float32 column (default big)",
-        )
-    modbus.set_defaults(handler=_scan)
-    ble = protocols.add_parser("ble", help="list the BLE locks in range (id, counter, battery)")
-    radio = ble.add_mutually_exclusive_group()
-    radio.add_argument("--backend", help='"bluez" or "bumble:<transport>", e.g. bumble:usb:0')
-    radio.add_argument("--config", type=Path, help="take the backend from this site config")
-    ble.add_argument("--duration", default="5s", help='how long to listen, e.g. "5s"')
-    ble.set_defaults(handler=_scan_ble)
-    add_scan_serial(protocols)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="tollgate-edge", description=__doc__)
@@ -219,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--log-level", default="info", choices=["debug", "info", "warning", "error"]
             )
         sub.set_defaults(handler=handler)
-    _add_scan(commands)
+    add_scan_commands(commands)
     add_enrollment_commands(commands)
     add_installer_commands(commands)
     add_technician_commands(commands)

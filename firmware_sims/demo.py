@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from edge.technician import store_password
+from edge.diagnostics.password import store_password
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import SimLock, lock_address
 from firmware_sims.ble_lock import default_scenario as lock_scenario

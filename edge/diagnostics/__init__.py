@@ -2,7 +2,7 @@
 
 Everything is served by the agent itself (one more task in its TaskGroup), works with no internet
 (inline CSS and script, no CDN, no build step) and refuses anonymous requests: a technician
-password (slow hash, `edge.technician`) opens a session cookie.
+password (slow hash, `edge.diagnostics.password`) opens a session cookie.
 
     server.py   binds [diagnostics] listen, runs uvicorn inside the agent, stops with it
     app.py      the Starlette routes: page, /api/status, /api/events (SSE), poll now, flush, bundle

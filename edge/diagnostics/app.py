@@ -8,8 +8,9 @@
     GET  /api/events                 live tail of committed events (server-sent events)
     POST /api/devices/{id}/poll      poll a Modbus device now; returns the fresh values
     POST /api/flush                  wake the forwarder to send what is waiting now
-    GET  /api/support-bundle         zip: the CLI bundle's members (edge.support_bundle) plus the
-                                     live status and recent events
+    GET  /api/support-bundle         zip: the CLI bundle's members
+                                     (edge.installer.support_bundle) plus the live status and
+                                     recent events
     GET  /metrics                    Prometheus text format (edge.metrics); HTTP Basic with the
                                      technician password, or a logged-in session
 
@@ -53,11 +54,11 @@ from edge.diagnostics.auth import (
 )
 from edge.diagnostics.bundle import RecentLogs, build_bundle
 from edge.diagnostics.page import login_page, main_page
+from edge.diagnostics.password import load_password_hash, verify_password
 from edge.diagnostics.tail import EventTail
 from edge.enrollment import read_enrollment
 from edge.errors import DriverError, GatewayError
 from edge.readings import Reading
-from edge.technician import load_password_hash, verify_password
 
 POLL_TIMEOUT = 15.0
 KEEPALIVE_SECONDS = 15.0

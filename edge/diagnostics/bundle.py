@@ -1,11 +1,12 @@
 """The support bundle a technician downloads from the page and mails to support.
 
-A zip with the members of `tollgate-edge support-bundle` (`edge.support_bundle.bundle_members`:
-redacted config, status, outbox summary, quarantined files, log tails, versions, manifest), so
-support reads one layout whichever way the bundle came. Where it must differ: the status is
-the live one, `recent-events.json` holds the last committed events, there is no `site.toml`
-(the agent was handed a loaded config, not its file), and when there is no log file (the file
-log is off) the agent's last log lines from memory come as `logs/in-memory.log`.
+A zip with the members of `tollgate-edge support-bundle`
+(`edge.installer.support_bundle.bundle_members`: redacted config, status, outbox summary,
+quarantined files, log tails, versions, manifest), so support reads one layout whichever way the
+bundle came. Where it must differ: the status is the live one, `recent-events.json` holds the last
+committed events, there is no `site.toml` (the agent was handed a loaded config, not its file), and
+when there is no log file (the file log is off) the agent's last log lines from memory come as
+`logs/in-memory.log`.
 """
 
 import io
@@ -19,14 +20,14 @@ from typing import Any
 import orjson
 
 from edge.config import SiteConfig
-from edge.logs import LOG_DIR, JsonFormatter
-from edge.support_bundle import (
+from edge.installer.support_bundle import (
     LOG_TAIL_BYTES,
     bundle_members,
     gather_facts,
     redact,
     redacted_config,
 )
+from edge.logs import LOG_DIR, JsonFormatter
 
 __all__ = ["LOG_LINES", "MEMORY_LOG", "RecentLogs", "build_bundle", "redact", "redacted_config"]
 

@@ -22,9 +22,9 @@ import pytest
 
 from edge.cli import main
 from edge.diagnostics.bundle import MEMORY_LOG
+from edge.diagnostics.password import load_password_hash, store_password
+from edge.installer.support_bundle import log_tails
 from edge.logs import AGENT_LOG, configure_logging
-from edge.support_bundle import log_tails
-from edge.technician import load_password_hash, store_password
 from firmware_sims.modbus_panel import ModbusPanel, Scenario
 from firmware_sims.processes import AgentProcess
 from firmware_sims.site import SimulatedPanel, render_site_config

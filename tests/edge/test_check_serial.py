@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from edge.check import _held_reason
 from edge.cli import main
 from edge.codecs.it100 import Frame, decode_frame
 from edge.config import SerialPortConfig
 from edge.drivers.serial_line import SerialLine
 from edge.errors import DeviceUnreachable, PortHeld
+from edge.installer.check import _held_reason
 from firmware_sims.it100_panel import It100Panel, ZoneOpen
 from firmware_sims.processes import AgentProcess
 from firmware_sims.site import SimulatedIt100, render_site_config

@@ -16,8 +16,8 @@ import pytest
 from edge.cli import main
 from edge.diagnostics.auth import CSRF_HEADER, MAX_FAILURES, SESSION_COOKIE
 from edge.diagnostics.bundle import MEMORY_LOG, redact
+from edge.diagnostics.password import load_password_hash
 from edge.enrollment import EnrollmentRecord, write_enrollment
-from edge.technician import load_password_hash
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
 from firmware_sims.site import SimulatedPanel, render_site_config
 from tests.support.agent import running_agent

@@ -26,6 +26,7 @@ import edge.enrollment
 from cloud.cli import main as cloud_main
 from edge.cli import main as edge_main
 from edge.config import ForwarderConfig, load_config
+from edge.diagnostics.password import load_password_hash
 from edge.enrollment import (
     ENROLLMENT_FILE,
     EnrollmentFailed,
@@ -35,10 +36,9 @@ from edge.enrollment import (
     rotate_key,
 )
 from edge.forwarder import Forwarder
+from edge.installer.technician_cli import NO_PASSWORD_NOTICE
 from edge.keys import load_gateway_key
 from edge.outbox import Outbox
-from edge.technician import load_password_hash
-from edge.technician_cli import NO_PASSWORD_NOTICE
 from shared.events import Batch
 from shared.signing import private_key_pem, public_key_pem, verify_batch
 from tests.support.batches import batch_body, chain_events, draft

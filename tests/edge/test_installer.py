@@ -16,9 +16,9 @@ import pytest
 
 from edge.cli import main
 from edge.config import load_config
-from edge.init_config import DRIVER_ORDER
-from edge.support_bundle import REDACTED, redact_config
-from edge.technician import load_password_hash
+from edge.diagnostics.password import load_password_hash
+from edge.installer.init_config import DRIVER_ORDER
+from edge.installer.support_bundle import REDACTED, redact_config
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import Scenario, SimLock, lock_address
 from firmware_sims.it100_panel import It100Panel, LinesPanel

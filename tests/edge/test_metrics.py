@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.agent import Agent
 from edge.diagnostics.auth import MAX_FAILURES
-from edge.technician import store_password
+from edge.diagnostics.password import store_password
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
 from firmware_sims.site import SimulatedPanel, render_site_config
 from tests.support.agent import running_agent

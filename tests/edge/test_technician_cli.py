@@ -17,12 +17,17 @@ import pytest
 
 from edge.cli import EXIT_BROKEN_PIPE, main
 from edge.diagnostics.auth import CSRF_HEADER
+from edge.diagnostics.password import (
+    PASSWORD_FILE,
+    load_password_hash,
+    store_password,
+    verify_password,
+)
 from edge.forwarder import LinkHealth
 from edge.health import DeviceHealth
+from edge.installer.technician_cli import NO_PASSWORD_NOTICE
 from edge.outbox import OutboxStats
 from edge.status import STATUS_FILE, status_document, write_status
-from edge.technician import PASSWORD_FILE, load_password_hash, store_password, verify_password
-from edge.technician_cli import NO_PASSWORD_NOTICE
 from tests.support.diagnostics import PASSWORD, diagnostics_site
 
 ROOT = Path(__file__).resolve().parents[2]

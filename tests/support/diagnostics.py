@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.agent import Agent
-from edge.technician import store_password
+from edge.diagnostics.password import store_password
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
 from firmware_sims.site import SimulatedPanel, Timing, render_site_config
 from tests.support.agent import running_agent

@@ -270,7 +270,7 @@ async def _probe_locks(
     async def probe() -> None:
         from bleak.exc import BleakError
 
-        from edge.scan_ble import scan_locks  # imports bleak
+        from edge.installer.scan_ble import scan_locks  # imports bleak
 
         try:
             heard.update(lock.lock_id for lock in await scan_locks(backend, seconds=within))

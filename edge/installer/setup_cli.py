@@ -1,4 +1,4 @@
-"""The installer's subcommands of `tollgate-edge`: init, check, support-bundle, scan serial.
+"""The installer's subcommands of `tollgate-edge`: init, check, support-bundle.
 
 Kept apart from `edge.cli` so the service commands stay small; `add_installer_commands` hangs
 them on the same parser. Errors follow the CLI's rule: `GatewayError` -> one line, exit 2.
@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import TypeAlias
 
 from edge.errors import ConfigError
-from edge.init_config import DEFAULT_CLOUD_URL, DEFAULT_DATA_DIR, DRIVER_ORDER
-from edge.technician_cli import read_password, say_if_no_password, store_technician_password
+from edge.installer.init_config import DEFAULT_CLOUD_URL, DEFAULT_DATA_DIR, DRIVER_ORDER
+from edge.installer.technician_cli import (
+    read_password,
+    say_if_no_password,
+    store_technician_password,
+)
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _init(args: argparse.Namespace) -> int:
-    from edge.init_config import parse_drivers, render_starter, write_starter
+    from edge.installer.init_config import parse_drivers, render_starter, write_starter
 
     text = render_starter(
         parse_drivers(args.drivers),
@@ -43,9 +47,9 @@ def technician_password(args: argparse.Namespace) -> str | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.check import check_site, format_results
     from edge.config import load_config
     from edge.config_types import parse_duration
+    from edge.installer.check import check_site, format_results
 
     config = load_config(args.config, require_id=False)  # devices can be checked before enrolling
     try:
@@ -64,22 +68,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _support_bundle(args: argparse.Namespace) -> int:
-    from edge.support_bundle import build_support_bundle
+    from edge.installer.support_bundle import build_support_bundle
 
     out = build_support_bundle(args.config, args.out)
     print(f"{out}: support bundle written (no keys, passwords or tokens)")
     return 0
-
-
-def _scan_serial(args: argparse.Namespace) -> int:
-    from serial.tools import list_ports  # type: ignore[import-untyped]
-
-    ports = sorted(list_ports.comports(), key=lambda port: port.device)
-    for port in ports:
-        print(f"{port.device:24} {port.description or '-'}  {port.hwid or ''}".rstrip())
-    if not ports:
-        print("no serial ports found (adapter unplugged, or no permission: group dialout?)")
-    return 0 if ports else 1
 
 
 def add_installer_commands(commands: Commands) -> None:
@@ -111,9 +104,3 @@ def add_installer_commands(commands: Commands) -> None:
     bundle.add_argument("--config", type=Path, required=True, help="site config (TOML)")
     bundle.add_argument("--out", type=Path, default=Path("tollgate-support.tar.gz"))
     bundle.set_defaults(handler=_support_bundle)
-
-
-def add_scan_serial(protocols: Commands) -> None:
-    """`scan serial`: the serial ports of this machine (where an RS-485 or RS-232 adapter is)."""
-    serial = protocols.add_parser("serial", help="list the serial ports of this machine")
-    serial.set_defaults(handler=_scan_serial)

@@ -26,7 +26,7 @@ unit costs four requests per other unit id instead of a dump of exception rows.
 
 This module is a boundary like `edge.drivers.modbus`: pymodbus clients are used directly, with
 `retries=0` and the given timeout, and every pymodbus error becomes a `DriverError` here. The
-text of a scan (summary, then the dump) is `edge.scan_report`.
+text of a scan (summary, then the dump) is `edge.installer.scan_modbus_report`.
 """
 
 from collections.abc import Awaitable, Callable, Iterable

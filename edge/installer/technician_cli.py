@@ -12,8 +12,13 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
+from edge.diagnostics.password import (
+    PASSWORD_FILE,
+    check_password_rule,
+    load_password_hash,
+    store_password,
+)
 from edge.errors import ConfigError, GatewayError
-from edge.technician import PASSWORD_FILE, check_password_rule, load_password_hash, store_password
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 
 from edge.codecs.registers import ByteOrder, WordOrder, decode_registers
-from edge.scan import SERVER_DEVICE_FAILURE, Cell, ScanResult, UnitRead, UnitReport
+from edge.installer.scan_modbus import SERVER_DEVICE_FAILURE, Cell, ScanResult, UnitRead, UnitReport
 
 # How vendors name the four layouts of a 32-bit value (edge.codecs.registers).
 LAYOUT_NAMES: dict[tuple[ByteOrder, WordOrder], str] = {

@@ -5,8 +5,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edge.errors import ConfigError
-from edge.installer_cli import technician_password
-from edge.technician_cli import say_if_no_password, store_technician_password
+from edge.installer.setup_cli import technician_password
+from edge.installer.technician_cli import say_if_no_password, store_technician_password
 
 KEY_FILE = "gateway.key"
 
