@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DURATION ?=
+VERBOSE ?=
 
 .PHONY: demo test fuzz bench lint venv clean
 
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP) $(PDF_TOOLS)
-	$(BIN)/tollgate-sim demo $(if $(DURATION),--duration $(DURATION))
+	$(BIN)/tollgate-sim demo $(if $(DURATION),--duration $(DURATION)) $(if $(VERBOSE),--verbose)
 
 # The browser test drives Debian's Chromium (no browser download): installed here when we may.
 CHROMIUM := /usr/bin/chromium

@@ -39,6 +39,15 @@ MB = 1024 * 1024  # as `[gateway] outbox_budget_mb` counts them
 
 Severity = Literal["alarm", "warn"]
 
+ALARM_CODES = (
+    "cloud_link_down",
+    "outbox_full",
+    "outbox_near_budget",
+    "device_errors",
+    "clock_unsynced",
+)
+"""Every alarm `derive_alarms` can raise (the metrics list each, 0 when it is not raised)."""
+
 
 @dataclass(frozen=True)
 class Alarm:

@@ -12,6 +12,9 @@
     tollgate_edge_cloud_link_up                   1 when the last exchange with the collector
                                                   (batch or heartbeat) succeeded, else 0
     tollgate_edge_batches_sent_total              batches the collector acknowledged since the start
+    tollgate_edge_alarm{code,severity,device}     1 per alarm raised now (the page's banners,
+                                                  `status`'s first lines); every code of
+                                                  edge.alarms.ALARM_CODES not raised is 0
 
 Nothing here counts anything: `SnapshotCollector` turns one status snapshot (`Agent.status`,
 the same document the diagnostics page and `status.json` show, taken when Prometheus scrapes)
@@ -26,6 +29,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import REGISTRY, Collector
+
+from edge.alarms import ALARM_CODES
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """What `render` writes: the classic text format, version 0.0.4 (read by Prometheus 2 and 3)."""
@@ -54,6 +59,7 @@ class SnapshotCollector(Collector):
             "Batches the collector acknowledged since the agent started.",
             value=link["batches_sent"],
         )
+        yield _alarms(self._status["alarms"])
 
 
 def render(status: Mapping[str, Any], events: Mapping[str, int]) -> bytes:
@@ -125,6 +131,20 @@ def _device_errors(devices: list[Mapping[str, Any]]) -> Metric:
             kinds[kind] = kinds.get(kind, 0) + count
         for kind in sorted(kinds):
             family.add_metric([device["device_id"], kind], kinds[kind])
+    return family
+
+
+def _alarms(alarms: list[Mapping[str, Any]]) -> Metric:
+    family = GaugeMetricFamily(
+        "tollgate_edge_alarm",
+        "1 for each alarm the agent raises now (the diagnostics page's banners); 0 for an alarm "
+        "code not raised, so an alert rule and a dashboard find every code.",
+        labels=["code", "severity", "device"],
+    )
+    for alarm in alarms:
+        family.add_metric([alarm["code"], alarm["severity"], alarm.get("device_id") or ""], 1)
+    for code in sorted(set(ALARM_CODES) - {alarm["code"] for alarm in alarms}):
+        family.add_metric([code, "", ""], 0)
     return family
 
 

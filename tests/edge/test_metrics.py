@@ -1,6 +1,7 @@
 """The agent's `/metrics` on its diagnostics server: the real agent, a simulated Modbus panel that
 counts, a second device nobody answers for, and a collector that cannot be reached."""
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge.agent import Agent
+from edge.alarms import ALARM_CODES
 from edge.diagnostics.auth import MAX_FAILURES
 from edge.diagnostics.password import store_password
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimCounter
@@ -165,3 +167,31 @@ async def test_without_a_password_metrics_stay_closed(tmp_path: Path) -> None:
 
     assert response.status_code == 503
     assert "tollgate-edge technician set-password" in response.json()["error"]
+
+
+async def test_metrics_show_each_alarm_the_page_shows(site: MeteredSite) -> None:
+    """ghost-1 never answers: its device_errors alarm is 1 with its device; an alarm not raised
+    (outbox_full: the outbox is nearly empty) is listed at 0, so alert rules find every code."""
+
+    async def ghost_alarm() -> bool:
+        samples = parse((await scrape(site.url)).text)
+        raised = samples.get(("tollgate_edge_alarm", alarm_labels("device_errors", "warn")))
+        alarmed = samples.get(("tollgate_edge_alarm", alarm_labels("device_errors", "alarm")))
+        return 1 in (raised, alarmed)
+
+    await eventually(ghost_alarm, what="ghost-1's device_errors alarm in /metrics")
+    samples = parse((await scrape(site.url)).text)
+    alarms = {labels: n for (name, labels), n in samples.items() if name == "tollgate_edge_alarm"}
+    assert alarms[(("code", "outbox_full"), ("device", ""), ("severity", ""))] == 0
+    assert {dict(labels)["code"] for labels in alarms} == set(ALARM_CODES)
+    assert not any(dict(labels)["device"] == "panel-1" for labels in alarms)
+
+
+def alarm_labels(code: str, severity: str) -> tuple[tuple[str, str], ...]:
+    return (("code", code), ("device", "ghost-1"), ("severity", severity))
+
+
+def test_every_alarm_code_is_listed_for_the_metrics() -> None:
+    """A code derive_alarms can raise but ALARM_CODES misses would have no 0 series."""
+    source = (Path(__file__).parents[2] / "edge" / "alarms.py").read_text()
+    assert set(re.findall(r'code="(\w+)"', source)) == set(ALARM_CODES)

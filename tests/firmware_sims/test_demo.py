@@ -237,3 +237,25 @@ def assert_total_is_sum_of_lines(block: str) -> None:
             total = Decimal(words[1])
     assert amounts and total is not None, block
     assert sum(amounts) == total, block
+
+
+@pytest.mark.parametrize(
+    ("variables", "flags"),
+    [
+        ([], []),
+        (["VERBOSE=1"], ["--verbose"]),
+        (["DURATION=5", "VERBOSE=1"], ["--duration", "5", "--verbose"]),
+    ],
+)
+def test_make_demo_passes_its_variables_to_the_demo(variables: list[str], flags: list[str]) -> None:
+    """`make demo VERBOSE=1` prints the drafts and sessions on the terminal too (make -n: the
+    command make would run, without running it)."""
+    root = Path(__file__).resolve().parents[2]
+    printed = subprocess.run(
+        ["make", "-s", "-n", "-C", str(root), "demo", *variables],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    demo_line = next(line for line in printed.splitlines() if "tollgate-sim demo" in line)
+    assert demo_line.split("tollgate-sim demo")[1].split() == flags
