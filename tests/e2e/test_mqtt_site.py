@@ -299,14 +299,14 @@ async def where_are_the_missing(site: MqttSite, broker: PrivateMosquitto, sim: M
         db.close()
     in_outbox = [e.message_id for e in missing if f"mqtt:{e.device_id}:id:{e.message_id}" in keys]
     broker_drops = [line for line in broker.log_text().splitlines() if "drop" in line.lower()]
+    agent_lines = site.agent.log_path.read_text(errors="replace").splitlines()
     agent_trouble = [
-        line
-        for line in site.agent.log_path.read_text(errors="replace").splitlines()
-        if '"level":"warning"' in line or '"level":"error"' in line
-    ]
+        line for line in agent_lines if '"level":"warning"' in line or '"level":"error"' in line
+    ] + agent_lines[-5:]
     collector_lines = site.collector.log_path.read_text(errors="replace").splitlines()
     collector_trouble = [line for line in collector_lines if "GET /v1/events" not in line]
     return (
+        f"agent running {site.agent.running}, collector running {site.collector.running}; "
         f"{len(missing)} of {len(sim.expected)} messages not in the cloud "
         f"(first: {[e.message_id for e in missing[:5]]}); {len(in_outbox)} of them committed to "
         f"the outbox; outbox last_seq/acked_seq {chain}; dead letters {dead}; "
