@@ -38,7 +38,7 @@ def _enroll(args: argparse.Namespace) -> int:
     parts = urlsplit(cloud_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"--cloud {cloud_url!r} is not an http(s) URL")
-    password = technician_password(args)  # checked before the single-use code is spent
+    password = technician_password(args, data_dir)  # before the single-use code is spent
     record = enroll(cloud_url=cloud_url, code=args.code, data_dir=data_dir, key_path=key_path)
     print(
         f"enrolled as gateway {record.gateway_id} (site {record.site_id}); "

@@ -14,6 +14,8 @@ from typing import TypeAlias
 from edge.errors import ConfigError
 from edge.installer.init_config import DEFAULT_CLOUD_URL, DEFAULT_DATA_DIR, DRIVER_ORDER
 from edge.installer.technician_cli import (
+    SET_PASSWORD,
+    password_is_set,
     read_password,
     say_if_no_password,
     store_technician_password,
@@ -32,7 +34,7 @@ def _init(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         out=args.out,
     )
-    password = technician_password(args)  # asked before writing: a typo leaves no file
+    password = technician_password(args, args.data_dir)  # before writing: a typo leaves no file
     write_starter(args.out, text, force=args.force)
     print(f"{args.out}: starter config written; edit it, then `tollgate-edge check`")
     if password is not None:
@@ -41,8 +43,13 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def technician_password(args: argparse.Namespace) -> str | None:
-    """From --technician-password-file, else asked twice on a terminal, else not set."""
+def technician_password(args: argparse.Namespace, data_dir: Path) -> str | None:
+    """From --technician-password-file, else asked twice on a terminal, else not set. Not asked
+    when `data_dir` already holds one (a second `init`, or `enroll` after `init` set it): a
+    pasted block of commands goes on, and `technician set-password` replaces it."""
+    if args.technician_password_file is None and password_is_set(data_dir):
+        print(f"technician password already set in {data_dir}; `{SET_PASSWORD}` replaces it")
+        return None
     return read_password(args.technician_password_file, option="--technician-password-file")
 
 

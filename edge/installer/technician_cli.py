@@ -67,6 +67,15 @@ def store_technician_password(data_dir: Path, password: str) -> Path:
         ) from exc
 
 
+def password_is_set(data_dir: Path) -> bool:
+    """Whether `data_dir` holds a technician password (False when it cannot be read: then the
+    caller asks, and storing says what is wrong)."""
+    try:
+        return load_password_hash(data_dir) is not None
+    except OSError:
+        return False
+
+
 def say_if_no_password(data_dir: Path) -> None:
     """Print one line when `data_dir` holds no technician password (the page then stays 503)."""
     try:

@@ -6,9 +6,12 @@ the password with the real command while it runs. Nothing is mocked.
 """
 
 import os
+import pty
+import select
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +203,74 @@ def test_init_says_nothing_about_a_password_given_now_or_set_before(
     assert main([*init_args(tmp_path), "--force"]) == 0  # the one stored above is still there
 
     assert NO_PASSWORD_NOTICE not in capsys.readouterr().out
+
+
+class Terminal:
+    """`tollgate-edge ARGS` with a pseudo-terminal as stdin and stdout, as an installer types it."""
+
+    def __init__(self, *args: str) -> None:
+        self.primary, secondary = pty.openpty()
+        self.process = edge_process(*args, stdin=secondary, stdout=secondary, stderr=secondary)
+        os.close(secondary)
+        self.output = ""
+
+    def read_until(self, text: str, *, limit: float = 60) -> None:
+        """Read what the command prints until `text` shows (or it exits, or `limit` seconds)."""
+        deadline = time.monotonic() + limit
+        while text not in self.output and time.monotonic() < deadline:
+            if select.select([self.primary], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(self.primary, 65536)
+                except OSError:  # the command exited and closed the terminal
+                    return
+                self.output += chunk.decode(errors="replace")
+
+    def type_line(self, line: str) -> None:
+        os.write(self.primary, line.encode() + b"\n")
+
+    def finish(self) -> int:
+        """Its exit code, after reading the rest of what it printed (killed if it waits)."""
+        self.read_until("\0", limit=60 if self.process.poll() is None else 1)
+        try:
+            code = self.process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        os.close(self.primary)
+        return code
+
+
+PROMPT = "technician password (for the diagnostics page): "
+
+
+def test_on_a_terminal_a_password_set_before_is_kept_without_asking(tmp_path: Path) -> None:
+    """A pasted walkthrough (`init` with a password file, then `init --force` or `enroll`
+    without one) goes on instead of stopping at a prompt that would swallow the next line."""
+    secret = tmp_path / "pw"
+    secret.write_text(NEW_PASSWORD)
+    assert main([*init_args(tmp_path), "--technician-password-file", str(secret)]) == 0
+    stored = (tmp_path / "data" / PASSWORD_FILE).read_bytes()
+
+    terminal = Terminal(*init_args(tmp_path), "--force")
+    code = terminal.finish()
+
+    assert code == 0, terminal.output
+    assert PROMPT not in terminal.output
+    assert "technician password already set in" in terminal.output
+    assert "tollgate-edge technician set-password` replaces it" in terminal.output
+    assert (tmp_path / "data" / PASSWORD_FILE).read_bytes() == stored
+
+
+def test_on_a_terminal_without_a_password_init_asks_for_one(tmp_path: Path) -> None:
+    """The other side of the test above: with nothing stored, the terminal is asked twice."""
+    terminal = Terminal(*init_args(tmp_path))
+    terminal.read_until(PROMPT)
+    terminal.type_line(NEW_PASSWORD)
+    terminal.read_until("again: ")
+    terminal.type_line(NEW_PASSWORD)
+
+    assert terminal.finish() == 0, terminal.output
+    assert verify_password(load_password_hash(tmp_path / "data") or "", NEW_PASSWORD)
 
 
 def write_big_status(data_dir: Path, gateway_id: str, devices: int) -> None:
