@@ -18,20 +18,53 @@ The driver uses bleak's public API only:
 
 `scanner_kwargs()` / `client_kwargs()` are `{}` for BlueZ and `{"backend": <class>}` for Bumble,
 typed so that they also fit bleak's typed class methods (whose `backend` may not be None).
+
+"bluez" without BlueZ: bleak talks to BlueZ over the system D-Bus, and a gateway with a USB dongle
+and no BlueZ (the machine these tests run on, too) has neither. `start_scanner` turns the three
+ways bleak 3.x says so into one `NoBluezAdapter` (a `DeviceUnreachable`) whose message names the
+fix, a Bumble backend (`BUMBLE_FIX`); `scan ble`, `check` and the lock driver all start their
+scanner through it:
+
+- no system D-Bus: the socket connect raises `OSError` (`FileNotFoundError` when the socket
+  does not exist, `ConnectionRefusedError` when nobody listens on it);
+- D-Bus but no BlueZ: `BleakDBusError` `org.freedesktop.DBus.Error.ServiceUnknown`;
+- BlueZ but no adapter, or none with the BLE central role: `BleakBluetoothNotAvailableError`
+  with reason `NO_BLUETOOTH` or `NO_BLE_CENTRAL_ROLE`.
+
+Anything else (an adapter powered off, access denied, a Bumble transport that fails) stays a
+`BleakError` with bleak's own words.
 """
 
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypedDict
 
+from bleak import BleakScanner
 from bleak.backends.client import BaseBleakClient
 from bleak.backends.scanner import BaseBleakScanner
+from bleak.exc import (
+    BleakBluetoothNotAvailableError,
+    BleakBluetoothNotAvailableReason,
+    BleakDBusError,
+)
 
 from edge.ble.bumble_backend import bumble_backend_classes
 from edge.ble.bumble_host import close_host
+from edge.errors import DeviceUnreachable
 
 BLUEZ = "bluez"
 BUMBLE_PREFIX = "bumble:"
+BUMBLE_FIX = (
+    "set [ble] backend to a Bumble controller, e.g. bumble:usb:0 or bumble:tcp-client:HOST:PORT"
+)
+"""What to do when "bluez" has no BlueZ, in the site config's words."""
+_DBUS_NO_SERVICE = "org.freedesktop.DBus.Error.ServiceUnknown"
+_NO_ADAPTER = frozenset(
+    {
+        BleakBluetoothNotAvailableReason.NO_BLUETOOTH,
+        BleakBluetoothNotAvailableReason.NO_BLE_CENTRAL_ROLE,
+    }
+)
 
 # The transports a gateway can open its radio on, with the shape of their parameters.
 BUMBLE_TRANSPORTS = {
@@ -42,6 +75,14 @@ BUMBLE_TRANSPORTS = {
     "tcp-client": "tcp-client:<host>:<port>",
     "unix": "unix:<path>",
 }
+
+
+class NoBluezAdapter(DeviceUnreachable):
+    """The "bluez" backend on a machine without BlueZ, or with no BLE adapter under it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"no BlueZ adapter ({reason}); {BUMBLE_FIX}")
+        self.reason = reason
 
 
 class ScannerBackendArgs(TypedDict, total=False):
@@ -103,6 +144,32 @@ def bleak_backend(spec: str) -> BleakBackendChoice:
     _check_transport(spec, transport)
     scanner, client = bumble_backend_classes(transport)
     return BleakBackendChoice(spec=spec, scanner=scanner, client=client, bumble_transport=transport)
+
+
+async def start_scanner(scanner: BleakScanner, choice: BleakBackendChoice) -> None:
+    """Start listening; a "bluez" backend without BlueZ raises `NoBluezAdapter`."""
+    try:
+        await scanner.start()
+    except (OSError, BleakDBusError, BleakBluetoothNotAvailableError) as exc:
+        reason = _no_bluez(exc) if choice.spec == BLUEZ else None
+        if reason is None:
+            raise
+        raise NoBluezAdapter(reason) from exc
+
+
+def _no_bluez(exc: Exception) -> str | None:
+    """Why BlueZ is not there, or None when `exc` says something else."""
+    if isinstance(exc, OSError):
+        return f"cannot reach the system D-Bus: {exc.strerror or exc}"
+    if isinstance(exc, BleakDBusError):
+        return (
+            "BlueZ is not running on the system D-Bus"
+            if exc.dbus_error == _DBUS_NO_SERVICE
+            else None
+        )
+    if isinstance(exc, BleakBluetoothNotAvailableError) and exc.reason in _NO_ADAPTER:
+        return f"BlueZ: {exc.args[0]}"
+    return None
 
 
 def _check_transport(spec: str, transport: str) -> None:

@@ -21,6 +21,13 @@ A drain, per lock:
 
 A full outbox (`OutboxFull`) ends the drain *without* acknowledging: the lock keeps its log,
 and the lock is retried after its backoff.
+
+A radio that cannot listen because `[ble] backend = "bluez"` finds no BlueZ (no system D-Bus,
+no org.bluez, no adapter: `edge.ble.backends.NoBluezAdapter`, the detection `scan ble` uses)
+stops neither the agent nor its other devices: every lock's health fails with that reason,
+which names the fix (a Bumble backend such as "bumble:usb:0"), one warning is logged, and the
+scanner is tried again every `RADIO_RETRY` seconds (BlueZ may start after the agent), logged
+again only when the reason changes.
 """
 
 import asyncio
@@ -35,7 +42,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from edge.ble.backends import BleakBackendChoice, bleak_backend
+from edge.ble.backends import BleakBackendChoice, NoBluezAdapter, bleak_backend, start_scanner
 from edge.codecs.ble_lock import (
     ACK_UUID,
     COMPANY_ID,
@@ -63,6 +70,8 @@ MARK = "lock_seq"
 """The counter point under which a lock's highest committed seq is stored in the outbox."""
 CONNECT_TIMEOUT = 10.0
 DRAIN_TIMEOUT = 60.0
+RADIO_RETRY = 30.0
+"""Seconds between attempts to start a scanner that found no BlueZ."""
 
 
 @dataclass
@@ -143,6 +152,25 @@ async def run_locks(
     fleet = LockFleet(locks, marks)
     for lock in locks:
         health[lock.id].state = "not_seen"
+    radio = _RadioTrouble(config.backend, locks, health)
+    while True:
+        try:
+            await _scan_and_drain(config, fleet, radio, sink=sink, health=health)
+        except NoBluezAdapter as exc:
+            radio.down(exc)
+            await asyncio.sleep(RADIO_RETRY)
+
+
+async def _scan_and_drain(
+    config: BleConfig,
+    fleet: LockFleet,
+    radio: "_RadioTrouble",
+    *,
+    sink: "asyncio.Queue[Item | None]",
+    health: dict[str, DeviceHealth],
+) -> None:
+    """Listen on the radio and drain the due locks, until cancelled; `NoBluezAdapter` when
+    "bluez" has no BlueZ to listen with."""
     wake = asyncio.Event()
 
     def on_advert(device: BLEDevice, data: AdvertisementData) -> None:
@@ -157,26 +185,72 @@ async def run_locks(
             wake.set()
 
     slots = asyncio.Semaphore(config.max_connections)
-    async with (
-        bleak_backend(config.backend) as backend,
-        BleakScanner(on_advert, **backend.scanner_kwargs()),
-        asyncio.TaskGroup() as drains,
-    ):
-        drainer = LockDrainer(backend, sink=sink, health=health)
-        while True:
-            now = time.monotonic()
-            for state in fleet.due(now):
-                state.busy = True
-                drains.create_task(
-                    _drain_in_slot(drainer, state, slots, wake), name=f"ble:{state.config.id}"
-                )
-            wait = fleet.next_retry(now)
-            wake.clear()
-            try:
-                async with asyncio.timeout(wait):
-                    await wake.wait()
-            except TimeoutError:
-                pass
+    async with bleak_backend(config.backend) as backend:
+        scanner = BleakScanner(on_advert, **backend.scanner_kwargs())
+        await start_scanner(scanner, backend)
+        radio.up()
+        try:
+            async with asyncio.TaskGroup() as drains:
+                drainer = LockDrainer(backend, sink=sink, health=health)
+                while True:
+                    now = time.monotonic()
+                    for state in fleet.due(now):
+                        state.busy = True
+                        drains.create_task(
+                            _drain_in_slot(drainer, state, slots, wake),
+                            name=f"ble:{state.config.id}",
+                        )
+                    wait = fleet.next_retry(now)
+                    wake.clear()
+                    try:
+                        async with asyncio.timeout(wait):
+                            await wake.wait()
+                    except TimeoutError:
+                        pass
+        finally:
+            await scanner.stop()
+
+
+class _RadioTrouble:
+    """Why the radio cannot listen, said once: in every lock's health, and one log line per
+    new reason (not one per attempt)."""
+
+    def __init__(
+        self, backend: str, locks: list[BleLockDeviceConfig], health: dict[str, DeviceHealth]
+    ) -> None:
+        self._backend = backend
+        self._locks = locks
+        self._health = health
+        self._reason: str | None = None
+
+    def down(self, error: NoBluezAdapter) -> None:
+        """The scanner did not start: every lock fails with `error` (it names the fix)."""
+        for lock in self._locks:
+            self._health[lock.id].record_failure(error)
+        if str(error) == self._reason:
+            return
+        self._reason = str(error)
+        log.warning(
+            "BLE radio cannot listen: no lock is read",
+            extra={
+                "fields": {
+                    "backend": self._backend,
+                    "error": str(error),
+                    "locks": [lock.id for lock in self._locks],
+                    "retry_in_s": RADIO_RETRY,
+                }
+            },
+        )
+
+    def up(self) -> None:
+        """The scanner listens (again): the locks it failed wait to be heard, as at start."""
+        if self._reason is None:
+            return
+        self._reason = None
+        for lock in self._locks:
+            if self._health[lock.id].state == "failing":  # not one heard since it started
+                self._health[lock.id].state = "not_seen"
+        log.info("BLE radio listening", extra={"fields": {"backend": self._backend}})
 
 
 async def _drain_in_slot(

@@ -16,10 +16,19 @@ path and reference-counted by the drivers using them; the line's `asyncio.Lock` 
 take turns, with the largest `request_gap` of its devices between the end of one request and the
 start of the next. A silent unit therefore costs the others its timeout, but never an error.
 
+The port is opened exclusively: pymodbus 3.16.1 opens it with pyserial's `exclusive=True` (an
+flock) by itself, so a second opener (`tollgate-edge check` while the agent runs, a second
+agent) is refused instead of sharing the line and mixing its frames into ours. pymodbus only
+returns False then; `edge.drivers.pymodbus_internals.OpenFailure` keeps the `OSError`, and the
+driver says why in the serial panels' words (`edge.drivers.serial_line.open_error`): held by
+another process (`PortHeld`, the holder's pid from /proc/locks), no such device, or permission
+denied.
+
 Each request runs with its own device's `timeout` and `retries`, set on the shared client while
 the line is held: pymodbus keeps both per client, not per request, and has no public setter, so
-`edge.drivers.pymodbus_internals.RequestLimits` does it (the one pymodbus internal touched here).
-Nothing is clamped: the configured values go to pymodbus exactly.
+`edge.drivers.pymodbus_internals.RequestLimits` does it (one of the two pymodbus internals
+touched here; `OpenFailure` above is the other). Nothing is clamped: the configured values go
+to pymodbus exactly.
 
 CRC errors: pymodbus drops an RTU frame whose CRC is wrong without telling the caller (the request
 then times out). `_BadCrcWatch`, given to the client as its public `trace_packet=` hook, runs
@@ -48,7 +57,8 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 
 from edge.codecs.registers import decode_bits, decode_registers, scale_value, to_unsigned
 from edge.config import ModbusDeviceConfig, PointConfig, SerialLine
-from edge.drivers.pymodbus_internals import RequestLimits
+from edge.drivers.pymodbus_internals import OpenFailure, RequestLimits
+from edge.drivers.serial_line import open_error
 from edge.errors import ConfigError, DeviceTimeout, DeviceUnreachable, DriverError, FrameError
 from edge.health import DeviceHealth
 from edge.lifecycle import Lifecycle
@@ -143,9 +153,12 @@ class _Line:
     last_done: float | None = None
     health: DeviceHealth | None = None  # the device whose request is on the line
     limits: RequestLimits = field(init=False)
+    open_failure: OpenFailure | None = field(init=False)  # a serial line's: why it did not open
 
     def __post_init__(self) -> None:
-        self.limits = RequestLimits(self.client)  # checks pymodbus's internals before connecting
+        # Both check pymodbus's internals before connecting.
+        self.limits = RequestLimits(self.client)
+        self.open_failure = OpenFailure(self.client) if self.serial is not None else None
 
     @asynccontextmanager
     async def turn(
@@ -201,7 +214,7 @@ class ModbusDriver:
         self._lifecycle.enter()
         try:
             if self._config.transport == "rtu":
-                self._line = await self._join_serial_line()
+                await self._join_serial_line()
             else:
                 self._line = _Line(self._build_tcp_client(), gaps=[self._config.request_gap])
                 await self._connect(self._line)
@@ -332,13 +345,20 @@ class ModbusDriver:
             connected = await line.client.connect()
         except (ModbusException, OSError) as exc:
             raise DeviceUnreachable(f"{self._where()}: cannot connect: {exc}") from exc
-        if not connected:
-            raise DeviceUnreachable(
-                f"{self._where()}: cannot connect (refused, unreachable, busy or no answer "
-                f"within {self._config.timeout:g}s)"
-            )
+        if connected:
+            return
+        failure = line.open_failure.error if line.open_failure is not None else None
+        if line.serial is not None and failure is not None:
+            # Held by another process, no such device, permission denied: the serial panels' words.
+            raise open_error(line.serial.port, failure) from failure
+        raise DeviceUnreachable(
+            f"{self._where()}: cannot connect (refused, unreachable, busy or no answer "
+            f"within {self._config.timeout:g}s)"
+        )
 
-    async def _join_serial_line(self) -> _Line:
+    async def _join_serial_line(self) -> None:
+        """Become a user of the port's line (opening it first); a failed open leaves it again
+        on `_close`, so the line is closed with its last user even then."""
         serial = self._config.serial
         key = (asyncio.get_running_loop(), serial.port)
         if key in _LINES:
@@ -350,18 +370,19 @@ class ModbusDriver:
                 )
             users.append(self)
             line.gaps.append(self._config.request_gap)
+            self._line = line
             async with line.lock:  # after the first user's connect; reopen a line that failed
                 if not line.client.connected:
                     await self._connect(line)
-            return line
+            return
         watch = _BadCrcWatch()
         line = _Line(self._build_serial_client(serial, watch), key=key, serial=serial)
         watch.on_bad_crc = line.count_bad_crc
         line.gaps.append(self._config.request_gap)
         _LINES[key] = (line, [self])
+        self._line = line
         async with line.lock:
             await self._connect(line)
-        return line
 
     def _close(self) -> None:
         self._lifecycle.close()

@@ -8,8 +8,8 @@ probes run at once, each within the timeout, so one dead device costs its timeou
 
 A probe never raises: every failure becomes a `ProbeResult` with the reason, so the table shows
 all problems in one go. A serial port the running agent holds (the agent opens its ports
-exclusively) is reported as held, by the agent when the lock's pid is the one in
-`data_dir/status.json`, not probed behind the agent's back.
+exclusively: serial panels and Modbus RTU lines alike) is reported as held, by the agent when the
+lock's pid is the one in `data_dir/status.json`, not probed behind the agent's back.
 """
 
 import asyncio
@@ -61,7 +61,10 @@ async def check_site(config: SiteConfig, *, within: float) -> list[ProbeResult]:
     data_dir = config.gateway.data_dir
     for device in config.device:
         if isinstance(device, ModbusDeviceConfig):
-            probes.append(_single(device.id, "modbus", device.url, within, _modbus(device)))
+            probe = _modbus(device)
+            if device.transport == "rtu":  # a serial port too: its holder is named the same way
+                probe = _held_named(probe, data_dir)
+            probes.append(_single(device.id, "modbus", device.url, within, probe))
         elif isinstance(device, It100DeviceConfig):
             probe = _held_named(_it100(device), data_dir)
             probes.append(_single(device.id, "it100", device.port, within, probe))

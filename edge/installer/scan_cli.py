@@ -63,6 +63,7 @@ def _scan(args: argparse.Namespace) -> int:
 def _scan_ble(args: argparse.Namespace) -> int:
     from bleak.exc import BleakError
 
+    from edge.ble.backends import NoBluezAdapter
     from edge.config import load_config
     from edge.config_types import parse_duration
     from edge.installer import scan_ble  # imports bleak: only when scanning
@@ -75,7 +76,7 @@ def _scan_ble(args: argparse.Namespace) -> int:
         locks = asyncio.run(scan_ble.scan_locks(backend, seconds=seconds))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    except scan_ble.NoBluezAdapter as exc:
+    except NoBluezAdapter as exc:
         print(
             f"tollgate-edge: no BlueZ adapter ({exc.reason}); {scan_ble.NO_BLUEZ_FIX}",
             file=sys.stderr,

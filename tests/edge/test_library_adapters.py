@@ -4,6 +4,8 @@ message naming the adapter, before it fails a poll.
 
 - `edge.drivers.pymodbus_internals.RequestLimits`: a real pymodbus client against a real
   pymodbus server (the RTU panel on a pseudo-terminal, whose absent units never answer).
+- `edge.drivers.pymodbus_internals.OpenFailure`: a real RTU client opening a pseudo-terminal
+  that is locked (an flock, as pyserial's `exclusive=True` takes it), missing, then free.
 - `edge.drivers.modbus._BadCrcWatch` (public `trace_packet=` hook, pymodbus's own RTU framer):
   real frames through pymodbus's `FramerRTU`.
 - `edge.drivers.aiomqtt_internals`: a real aiomqtt client against the shared Mosquitto.
@@ -13,9 +15,13 @@ is the point of them (no installed library lacks it).
 """
 
 import asyncio
+import errno
+import fcntl
+import os
 import re
 from collections.abc import AsyncIterator
 from importlib.metadata import version
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
@@ -28,7 +34,7 @@ from pymodbus.framer import FramerRTU
 
 from edge.drivers.aiomqtt_internals import acknowledge, enable_manual_acks
 from edge.drivers.modbus import _BadCrcWatch
-from edge.drivers.pymodbus_internals import RequestLimits
+from edge.drivers.pymodbus_internals import OpenFailure, RequestLimits
 from edge.errors import LibraryMismatch
 from firmware_sims.modbus_panel import ModbusPanel, Scenario, SimGauge
 from tests.support.mqtt import forget_session, unique
@@ -106,6 +112,62 @@ def test_request_limits_refuse_a_client_without_the_internals() -> None:
         message = str(caught.value)
         assert message.startswith(
             f"edge.drivers.pymodbus_internals.RequestLimits does not fit pymodbus {PYMODBUS}: "
+        )
+        assert "(checked with pymodbus 3.16.1;" in message
+        assert re.search(detail, message), message
+
+
+# --- pymodbus: OpenFailure ------------------------------------------------------------------
+
+
+async def test_open_failure_keeps_why_a_real_client_did_not_open(tmp_path: Path) -> None:
+    """pymodbus opens the port exclusively and drops the reason; the adapter keeps it: EAGAIN
+    while another open file holds the flock, ENOENT for a missing port, None once it opens."""
+    where = f"edge.drivers.pymodbus_internals.OpenFailure with pymodbus {PYMODBUS}"
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    holder = os.open(port, os.O_RDWR | os.O_NOCTTY)
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    client = AsyncModbusSerialClient(port, timeout=1, retries=0, reconnect_delay=0)
+    failure = OpenFailure(client)
+    missing = AsyncModbusSerialClient(
+        str(tmp_path / "ttyUSB9"), timeout=1, retries=0, reconnect_delay=0
+    )
+    missing_failure = OpenFailure(missing)
+    try:
+        assert failure.error is None
+        assert not await client.connect(), f"{where}: pymodbus opened a port another file locks"
+        assert failure.error is not None, f"{where}: the failed open's OSError was not kept"
+        assert failure.error.errno in (errno.EAGAIN, errno.EWOULDBLOCK), failure.error
+        assert not await missing.connect()
+        assert missing_failure.error is not None, f"{where}: the failed open's OSError was lost"
+        assert missing_failure.error.errno == errno.ENOENT, missing_failure.error
+        os.close(holder)
+        holder = -1
+        assert await client.connect(), f"cannot open {port} once it is free"
+        assert failure.error is None, f"{where}: an open that worked left an error behind"
+    finally:
+        client.close()
+        for fd in (holder, master, slave):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_open_failure_refuses_a_client_without_the_internals() -> None:
+    """Plain stand-ins for a pymodbus without `ctx` or without its `call_create` opener."""
+    cases = [
+        (SimpleNamespace(), r"SimpleNamespace has no `ctx`"),
+        (
+            SimpleNamespace(ctx=SimpleNamespace(call_create=None)),
+            r"`ctx\.call_create` is None, not the connect coroutine factory",
+        ),
+    ]
+    for stand_in, detail in cases:
+        with pytest.raises(LibraryMismatch) as caught:
+            OpenFailure(stand_in)  # type: ignore[arg-type]
+        message = str(caught.value)
+        assert message.startswith(
+            f"edge.drivers.pymodbus_internals.OpenFailure does not fit pymodbus {PYMODBUS}: "
         )
         assert "(checked with pymodbus 3.16.1;" in message
         assert re.search(detail, message), message

@@ -14,8 +14,9 @@ import pytest
 from dbus_fast.aio import MessageBus
 from dbus_fast.service import ServiceInterface, method
 
+from edge.ble.backends import NoBluezAdapter
 from edge.cli import main
-from edge.installer.scan_ble import NoBluezAdapter, SeenLock, format_locks, scan_locks
+from edge.installer.scan_ble import SeenLock, format_locks, scan_locks
 from firmware_sims.ble_air import VirtualAir
 from firmware_sims.ble_lock import Close, Open, Scenario, SimLock, lock_address
 from firmware_sims.processes import BleLockSimProcess
