@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cloud.wiring import connect
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command != "migrate":  # the schema check reads the revision: no Alembic chatter
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     db_url = ""
     try:
         settings = Settings.load(db=args.db, bus=getattr(args, "bus", None))

@@ -127,3 +127,19 @@ def test_commands_reading_saved_files_need_no_database(
     code, err = run(["verify-invoice", "7", "--from-dir", str(tmp_path / "saved")], capsys)
     assert code == 2
     assert "cannot read saved evidence" in err and "no database" not in err
+
+
+def test_only_migrate_prints_alembics_progress(tmp_path: Path) -> None:
+    """Every command checks the schema's revision through Alembic; only `migrate` says what
+    Alembic did (README's walkthrough showed nine INFO lines under each command before)."""
+    url = f"sqlite:///{tmp_path / 'cloud.sqlite'}"
+
+    def stderr_of(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "cloud.cli", *argv, "--db", url],
+            cwd=tmp_path, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stderr
+
+    assert "INFO alembic.runtime.migration Running upgrade" in stderr_of("migrate")
+    assert "alembic" not in stderr_of("account", "list")
