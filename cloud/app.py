@@ -18,6 +18,8 @@ from cloud.bus.attach import bus_path
 from cloud.catalog.combined_router import router as combined_router
 from cloud.catalog.router import router as catalog_router
 from cloud.catalog.tax_router import router as tax_router
+from cloud.console.api_docs import add_api_docs
+from cloud.console.router import install_console
 from cloud.db import Database
 from cloud.direct.router import router as direct_router
 from cloud.fleet.router import devices as fleet_devices_router
@@ -62,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Receives signed, hash-chained usage batches from Tollgate gateways.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served from installed assets (add_api_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.include_router(ingest_router)
@@ -94,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_class=Response,
         responses={200: {"description": METRICS_DESCRIPTION, "content": {"text/plain": {}}}},
     )
+    install_console(app, settings)  # /console: users' sessions and pages (cloud/console)
+    add_api_docs(app)
     install_error_answers(app)
     document_answers(app)
     return app

@@ -30,6 +30,7 @@ from cloud.cli_support import (
     database_failure,
     uses_database,
 )
+from cloud.console import cli as console_cli
 from cloud.direct import cli as direct_cli
 from cloud.errors import CollectorError
 from cloud.fleet import cli as fleet_cli
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     webhooks_cli.add_commands(commands)
     bus_cli.add_commands(commands)  # sink, bus status
     archive_cli.add_commands(commands)  # archive --before --to, archive verify
+    console_cli.add_commands(commands)  # user add | reset | list (the console's users)
     return parser
 
 

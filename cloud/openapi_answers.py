@@ -31,6 +31,8 @@ def document_answers(app: FastAPI) -> None:
         schema = generate()
         _add_error_schemas(schema)
         for route in api_routes(app):
+            if not route.include_in_schema:  # the console's pages, /docs and /redoc
+                continue
             for method in route.methods or ():
                 operation = schema["paths"][route.path_format][method.lower()]
                 _declare(operation, statuses_of(route))

@@ -29,6 +29,7 @@ from cloud.catalog.models import (
     PlanVersionRow,
 )
 from cloud.catalog.tax_rates import TaxRate
+from cloud.console.models import ConsoleSession, ConsoleUser
 from cloud.db import Base
 from cloud.direct.models import DirectEventKey, ImportRun, Source, SourceUri
 from cloud.fleet.models import DeviceTwin, GatewayTwin
@@ -89,6 +90,8 @@ TABLES = (
     WebhookAttempt,
     ArchivedMonth,
     ArchivedHead,
+    ConsoleUser,
+    ConsoleSession,
 )
 
 

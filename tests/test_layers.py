@@ -67,6 +67,8 @@ LAYERS: dict[str, int] = {
     "analytics": 9,
     # 10 thresholds: usage so far this period against per-account limits.
     "thresholds": 10,
+    # 11 the billing console: users, browser sessions and pages over every read model below.
+    "console": 11,
     # TOP the composition root: it assembles the app, the CLI, the feed's consumers, the jobs,
     # the schema of every model and the OpenAPI answers of every route.
     "app": TOP,
