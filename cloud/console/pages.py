@@ -27,7 +27,9 @@ def environment() -> Environment:
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     """A page; `root` (the app's root path) is given to every template."""
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    html = environment().get_template(template).render(root=root, **values)
+    from cloud.console.area_routers import nav
+
+    html = environment().get_template(template).render(root=root, nav=nav(), **values)
     return HTMLResponse(
         html,
         status_code=status_code,

@@ -48,10 +48,14 @@ class TooManyLogins(CollectorError):
 
 
 def install_console(app: FastAPI, settings: Settings) -> None:
-    """Serve the console on `app`."""
+    """Serve the console on `app`: these routes, then each area's (cloud/console/*_pages.py)."""
+    from cloud.console.area_routers import AREA_ROUTERS
+
     app.state.console = ConsoleSettings.load(public_url=settings.public_url)
     app.state.console_logins = LoginLimiter()
     app.include_router(router)
+    for area in AREA_ROUTERS:
+        app.include_router(area)
     app.add_exception_handler(LoginNeeded, _login_needed)
 
 
