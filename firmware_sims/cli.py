@@ -10,7 +10,7 @@ cleanly: its server closes and the process exits with status 0.
                              [--duration SECONDS]
     tollgate-sim ble-lock [--locks 2] [--hci 127.0.0.1:0] [--once] [--report FILE]
     tollgate-sim mqtt-device [--broker mqtt://127.0.0.1:1883] [--prefix P] [--tick 0.5]
-    tollgate-sim demo [--duration SECONDS] [--workdir demo-data] [--verbose]
+    tollgate-sim demo [--duration SECONDS] [--workdir demo-data] [--verbose] [--stay]
 """
 
 import argparse
@@ -118,6 +118,13 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         " too (always written to billing-details.txt in the workdir)",
     )
     parser.add_argument(
+        "--stay",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after the results keep the collector and its console up until Ctrl-C (default:"
+        " on a terminal without --duration)",
+    )
+    parser.add_argument(
         "--cloud-port",
         type=int,
         default=8000,
@@ -140,6 +147,7 @@ async def _run_demo(args: argparse.Namespace) -> int:
             cloud_port=args.cloud_port,
             broker=args.broker,
             verbose=args.verbose,
+            stay=args.stay,
         )
     except WorkdirRefused as exc:
         print(f"tollgate-sim demo: {exc}", file=sys.stderr)

@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 import socket
+import sys
 import time
 from collections import defaultdict
 from decimal import Decimal
@@ -71,6 +73,8 @@ PANEL_UNITS = (("energy_wh", "Wh"), ("runtime_s", "s"))  # the other counters co
 LOCK_IDS = {"waste-lock-1": 101, "door-lock-1": 102}
 LOCK_TICK = 1.0
 DIAGNOSTICS_PASSWORD = "tollgate-demo"  # the demo's only; a real gateway's is set at init/enroll
+CONSOLE_USER = "demo"  # a billing user of the console (the demo's only; `tollgate-cloud user add`)
+CONSOLE_PASSWORD = "tollgate-demo-console"
 MQTT_PREFIX = "demo-site"
 MQTT_TICK = 1.0
 DEMO_TIMING = Timing(poll_interval="200ms", batch_max_wait="1s")
@@ -182,6 +186,19 @@ class Demo:
         await self.collector.migrate()
         await self.collector.add_gateway(GATEWAY_ID, pem)
         await self.collector.admin("catalog", "load", str(CATALOG))
+        secret = self.workdir / "console.password"
+        secret.write_text(CONSOLE_PASSWORD + "\n")
+        secret.chmod(0o600)
+        await self.collector.admin(
+            "user",
+            "add",
+            "--name",
+            CONSOLE_USER,
+            "--role",
+            "billing",
+            "--password-file",
+            str(secret),
+        )
         self.source_key = await register_source(self.collector)
 
     async def wait_for_baselines(self) -> None:
@@ -201,6 +218,8 @@ class Demo:
             "Tollgate site-in-a-box",
             f"  collector  {url}  (API docs {url}/docs, events {url}/v1/events,"
             f" gateway {url}/v1/gateways/{GATEWAY_ID})",
+            f"  console    {url}/console (log in as {CONSOLE_USER!r}, password "
+            f"{CONSOLE_PASSWORD!r}: accounts, devices, drafts and their evidence)",
             f"  page       http://127.0.0.1:{self.diagnostics_port}/ (technician password "
             f"{DIAGNOSTICS_PASSWORD!r})",
             f"  agent      tollgate-edge run --config {self.agent.config_path}"
@@ -309,8 +328,11 @@ async def run_demo(
     cloud_port: int = 8000,
     broker: str | None = None,
     verbose: bool = False,
+    stay: bool | None = None,
 ) -> int:
-    """Run the site-in-a-box until Ctrl-C or `duration` seconds; 0 when the books balance."""
+    """Run the site-in-a-box until Ctrl-C or `duration` seconds; 0 when the books balance.
+    Then, with `stay` (default: run on a terminal without `duration`), keep the collector and its
+    console up with the invoices until Ctrl-C or SIGTERM."""
     directory, notice = fresh_workdir(workdir)
     if notice:
         print(notice, flush=True)
@@ -346,8 +368,29 @@ async def run_demo(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        return await demo_summary(demo, client)
+        code = await demo_summary(demo, client)
+        if stay if stay is not None else duration is None and sys.stdin.isatty():
+            print(
+                f"\nThe console stays up with these invoices: {demo.collector.url}/console "
+                f"(log in as {CONSOLE_USER!r}, password {CONSOLE_PASSWORD!r}). Ctrl-C to stop.",
+                flush=True,
+            )
+            await until_interrupted()
+        return code
     return 1
+
+
+async def until_interrupted() -> None:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM; the demo's processes then stop as usual."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
 
 
 async def demo_summary(demo: Demo, client: httpx.AsyncClient) -> int:

@@ -11,16 +11,20 @@ are in billing-details.txt, not on stdout. A workdir an earlier run left is empt
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import facturx
+import httpx
 import pytest
 
 from firmware_sims.demo import MARKER, fresh_workdir
 from firmware_sims.demo_billing import DETAILS, DetailLog
+from tests.cloud.console.helpers import hidden_csrf
 from tests.support.waiting import free_port
 
 BIN = Path(sys.executable).parent
@@ -41,10 +45,9 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
         str(workdir),
         "--cloud-port",
         str(port),
+        "--stay",
     ]
-    result = await asyncio.to_thread(
-        subprocess.run, command, capture_output=True, text=True, timeout=480
-    )
+    result = await run_and_visit_the_console(command, f"http://127.0.0.1:{port}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.startswith(f"{workdir}/ from an earlier run was reset: each run starts")
     assert (workdir / "CO-000001.html").read_text() != "an earlier run's invoice"
@@ -92,6 +95,68 @@ async def test_the_demo_balances_every_source(tmp_path: Path) -> None:
     assert assert_summary_adds_up(note)
     assert_documents(workdir, public_url=f"http://127.0.0.1:{port}")
     assert_result(result.stdout, workdir, company_gross=gross_of(company))
+
+
+async def run_and_visit_the_console(command: list[str], url: str) -> "DemoRun":
+    """Run the demo with --stay; once it says the console stays up, log in with the banner's
+    login and read the overview's draft totals, then Ctrl-C (SIGINT) it."""
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    errors = asyncio.create_task(process.stderr.read())
+    stdout = ""
+    try:
+        async with asyncio.timeout(480):
+            while "Ctrl-C to stop." not in stdout:
+                line = await process.stdout.readline()
+                if not line:
+                    break
+                stdout += line.decode()
+            if "Ctrl-C to stop." in stdout:
+                await visit_the_console(stdout, url)
+                process.send_signal(signal.SIGINT)
+            stdout += (await process.stdout.read()).decode()
+            await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return DemoRun(process.returncode, stdout, (await errors).decode())
+
+
+async def visit_the_console(stdout: str, url: str) -> None:
+    """The banner's console login works, and the overview shows the demo's drafts."""
+    login = re.search(r"console    (\S+)/console \(log in as '(\w+)', password '([^']+)'", stdout)
+    assert login, stdout[:2000]
+    assert login[1] == url
+    async with httpx.AsyncClient(base_url=url) as client:
+        moved = await console_login(client, login[2], login[3], origin=url)
+        assert moved.status_code == 303 and moved.headers["location"] == "/console", moved.text
+        overview = await client.get("/console")
+    assert overview.status_code == 200
+    assert "Draft total" in overview.text and "EUR" in overview.text, overview.text
+
+
+async def console_login(
+    client: httpx.AsyncClient, name: str, password: str, *, origin: str
+) -> httpx.Response:
+    """The login form posted as a browser posts it (its token, its cookie, the Origin)."""
+    page = await client.get("/console/login")
+    assert page.status_code == 200
+    return await client.post(
+        "/console/login",
+        data={"csrf_token": hidden_csrf(page.text), "name": name, "password": password},
+        headers={"Origin": origin},
+    )
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 def gross_of(block: str) -> str:
