@@ -46,7 +46,7 @@ test: $(STAMP) $(CHROMIUM) $(PDF_TOOLS)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --durations=30
 	$(MAKE) fuzz
 
 # Both backends, one API key per role, a few minutes in all; findings in test-artifacts/.
