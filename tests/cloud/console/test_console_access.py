@@ -86,7 +86,7 @@ async def test_each_role_is_admitted_by_the_rule_of_each_route(app: FastAPI, db:
                 assert rule is not None
                 answer = await _call(client, method, path, ORIGIN, csrf=csrf)
                 admitted = role in ADMITTED[rule]
-                if admitted and answer.status_code != 200:
+                if admitted and answer.status_code not in _admitted_statuses(method, path):
                     wrong.append(f"{method} {path} as {role}: {answer.status_code}")
                 if not admitted and (
                     answer.status_code != 403 or answer.json()["error"]["code"] != "forbidden"
@@ -94,6 +94,15 @@ async def test_each_role_is_admitted_by_the_rule_of_each_route(app: FastAPI, db:
                     wrong.append(f"{method} {path} as {role}: {answer.status_code}, expected 403")
 
     assert wrong == []
+
+
+def _admitted_statuses(method: str, path: str) -> set[int]:
+    """200; a path with parameters is called with its placeholders ("{account_id}"), so past
+    its access rule it may also find nothing (404) or refuse the placeholder (422); a POST is
+    sent without its form's fields, which its page may refuse (422)."""
+    if "{" in path:
+        return {200, 404, 422}
+    return {200, 422} if method == "POST" else {200}
 
 
 async def _call(

@@ -1,0 +1,56 @@
+"""How many events each metric matched in the last `WARN_DAYS` days, for the catalog page.
+
+The same read as `cloud.catalog.metric_warnings` (the events of the metric's devices received
+since then, grouped by (name, unit), at most `MAX_PAIRS` pairs) with a count per pair, and the
+same matcher (`metric_warnings._matches`) deciding which pairs count. For a session metric the
+count is the events of its start names (the profile's rule makes sessions of them).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cloud.catalog.metric_warnings import MAX_PAIRS, WARN_DAYS, _matches
+from cloud.catalog.metrics import list_metrics, metric_spec
+from cloud.catalog.models import Device, Metric
+from cloud.domain import MetricSpec
+from cloud.ingest.models import StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class MetricMatches:
+    """A metric and the events it matched since `since`."""
+
+    metric: Metric
+    since: datetime
+    matched: int
+    pairs_read: int  # distinct (name, unit) pairs its devices sent; MAX_PAIRS at most
+
+
+async def metric_matches(*, session: AsyncSession, now: datetime) -> list[MetricMatches]:
+    """Every metric (id order) with the events it matched in the last `WARN_DAYS` days."""
+    since = now - timedelta(days=WARN_DAYS)
+    found = []
+    for row in await list_metrics(session=session):
+        spec = metric_spec(row)
+        pairs = await _pair_counts(session, spec, since=since)
+        matched = sum(count for name, unit, count in pairs if _matches(spec, name, unit))
+        found.append(MetricMatches(row, since, matched, len(pairs)))
+    return found
+
+
+async def _pair_counts(
+    session: AsyncSession, spec: MetricSpec, *, since: datetime
+) -> list[tuple[str, str | None, int]]:
+    devices = select(Device.id)
+    if spec.profiles:
+        devices = devices.where(Device.profile_id.in_(sorted(spec.profiles)))
+    query = (
+        select(StoredEvent.name, StoredEvent.unit, func.count())
+        .where(StoredEvent.received_at >= since, StoredEvent.device_id.in_(devices))
+        .group_by(StoredEvent.name, StoredEvent.unit)
+        .limit(MAX_PAIRS)
+    )
+    return [(name, unit, int(count)) for name, unit, count in await session.execute(query)]
