@@ -30,7 +30,7 @@ async def metric_warnings(
 ) -> list[str]:
     """One warning if the metric's devices sent events lately and none of them matches it."""
     pairs = await _recent_pairs(session, spec, since=now - timedelta(days=days))
-    if not pairs or any(_matches(spec, name, unit) for name, unit in pairs):
+    if not pairs or any(metric_matches_pair(spec, name, unit) for name, unit in pairs):
         return []
     if spec.source is MetricSource.SESSIONS:
         return [await _session_warning(session, spec, pairs, days)]
@@ -65,7 +65,7 @@ async def _recent_pairs(
     return [(name, unit) for name, unit in rows]
 
 
-def _matches(spec: MetricSpec, name: str, unit: str | None) -> bool:
+def metric_matches_pair(spec: MetricSpec, name: str, unit: str | None) -> bool:
     """Whether an event of this name and unit can count for the metric (a session metric: its
     names are the start events' names; the profile's rule decides the rest)."""
     if spec.names and name not in spec.names:

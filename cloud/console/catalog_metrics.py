@@ -1,9 +1,9 @@
 """How many events each metric matched in the last `WARN_DAYS` days, for the catalog page.
 
-The same read as `cloud.catalog.metric_warnings` (the events of the metric's devices received
-since then, grouped by (name, unit), at most `MAX_PAIRS` pairs) with a count per pair, and the
-same matcher (`metric_warnings._matches`) deciding which pairs count. For a session metric the
-count is the events of its start names (the profile's rule makes sessions of them).
+The same read as `cloud.catalog.metric_warnings` (the events of the metric's devices received since
+then, grouped by (name, unit), at most `MAX_PAIRS` pairs) with a count per pair, and the same
+matcher (`metric_warnings.metric_matches_pair`) deciding which pairs count. For a session metric
+the count is the events of its start names (the profile's rule makes sessions of them).
 """
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.catalog.metric_warnings import MAX_PAIRS, WARN_DAYS, _matches
+from cloud.catalog.metric_warnings import MAX_PAIRS, WARN_DAYS, metric_matches_pair
 from cloud.catalog.metrics import list_metrics, metric_spec
 from cloud.catalog.models import Device, Metric
 from cloud.domain import MetricSpec
@@ -36,7 +36,7 @@ async def metric_matches(*, session: AsyncSession, now: datetime) -> list[Metric
     for row in await list_metrics(session=session):
         spec = metric_spec(row)
         pairs = await _pair_counts(session, spec, since=since)
-        matched = sum(count for name, unit, count in pairs if _matches(spec, name, unit))
+        matched = sum(count for name, unit, count in pairs if metric_matches_pair(spec, name, unit))
         found.append(MetricMatches(row, since, matched, len(pairs)))
     return found
 

@@ -226,8 +226,8 @@ def _service_period(document: Mapping[str, Any], zone: ZoneInfo) -> tuple[date, 
     if isinstance(period, Mapping) and period.get("start") and period.get("end"):
         return date.fromisoformat(str(period["start"])), date.fromisoformat(str(period["end"]))
     return (
-        _local_date(str(document["period_start"]), zone),
-        _local_date(str(document["period_end"]), zone, before=True),
+        local_day(str(document["period_start"]), zone),
+        local_day(str(document["period_end"]), zone, before=True),
     )
 
 
@@ -318,8 +318,8 @@ def _line_row(
 ) -> str:
     n = int(line["n"])
     part = (
-        f"{fmt.day(_local_date(str(line['part_start']), zone))} to "
-        f"{fmt.day(_local_date(str(line['part_end']), zone, before=True))}"
+        f"{fmt.day(local_day(str(line['part_start']), zone))} to "
+        f"{fmt.day(local_day(str(line['part_end']), zone, before=True))}"
     )
     unit = line.get("unit")
     description = (
@@ -729,7 +729,7 @@ def _nav(document: Mapping[str, Any], links: PageLinks) -> str:
     return f"<nav>{' · '.join(anchors)}</nav>" if anchors else ""
 
 
-def _local_date(text: str, zone: ZoneInfo, *, before: bool = False) -> date:
+def local_day(text: str, zone: ZoneInfo, *, before: bool = False) -> date:
     """The local calendar date of an instant; `before`: of the instant just before it."""
     moment = datetime.fromisoformat(text)
     if before:

@@ -231,7 +231,7 @@ async def run_with_workers(
         finalized=finalized,
         results=results,
     )
-    await _finished(db=db, run_id=run_id, report=report)
+    await finish_run_record(db=db, run_id=run_id, report=report)
     return report
 
 
@@ -380,7 +380,7 @@ async def run_results(*, db: Database, run_id: int) -> list[AccountResult]:
     return results
 
 
-async def _finished(*, db: Database, run_id: int, report: RunReport) -> None:
+async def finish_run_record(*, db: Database, run_id: int, report: RunReport) -> None:
     totals = {
         "drafted": report.drafted,
         "updated": report.updated,
