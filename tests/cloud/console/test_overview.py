@@ -55,6 +55,12 @@ async def test_the_page_shows_the_numbers_the_user_and_links_that_resolve(
         await logged_in(client, "billing")
         page = (await client.get("/console")).text
         listed = await client.get("/v1/quality/incidents?state=open", headers=READER)
+        targets = dict(re.findall(r'<a id="([\w-]+-page)" href="([^"]+)"', page))
+        console_pages = {
+            link: (await client.get(href.replace("&amp;", "&"))).status_code
+            for link, href in targets.items()
+        }
+        incidents_page = (await client.get(targets["open-incidents-page"])).text
 
     assert re.search(r'id="user-name">billing<', page) and 'id="user-role"' in page
     assert _tile(page, "events-today") == "3"
@@ -73,6 +79,13 @@ async def test_the_page_shows_the_numbers_the_user_and_links_that_resolve(
     }
     assert set(links) <= operations
     assert f"GET /v1/invoices?period={now:%Y-%m}&amp;status=draft" in page
+    assert console_pages == {
+        "open-incidents-page": 200,
+        "drafts-page": 200,
+        "last-run-page": 200,
+    }, console_pages
+    shown = {int(n) for n in re.findall(r'href="/console/quality/(\d+)"', incidents_page)}
+    assert shown == {incident["id"] for incident in listed.json()["incidents"]}
 
 
 async def test_a_viewer_sees_the_overview_too(app: FastAPI, db: Database) -> None:
@@ -86,7 +99,9 @@ async def test_a_viewer_sees_the_overview_too(app: FastAPI, db: Database) -> Non
 
 
 def _tile(page: str, tile_id: str) -> str:
-    found = re.search(rf'id="{tile_id}">.*?<p class="number[^"]*">([^<]+)', page, re.S)
+    found = re.search(
+        rf'id="{tile_id}">.*?<p class="number[^"]*">(?:<a [^>]+>)?([^<]+)', page, re.S
+    )
     assert found, tile_id
     return found[1].strip()
 
