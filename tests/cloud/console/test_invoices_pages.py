@@ -217,6 +217,10 @@ async def an_honest_line_is_verified_by_the_checks_of_verify_invoice(
     assert all(cell(row, "result") == "✓ ok" for row in checks)
     assert [cell(row, "quantity") for row in rows(page.text, "events")] == ["60 l", "70 l"]
     assert len(rows(page.text, "batches")) == 2
+    chain_links = re.findall(r'class="chain-link" href="([^"]+)"', page.text)
+    assert len(chain_links) == 2  # each billed event opens its place in the device's chain
+    chain = await client.get(chain_links[0].replace("&amp;", "&"))
+    assert chain.status_code == 200 and "Events" in chain.text
     missing = await client.get(f"/console/invoices/{billed.invoice_id}/lines/9/evidence")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "invoice_line_not_found"
