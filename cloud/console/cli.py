@@ -1,7 +1,8 @@
-"""`tollgate-cloud user add | reset | list`: the console's users.
+"""`tollgate-cloud user add | reset | disable | enable | list`: the console's users.
 
 A password comes from `--password-file` (its first line) or, on a terminal, is asked twice; it
-has 12 to 256 characters. `reset` also ends the user's console sessions. The heavy imports
+has 12 to 256 characters. `reset` and `disable` also end the user's console sessions; a disabled
+user cannot log in until `enable`. The heavy imports
 (SQLAlchemy, argon2) happen inside the handlers (ARCHITECTURE.md, "The CLIs stay quick to start").
 """
 
@@ -38,6 +39,12 @@ def add_commands(commands: Commands) -> None:
     reset = actions.add_parser("reset", help="set a new password and end the user's sessions")
     reset.add_argument("--name", required=True, help="the login name")
     reset.set_defaults(run=_reset)
+    disable = actions.add_parser("disable", help="refuse the user's logins; end their sessions")
+    disable.add_argument("--name", required=True, help="the login name")
+    disable.set_defaults(run=_disable)
+    enable = actions.add_parser("enable", help="let a disabled user log in again")
+    enable.add_argument("--name", required=True, help="the login name")
+    enable.set_defaults(run=_enable)
     listing = actions.add_parser("list", help="every console user, with role and state")
     listing.set_defaults(run=_list)
     for action in (add, reset):
@@ -47,7 +54,7 @@ def add_commands(commands: Commands) -> None:
             help=f"read the password from this file's first line (else asked twice on a "
             f"terminal); at least {MIN_PASSWORD} characters",
         )
-    for action in (add, reset, listing):
+    for action in (add, reset, disable, enable, listing):
         action.add_argument("--db", help=DB_HELP)
 
 
@@ -110,6 +117,24 @@ def _reset(args: argparse.Namespace, settings: Settings) -> None:
         lambda session: reset_password(session=session, name=args.name, password=password),
     )
     print(f"user {args.name}: new password set; {ended} session(s) ended")
+
+
+def _disable(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.console.users import set_disabled
+
+    ended = _in_transaction(
+        settings, lambda session: set_disabled(session=session, name=args.name, disabled=True)
+    )
+    print(f"user {args.name}: disabled, cannot log in; {ended} session(s) ended")
+
+
+def _enable(args: argparse.Namespace, settings: Settings) -> None:
+    from cloud.console.users import set_disabled
+
+    _in_transaction(
+        settings, lambda session: set_disabled(session=session, name=args.name, disabled=False)
+    )
+    print(f"user {args.name}: enabled, may log in again")
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> None:

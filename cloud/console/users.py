@@ -111,6 +111,18 @@ async def reset_password(*, session: AsyncSession, name: str, password: str) -> 
     return int(ended.rowcount)  # type: ignore[attr-defined]
 
 
+async def set_disabled(*, session: AsyncSession, name: str, disabled: bool) -> int:
+    """Disable (ending their sessions) or enable `name`; how many sessions ended."""
+    row = await _find(session, name)
+    if row is None:
+        raise UserNotFound(f"no console user {name!r}", detail={"name": name})
+    row.disabled = disabled
+    if not disabled:
+        return 0
+    ended = await session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
+    return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
 async def list_users(*, session: AsyncSession) -> list[UserView]:
     """Every user, by name."""
     rows = await session.scalars(select(ConsoleUser).order_by(ConsoleUser.name))

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from cloud.auth.service import hash_key
 from cloud.console.logins import ConsoleSettings, parse_duration
 from cloud.console.models import ConsoleSession, ConsoleUser
-from cloud.console.users import reset_password
+from cloud.console.users import UserNotFound, reset_password, set_disabled
 from cloud.db import Database
 from cloud.errors import InvalidSettings
 from tests.cloud.conftest import http_client
@@ -234,6 +234,28 @@ async def test_a_password_reset_ends_the_users_sessions(app: FastAPI, db: Databa
     assert viewer_after.status_code == 303 and admin_after.status_code == 200
     assert old.headers["location"] == "/console/login?error=1"
     assert new.headers["location"] == "/console"
+
+
+async def test_disabling_ends_the_sessions_and_enabling_lets_the_user_in_again(
+    app: FastAPI, db: Database
+) -> None:
+    await add_users(db)
+    async with http_client(app) as billing, http_client(app) as other:
+        await logged_in(billing, "billing")
+        async with db.transaction(write=True) as session:
+            ended = await set_disabled(session=session, name="billing", disabled=True)
+        after = await billing.get("/console")
+        refused = await login(other, "billing", PASSWORDS["billing"])
+        async with db.transaction(write=True) as session:
+            await set_disabled(session=session, name="billing", disabled=False)
+        admitted = await login(other, "billing", PASSWORDS["billing"])
+        async with db.transaction(write=True) as session:
+            with pytest.raises(UserNotFound):
+                await set_disabled(session=session, name="nobody", disabled=True)
+
+    assert ended == 1 and after.status_code == 303
+    assert refused.headers["location"] == "/console/login?error=1"
+    assert admitted.headers["location"] == "/console"
 
 
 def test_the_idle_time_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

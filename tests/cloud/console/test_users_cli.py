@@ -102,6 +102,14 @@ def test_add_list_and_reset_users(
     assert before.startswith("$argon2id$") and ann.password_hash.startswith("$argon2id$")
     assert ann.password_hash != before and "correct horse" not in before
     assert "no console user 'zed'" in capsys.readouterr().err
+    assert main(["user", "disable", "--name", "ann", "--db", url]) == 0
+    assert "user ann: disabled, cannot log in; 0 session(s) ended" in capsys.readouterr().out
+    assert stored_users(db_url)[0].disabled
+    assert main(["user", "list", "--db", url]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("disabled")
+    assert main(["user", "enable", "--name", "ann", "--db", url]) == 0
+    assert not stored_users(db_url)[0].disabled
+    assert main(["user", "disable", "--name", "zed", "--db", url]) == 2
 
 
 def test_without_a_terminal_or_file_nothing_is_asked(
