@@ -145,7 +145,8 @@ async def refuses_anonymous(page: Page, url: str) -> None:
 
 
 async def save_screenshot(page: Page, tmp_path: Path, name: str = "diagnostics.png") -> None:
-    """Into the test's tmp dir, and into test-artifacts/ in CI or when TOLLGATE_ARTIFACTS is set."""
+    """Into the test's tmp dir, and into test-artifacts/ in CI or with TOLLGATE_ARTIFACTS
+    set."""
     shot = tmp_path / name
     await page.screenshot(path=str(shot), full_page=True)
     if os.environ.get("TOLLGATE_ARTIFACTS") or os.environ.get("CI", "").lower() == "true":
