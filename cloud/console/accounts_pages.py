@@ -3,14 +3,16 @@ invoices.
 
 GET /console/accounts?q= searches by id or name (q at most 64 characters); GET
 /console/accounts/{id}?bucket=hour|day|month shows one account (cloud.console.accounts_reads).
-Each usage chart is drawn by cloud.console.charts from the same points as the table under it.
+Each usage chart is drawn by cloud.console.charts from the same points as the table under it;
+each bucket's number (table cell and bar) opens GET
+/console/accounts/{id}/usage/events?metric=&start=&end=, the signed events behind it.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query, Request
@@ -21,12 +23,14 @@ from cloud.api import DatabaseDep
 from cloud.catalog.models import Binding
 from cloud.console.access import ConsoleReadDep
 from cloud.console.accounts_reads import (
+    MAX_EVENTS,
     MAX_QUERY,
     MAX_RESULTS,
     AccountPage,
     Bucket,
     MetricUsage,
     read_account_page,
+    read_bucket_events,
     search_accounts,
 )
 from cloud.console.charts import Bar, Span, bar_chart, quantity_text, timeline
@@ -37,6 +41,8 @@ from cloud.rating.money import round_money
 router = APIRouter(prefix="/console/accounts", include_in_schema=False)
 
 AccountIdPath = Annotated[str, Path(min_length=1, max_length=64)]
+MetricQuery = Annotated[str, Query(min_length=1, max_length=64)]
+HASH_SHOWN = 12  # hex digits of an event's hash the events page shows
 LABELS = {Bucket.HOUR: "%H:%M", Bucket.DAY: "%m-%d", Bucket.MONTH: "%Y-%m"}
 TITLES = {Bucket.HOUR: "%Y-%m-%d %H:%M", Bucket.DAY: "%Y-%m-%d", Bucket.MONTH: "%Y-%m"}
 RANGES = {Bucket.HOUR: "today", Bucket.DAY: "this period", Bucket.MONTH: "the last 12 periods"}
@@ -50,6 +56,7 @@ class UsageRow:
     start: str  # local, as the hover title says
     value: str  # quantity_text, the chart's label too
     exact: str  # the value as the API answers it
+    events_href: str  # the events behind the value (with the app's root path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +92,46 @@ async def get_accounts(
         max_query=MAX_QUERY,
         max_results=MAX_RESULTS,
         source=api_link(request.app, "GET", "/v1/accounts"),
+    )
+
+
+@router.get("/{account_id}/usage/events")
+async def get_bucket_events(
+    request: Request,
+    account_id: AccountIdPath,
+    db: DatabaseDep,
+    live: ConsoleReadDep,
+    metric: MetricQuery,
+    start: datetime,
+    end: datetime,
+) -> Response:
+    """The signed events behind one usage number: the metric over [start, end), inside one
+    local billing month, at most MAX_EVENTS listed; their total beside account_usage's."""
+    now = now_utc()
+    async with db.transaction() as session:
+        found = await read_bucket_events(
+            session=session, account_id=account_id, metric_id=metric, start=start, end=end, now=now
+        )
+    zone = ZoneInfo(found.account.time_zone)
+    query = urlencode(
+        {
+            "metric": metric,
+            "granularity": "month",
+            "start": found.start.isoformat(),
+            "end": found.end.isoformat(),
+        }
+    )
+    path = f"/v1/accounts/{found.account.id}/usage"
+    return render(
+        request,
+        "accounts/usage_events.html",
+        user=live,
+        found=found,
+        local=lambda moment: moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+        quantity=quantity_text,
+        hash_shown=HASH_SHOWN,
+        max_events=MAX_EVENTS,
+        source=api_link(request.app, "GET", "/v1/accounts/{account_id}/usage", query, shown=path),
     )
 
 
@@ -130,12 +177,14 @@ def usage_chart(request: Request, page: AccountPage, usage: MetricUsage) -> Usag
     """The bar chart of one metric and the table lines it shows, from the same points."""
     zone = ZoneInfo(page.account.time_zone)
     series = usage.series
+    root = str(request.scope.get("root_path", "")).rstrip("/")  # as pages.render gives templates
     rows = [
         UsageRow(
             label=point.start.astimezone(zone).strftime(LABELS[page.bucket]),
             start=point.start.astimezone(zone).strftime(TITLES[page.bucket]),
             value=quantity_text(point.value),
             exact=str(point.value),
+            events_href=root + events_href(page.account.id, series.metric, point.start, point.end),
         )
         for point in series.points
     ]
@@ -144,7 +193,12 @@ def usage_chart(request: Request, page: AccountPage, usage: MetricUsage) -> Usag
         f" ({_local(page.start, zone)} to {_local(page.end, zone)}), {page.account.time_zone}"
     )
     bars = [
-        Bar(label=row.label, value=point.value, title=f"{row.start}: {row.value} {usage.unit}")
+        Bar(
+            label=row.label,
+            value=point.value,
+            title=f"{row.start}: {row.value} {usage.unit}",
+            href=row.events_href,
+        )
         for row, point in zip(rows, series.points, strict=True)
     ]
     query = urlencode(
@@ -168,6 +222,12 @@ def usage_chart(request: Request, page: AccountPage, usage: MetricUsage) -> Usag
         source=api_link(request.app, "GET", "/v1/accounts/{account_id}/usage", query, shown=path),
         source_href=f"{path}?{query}",
     )
+
+
+def events_href(account_id: str, metric: str, start: datetime, end: datetime) -> str:
+    """The console page of the events behind one bucket's number."""
+    query = urlencode({"metric": metric, "start": start.isoformat(), "end": end.isoformat()})
+    return f"/console/accounts/{quote(account_id, safe='')}/usage/events?{query}"
 
 
 def bindings_timeline(bindings: list[Binding], *, now: datetime, time_zone: str) -> Markup | None:

@@ -30,11 +30,12 @@ SPAN_COLOURS = {"open": "#bfe3c9", "ended": "#c9d8f2", "other": "#f2dfb8"}  # te
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    """One bucket: its axis label, its value, and what hovering it says."""
+    """One bucket: its axis label, its value, what hovering it says, and where it opens."""
 
     label: str
     value: Decimal
     title: str
+    href: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def bar_chart(*, bars: Sequence[Bar], unit: str, caption: str, chart_id: str) ->
         height = 0.0 if top == 0 else float(bar.value / top) * plot_h
         centre = x + slot / 2
         shown = quantity_text(bar.value)
+        if bar.href is not None:
+            parts.append(f'<a href="{escape(bar.href)}">')
         parts.append(
             f'<g class="bar" data-label="{escape(bar.label)}" data-value="{escape(shown)}">'
             f"<title>{escape(bar.title)}</title>"
@@ -99,6 +102,8 @@ def bar_chart(*, bars: Sequence[Bar], unit: str, caption: str, chart_id: str) ->
             + _value_label(centre, base - height, shown, vertical)
             + "</g>"
         )
+        if bar.href is not None:
+            parts.append("</a>")
         if index % every == 0:
             parts.append(_text(centre, base + 16, bar.label, "tick x-tick", anchor="middle"))
     parts.append("</svg>")

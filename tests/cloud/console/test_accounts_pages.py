@@ -5,7 +5,9 @@ Anonymous callers: tests/cloud/console/test_console_access.py."""
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from html import escape, unescape
 from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import FastAPI
 
@@ -132,3 +134,53 @@ async def test_search_then_the_account_with_its_bindings_cost_so_far_and_invoice
 
 def _account_links(html: str) -> list[str]:
     return re.findall(r'<a class="account" href="/console/accounts/([^"]+)">', html)
+
+
+async def test_a_buckets_number_opens_down_to_the_signed_events_behind_it(
+    app: FastAPI, db: Database
+) -> None:
+    await add_users(db)
+    seeded = await seed_account(db, now=datetime.now(UTC))
+    async with http_client(app) as client:
+        anonymous = await client.get(f"/console/accounts/{ACCOUNT}/usage/events")
+        await logged_in(client, "viewer")
+        page = (await client.get(f"/console/accounts/{ACCOUNT}?bucket=month")).text
+        links = re.findall(r'data-exact="([^"]+)"><a class="bucket-events" href="([^"]+)"', page)
+        non_zero = [(Decimal(exact), unescape(href)) for exact, href in links if Decimal(exact)]
+        assert len(links) == 12 and len(non_zero) == 1  # this month's readings
+        number, href = non_zero[0]
+        events = (await client.get(href)).text
+        query = parse_qs(urlsplit(href).query)
+        start, end = query["start"][0], query["end"][0]
+        bad_metric = await client.get(href.replace("metric=kwh", "metric=minutes"))
+        reversed_range = await client.get(
+            f"/console/accounts/{ACCOUNT}/usage/events",
+            params={"metric": "kwh", "start": end, "end": start},
+        )
+        two_months = await client.get(
+            f"/console/accounts/{ACCOUNT}/usage/events",
+            params={"metric": "kwh", "start": start, "end": "2999-01-01T00:00:00+00:00"},
+        )
+
+    assert f'<a href="{escape(href)}"><g class="bar"' in page  # the bar opens it too
+    readings = [event for event in seeded.events if event.name == "reading"]
+    rows = re.findall(
+        r'<tr class="event" data-gateway="([^"]+)" data-seq="(\d+)" data-quantity="([^"]*)">',
+        events,
+    )
+    assert [(gateway, int(seq)) for gateway, seq, _ in rows] == [
+        (event.gateway_id, event.seq) for event in readings
+    ]
+    assert sum(Decimal(quantity) for _, _, quantity in rows) == number == sum(READINGS)
+    assert f'id="events-total" data-exact="{number}"' in events
+    assert f'id="bucket-value" data-exact="{number}"' in events
+    assert 'data-matches="yes"' in events and "equals the number" in events
+    for event in readings:
+        assert f"?gateway={event.gateway_id}&amp;before={event.seq + 1}" in events
+        assert f">{event.hash[:12]}</code>" in events
+    assert "Europe/Berlin" in events
+    for refused in (bad_metric, reversed_range, two_months):
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "invalid_parameters"
+    assert anonymous.status_code == 303
+    assert anonymous.headers["location"] == "/console/login"
