@@ -51,7 +51,7 @@ test: $(STAMP) $(CHROMIUM) $(PDF_TOOLS)
 
 # Both backends, one API key per role, a few minutes in all; findings in test-artifacts/.
 fuzz: $(STAMP)
-	$(BIN)/python -m fuzz --budget 180
+	$(BIN)/python -m fuzz --budget 120
 
 bench: $(STAMP) $(PDF_TOOLS)
 	$(BIN)/python -m bench
