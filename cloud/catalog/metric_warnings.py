@@ -11,7 +11,7 @@ the events carry. No events at all is no warning (a new installation has none ye
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cloud.catalog.metrics import metric_spec
@@ -55,14 +55,24 @@ async def charge_warnings(
 async def _recent_pairs(
     session: AsyncSession, spec: MetricSpec, *, since: datetime
 ) -> list[tuple[str, str | None]]:
-    query = select(StoredEvent.name, StoredEvent.unit).where(StoredEvent.received_at >= since)
+    return [(name, unit) for name, unit, _ in await recent_pair_counts(session, spec, since=since)]
+
+
+async def recent_pair_counts(
+    session: AsyncSession, spec: MetricSpec, *, since: datetime
+) -> list[tuple[str, str | None, int]]:
+    """The (name, unit) pairs the metric's devices sent since `since` (catalogued devices, of
+    its profiles if it names any), with the events of each; at most `MAX_PAIRS` pairs."""
+    devices = select(Device.id)
     if spec.profiles:
-        devices = select(Device.id).where(Device.profile_id.in_(sorted(spec.profiles)))
-        query = query.where(StoredEvent.device_id.in_(devices))
-    else:
-        query = query.where(StoredEvent.device_id.in_(select(Device.id)))
-    rows = await session.execute(query.distinct().limit(MAX_PAIRS))
-    return [(name, unit) for name, unit in rows]
+        devices = devices.where(Device.profile_id.in_(sorted(spec.profiles)))
+    query = (
+        select(StoredEvent.name, StoredEvent.unit, func.count())
+        .where(StoredEvent.received_at >= since, StoredEvent.device_id.in_(devices))
+        .group_by(StoredEvent.name, StoredEvent.unit)
+        .limit(MAX_PAIRS)
+    )
+    return [(name, unit, int(count)) for name, unit, count in await session.execute(query)]
 
 
 def metric_matches_pair(spec: MetricSpec, name: str, unit: str | None) -> bool:

@@ -1,7 +1,7 @@
 """How many events each metric matched in the last `WARN_DAYS` days, for the catalog page.
 
-The same read as `cloud.catalog.metric_warnings` (the events of the metric's devices received since
-then, grouped by (name, unit), at most `MAX_PAIRS` pairs) with a count per pair, and the same
+The read the metric warnings make (`metric_warnings.recent_pair_counts`: the events of the
+metric's devices received since then, counted per (name, unit) pair), and the same
 matcher (`metric_warnings.metric_matches_pair`) deciding which pairs count. For a session metric
 the count is the events of its start names (the profile's rule makes sessions of them).
 """
@@ -9,14 +9,11 @@ the count is the events of its start names (the profile's rule makes sessions of
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.catalog.metric_warnings import MAX_PAIRS, WARN_DAYS, metric_matches_pair
+from cloud.catalog.metric_warnings import WARN_DAYS, metric_matches_pair, recent_pair_counts
 from cloud.catalog.metrics import list_metrics, metric_spec
-from cloud.catalog.models import Device, Metric
-from cloud.domain import MetricSpec
-from cloud.ingest.models import StoredEvent
+from cloud.catalog.models import Metric
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +32,7 @@ async def metric_matches(*, session: AsyncSession, now: datetime) -> list[Metric
     found = []
     for row in await list_metrics(session=session):
         spec = metric_spec(row)
-        pairs = await _pair_counts(session, spec, since=since)
+        pairs = await recent_pair_counts(session, spec, since=since)
         matched = sum(count for name, unit, count in pairs if metric_matches_pair(spec, name, unit))
         found.append(MetricMatches(row, since, matched, len(pairs)))
     return found
-
-
-async def _pair_counts(
-    session: AsyncSession, spec: MetricSpec, *, since: datetime
-) -> list[tuple[str, str | None, int]]:
-    devices = select(Device.id)
-    if spec.profiles:
-        devices = devices.where(Device.profile_id.in_(sorted(spec.profiles)))
-    query = (
-        select(StoredEvent.name, StoredEvent.unit, func.count())
-        .where(StoredEvent.received_at >= since, StoredEvent.device_id.in_(devices))
-        .group_by(StoredEvent.name, StoredEvent.unit)
-        .limit(MAX_PAIRS)
-    )
-    return [(name, unit, int(count)) for name, unit, count in await session.execute(query)]
